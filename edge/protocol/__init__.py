@@ -1,0 +1,110 @@
+"""The termfleet wire contract: MQTT topics and payloads. Pure Python; no IO library imports.
+
+Everything that speaks to a terminal or to the control plane over MQTT goes through here, so an
+old kiosk and a new control plane keep understanding each other during a rollout.
+"""
+
+from .channels import SPECS, ChannelSpec, spec_for
+from .codec import MAX_PAYLOAD_BYTES, Message, decode, decode_message, encode
+from .commands import Command, CommandName, CommandResult, CommandStatus
+from .common import SCHEMA_VERSION, SUPPORTED_VERSIONS, OpenEnum, Payload, Record
+from .config import ApplyStatus, DesiredConfig, ReportedConfig
+from .delivery import Ack
+from .enrollment import BrokerEndpoint, ClaimRequest, ClaimResponse, ClaimStatus
+from .errors import PayloadError, ProtocolError, RejectReason, TopicError, UnsupportedVersionError
+from .events import DeviceEvent, EventType, Severity
+from .health import (
+    Heartbeat,
+    Network,
+    NetworkType,
+    PeripheralKind,
+    PeripheralState,
+    PeripheralStatus,
+)
+from .notices import Artifact, CatalogNotice, ContentNotice
+from .presence import DeviceKind, OfflineReason, Presence, PresenceState
+from .reviews import CaseNotice, Indicators, Rating, Review, ReviewChannel
+from .topics import Channel, Direction, Topic
+from .usage import (
+    CallForHelp,
+    IdCardRead,
+    IdCardResult,
+    PrintJob,
+    SessionEnded,
+    SessionEndReason,
+    SessionStarted,
+    Transaction,
+    TransactionOutcome,
+    UnknownUsage,
+    UsageEvent,
+    UsageRecord,
+)
+
+__all__ = [
+    "MAX_PAYLOAD_BYTES",
+    "SCHEMA_VERSION",
+    "SPECS",
+    "SUPPORTED_VERSIONS",
+    "Ack",
+    "ApplyStatus",
+    "Artifact",
+    "BrokerEndpoint",
+    "CallForHelp",
+    "CaseNotice",
+    "CatalogNotice",
+    "Channel",
+    "ChannelSpec",
+    "ClaimRequest",
+    "ClaimResponse",
+    "ClaimStatus",
+    "Command",
+    "CommandName",
+    "CommandResult",
+    "CommandStatus",
+    "ContentNotice",
+    "DesiredConfig",
+    "DeviceEvent",
+    "DeviceKind",
+    "Direction",
+    "EventType",
+    "Heartbeat",
+    "IdCardRead",
+    "IdCardResult",
+    "Indicators",
+    "Message",
+    "Network",
+    "NetworkType",
+    "OfflineReason",
+    "OpenEnum",
+    "Payload",
+    "PayloadError",
+    "PeripheralKind",
+    "PeripheralState",
+    "PeripheralStatus",
+    "Presence",
+    "PresenceState",
+    "PrintJob",
+    "ProtocolError",
+    "Rating",
+    "Record",
+    "RejectReason",
+    "ReportedConfig",
+    "Review",
+    "ReviewChannel",
+    "SessionEndReason",
+    "SessionEnded",
+    "SessionStarted",
+    "Severity",
+    "Topic",
+    "TopicError",
+    "Transaction",
+    "TransactionOutcome",
+    "UnknownUsage",
+    "UnsupportedVersionError",
+    "UsageEvent",
+    "UsageRecord",
+    "decode",
+    "decode_message",
+    "encode",
+    "spec_for",
+]

@@ -1,0 +1,105 @@
+"""Encode payloads to JSON bytes and decode bytes back, turning anything wrong into PayloadError."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+import msgspec
+
+from .channels import SPECS
+from .common import SUPPORTED_VERSIONS, Payload, Record
+from .errors import PayloadError, RejectReason, UnsupportedVersionError
+from .topics import Channel, Topic, parse
+from .usage import USAGE_TYPES, UnknownUsage, UsageEvent
+
+MAX_PAYLOAD_BYTES = 256 * 1024
+"""Larger payloads are refused before parsing; content travels over HTTP, not MQTT."""
+
+_encoder = msgspec.json.Encoder()
+
+
+class _VersionProbe(msgspec.Struct):
+    v: int = 1
+
+
+class _UsageProbe(Record, frozen=True, kw_only=True):
+    type: str = ""
+
+
+_USAGE_TAGS = frozenset(cast("str", t.__struct_config__.tag) for t in USAGE_TYPES)
+_version_probe = msgspec.json.Decoder(_VersionProbe)
+_usage_probe = msgspec.json.Decoder(_UsageProbe)
+_decoders: dict[Channel, msgspec.json.Decoder[Any]] = {
+    channel: msgspec.json.Decoder(UsageEvent if channel is Channel.USAGE else spec.payload)
+    for channel, spec in SPECS.items()
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A decoded message with the topic it arrived on."""
+
+    topic: Topic
+    payload: Payload
+
+
+def encode(payload: Payload) -> bytes:
+    """JSON bytes for a payload. Fields left at their default are omitted."""
+    return _encoder.encode(payload)
+
+
+def decode(channel: Channel, data: bytes | bytearray | memoryview) -> Payload:
+    """Decode the payload of ``channel`` or raise PayloadError with a reason and a clear message."""
+    if len(data) > MAX_PAYLOAD_BYTES:
+        msg = f"{channel.value}: payload of {len(data)} bytes exceeds {MAX_PAYLOAD_BYTES}"
+        raise PayloadError(msg, RejectReason.TOO_LARGE)
+    if not data:
+        msg = f"{channel.value}: empty payload"
+        raise PayloadError(msg, RejectReason.JSON)
+    try:
+        payload = cast("Payload", _decoders[channel].decode(data))
+    except msgspec.ValidationError as exc:
+        _raise_version_error_if_any(channel, data)
+        if channel is Channel.USAGE and (unknown := _unknown_usage(data)) is not None:
+            return unknown
+        msg = f"{channel.value}: {exc}"
+        raise PayloadError(msg, RejectReason.SCHEMA) from None
+    except msgspec.DecodeError as exc:
+        msg = f"{channel.value}: malformed JSON: {exc}"
+        raise PayloadError(msg, RejectReason.JSON) from None
+    _check_version(channel, payload.v)
+    return payload
+
+
+def decode_message(topic: str, data: bytes | bytearray | memoryview) -> Message:
+    """Parse the topic and decode the payload it promises; raises TopicError or PayloadError."""
+    parsed = parse(topic)
+    return Message(parsed, decode(parsed.channel, data))
+
+
+def _check_version(channel: Channel, version: int) -> None:
+    if version not in SUPPORTED_VERSIONS:
+        supported = ", ".join(str(v) for v in sorted(SUPPORTED_VERSIONS))
+        msg = f"{channel.value}: schema version {version} is not supported (this build reads {supported})"
+        raise UnsupportedVersionError(msg)
+
+
+def _raise_version_error_if_any(channel: Channel, data: bytes | bytearray | memoryview) -> None:
+    # A payload of another schema version may fail validation for reasons that only confuse; the
+    # version is the real cause, so name it.
+    try:
+        probe = _version_probe.decode(data)
+    except msgspec.DecodeError:
+        return
+    _check_version(channel, probe.v)
+
+
+def _unknown_usage(data: bytes | bytearray | memoryview) -> UnknownUsage | None:
+    try:
+        probe = _usage_probe.decode(data)
+    except msgspec.DecodeError:
+        return None
+    if not probe.type or probe.type in _USAGE_TAGS:
+        return None
+    return UnknownUsage(v=probe.v, seq=probe.seq, at=probe.at, original_type=probe.type)

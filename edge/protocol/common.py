@@ -1,0 +1,70 @@
+"""Building blocks shared by every payload: the base struct, open enums and common value types."""
+
+from __future__ import annotations
+
+import enum
+import logging
+from datetime import datetime
+from typing import Annotated, Self
+
+import msgspec
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+"""The payload schema version this build writes. Readers accept every version in SUPPORTED_VERSIONS."""
+
+SUPPORTED_VERSIONS = frozenset({1})
+
+Timestamp = Annotated[datetime, msgspec.Meta(tz=True, description="RFC 3339 time with offset")]
+"""A device- or server-side time. Device clocks drift, so ordering always uses sequence numbers."""
+
+Seq = Annotated[int, msgspec.Meta(ge=0, description="Per-device sequence number")]
+
+DeviceId = Annotated[
+    str,
+    msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Device id as in the topic"),
+]
+
+
+class OpenEnum(enum.StrEnum):
+    """A string enum that decodes values it does not know to UNKNOWN instead of failing.
+
+    A newer agent may send a value an older control plane has never heard of (and the reverse
+    during a rollout); the message is still worth keeping, so the value is logged and mapped.
+    """
+
+    @classmethod
+    def _missing_(cls, value: object) -> Self:
+        log.info("unknown %s value %r read as UNKNOWN", cls.__name__, value)
+        return cls("unknown")
+
+
+class Payload(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Base of every payload: frozen, keyword-only, and versioned.
+
+    Every field has a default so that old and new peers interoperate; unknown fields from a newer
+    peer are dropped on decode.
+    """
+
+    v: int = 0
+    """Schema version. Writers always send it; 0 (absent) reads as SCHEMA_VERSION."""
+
+    def __post_init__(self) -> None:
+        # omit_defaults would drop a field equal to its default, and the version must always be
+        # on the wire; so the default is the "absent" marker 0, replaced here on construction
+        # and on decode alike.
+        if self.v == 0:
+            msgspec.structs.force_setattr(self, "v", SCHEMA_VERSION)
+
+
+class Record(Payload, frozen=True, kw_only=True):
+    """Base of every record the agent keeps in its outbox until the control plane acknowledges it.
+
+    ``seq`` is one per-device sequence shared by usage, review and event records, so the ingest is
+    idempotent on (device_id, seq). ``at`` is device time, kept for display; the control plane
+    records its own receive time.
+    """
+
+    seq: Seq = 0
+    at: Timestamp | None = None

@@ -1,0 +1,51 @@
+"""Enrollment: a new terminal exchanges a claim code for its permanent identity."""
+
+from __future__ import annotations
+
+import msgspec
+
+from .common import OpenEnum, Payload, Timestamp
+from .presence import DeviceKind
+
+
+class ClaimRequest(Payload, frozen=True, kw_only=True):
+    """Sent with the restricted claim credentials, which can do nothing but this exchange.
+
+    ``agent_public_key`` (X25519, base64) lets the claim service seal the broker password so
+    that other holders of the claim credentials cannot read it from the response topic.
+    """
+
+    claim_code: str = ""
+    serial: str = ""
+    kind: DeviceKind = DeviceKind.UNKNOWN
+    hardware_model: str = ""
+    agent_version: str = ""
+    agent_public_key: str = ""
+    at: Timestamp | None = None
+
+
+class ClaimStatus(OpenEnum):
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+    UNKNOWN = "unknown"
+
+
+class BrokerEndpoint(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    host: str = ""
+    port: int = 8883
+    tls: bool = True
+
+
+class ClaimResponse(Payload, frozen=True, kw_only=True):
+    """The permanent identity, or a refusal with a reason (expired, used, unknown, rate_limited)."""
+
+    status: ClaimStatus = ClaimStatus.UNKNOWN
+    reason: str = ""
+    device_id: str = ""
+    username: str = ""
+    sealed_password: str = ""
+    """The broker password sealed to ``agent_public_key`` (libsodium sealed box), base64."""
+    broker: BrokerEndpoint = BrokerEndpoint()
+    content_keys: tuple[str, ...] = ()
+    """Ed25519 public keys (base64) whose signatures the terminal accepts on content."""
+    config: dict[str, str] = {}

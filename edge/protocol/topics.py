@@ -1,0 +1,162 @@
+"""The MQTT topic tree. Nothing outside this module formats or splits a termfleet topic.
+
+    termfleet/v1/up/{device_id}/{uplink channel}      device → control plane
+    termfleet/v1/down/{device_id}/{downlink channel}  control plane → device
+    termfleet/v1/claim/{claim_id}/request|response    enrollment exchange
+
+Each terminal's traffic sits under its own device id, so one broker rule per direction confines
+a terminal to its own data.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+from .errors import TopicError
+
+ROOT = "termfleet/v1"
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class Direction(enum.StrEnum):
+    UP = "up"
+    DOWN = "down"
+    CLAIM = "claim"
+
+
+class Channel(enum.StrEnum):
+    """The last topic level: what kind of message travels there."""
+
+    # uplink
+    PRESENCE = "presence"
+    HEALTH = "health"
+    USAGE = "usage"
+    REVIEW = "review"
+    EVENT = "event"
+    REPORTED = "reported"
+    RESULT = "result"
+    # downlink
+    ACK = "ack"
+    DESIRED = "desired"
+    CATALOG = "catalog"
+    CONTENT = "content"
+    COMMAND = "command"
+    CASE = "case"
+    # enrollment
+    REQUEST = "request"
+    RESPONSE = "response"
+
+
+CHANNELS_BY_DIRECTION: dict[Direction, frozenset[Channel]] = {
+    Direction.UP: frozenset(
+        {
+            Channel.PRESENCE,
+            Channel.HEALTH,
+            Channel.USAGE,
+            Channel.REVIEW,
+            Channel.EVENT,
+            Channel.REPORTED,
+            Channel.RESULT,
+        }
+    ),
+    Direction.DOWN: frozenset(
+        {
+            Channel.ACK,
+            Channel.DESIRED,
+            Channel.CATALOG,
+            Channel.CONTENT,
+            Channel.COMMAND,
+            Channel.CASE,
+        }
+    ),
+    Direction.CLAIM: frozenset({Channel.REQUEST, Channel.RESPONSE}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """A parsed, validated topic. ``subject`` is the device id, or the claim id for enrollment."""
+
+    direction: Direction
+    subject: str
+    channel: Channel
+
+    def __post_init__(self) -> None:
+        if not _ID.match(self.subject):
+            msg = f"invalid id {self.subject!r}: 1-64 of A-Z a-z 0-9 _ . - starting alphanumeric"
+            raise TopicError(msg)
+        if self.channel not in CHANNELS_BY_DIRECTION[self.direction]:
+            msg = f"channel {self.channel.value!r} does not belong under {self.direction.value!r}"
+            raise TopicError(msg)
+
+    def __str__(self) -> str:
+        return f"{ROOT}/{self.direction.value}/{self.subject}/{self.channel.value}"
+
+
+def uplink(device_id: str, channel: Channel) -> str:
+    """The topic a device publishes ``channel`` on."""
+    return str(Topic(Direction.UP, device_id, channel))
+
+
+def downlink(device_id: str, channel: Channel) -> str:
+    """The topic the control plane publishes ``channel`` on for one device."""
+    return str(Topic(Direction.DOWN, device_id, channel))
+
+
+def claim(claim_id: str, channel: Channel) -> str:
+    """An enrollment exchange topic; ``claim_id`` is chosen at random by the enrolling agent."""
+    return str(Topic(Direction.CLAIM, claim_id, channel))
+
+
+def parse(topic: str) -> Topic:
+    """Parse a concrete topic (no wildcards) or raise TopicError saying what is wrong."""
+    parts = topic.split("/")
+    if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != ROOT:  # noqa: PLR2004 - root, direction, id, channel
+        msg = f"topic {topic!r} is not {ROOT}/<up|down|claim>/<id>/<channel>"
+        raise TopicError(msg)
+    try:
+        direction = Direction(parts[2])
+    except ValueError:
+        msg = f"topic {topic!r}: unknown direction {parts[2]!r}"
+        raise TopicError(msg) from None
+    try:
+        channel = Channel(parts[4])
+    except ValueError:
+        msg = f"topic {topic!r}: unknown channel {parts[4]!r}"
+        raise TopicError(msg) from None
+    return Topic(direction, parts[3], channel)
+
+
+# Subscription filters. A "+" stands for one level, "#" for the rest.
+
+
+def all_uplink_filter() -> str:
+    """What the control plane subscribes to: every device's uplink."""
+    return f"{ROOT}/{Direction.UP.value}/+/+"
+
+
+def device_downlink_filter(device_id: str) -> str:
+    """What one agent subscribes to: its own downlink."""
+    Topic(Direction.DOWN, device_id, Channel.ACK)  # validates the id
+    return f"{ROOT}/{Direction.DOWN.value}/{device_id}/+"
+
+
+def device_uplink_filter(device_id: str) -> str:
+    """The broker ACL pattern for what one device may publish."""
+    Topic(Direction.UP, device_id, Channel.PRESENCE)
+    return f"{ROOT}/{Direction.UP.value}/{device_id}/+"
+
+
+def claim_request_filter() -> str:
+    """What the claim service subscribes to."""
+    return f"{ROOT}/{Direction.CLAIM.value}/+/{Channel.REQUEST.value}"
+
+
+def shared(group: str, topic_filter: str) -> str:
+    """An MQTT 5 shared subscription, so control-plane replicas split the uplink between them."""
+    if not _ID.match(group):
+        msg = f"invalid share group {group!r}"
+        raise TopicError(msg)
+    return f"$share/{group}/{topic_filter}"

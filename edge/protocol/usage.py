@@ -1,0 +1,96 @@
+"""Usage events: what citizens did at the terminal. Each is a record, acknowledged after commit."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from .common import OpenEnum, Record
+
+
+class UsageRecord(Record, frozen=True, kw_only=True, tag_field="type"):
+    """Base of the usage events; ``type`` tells them apart on the wire."""
+
+
+class TransactionOutcome(OpenEnum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ABANDONED = "abandoned"
+    UNKNOWN = "unknown"
+
+
+class IdCardResult(OpenEnum):
+    OK = "ok"
+    FAILED = "failed"
+    NO_CARD = "no_card"
+    UNKNOWN = "unknown"
+
+
+class SessionEndReason(OpenEnum):
+    FINISHED = "finished"
+    IDLE_TIMEOUT = "idle_timeout"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+
+
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class SessionStarted(UsageRecord, frozen=True, kw_only=True, tag="session_started"):
+    session_id: str = ""
+
+
+class SessionEnded(UsageRecord, frozen=True, kw_only=True, tag="session_ended"):
+    session_id: str = ""
+    duration_s: NonNegative = 0.0
+    reason: SessionEndReason = SessionEndReason.FINISHED
+
+
+class Transaction(UsageRecord, frozen=True, kw_only=True, tag="transaction"):
+    """One service item (事项) handled at the terminal, e.g. printing a social-security statement."""
+
+    session_id: str = ""
+    department: str = ""
+    """Approving department code (公安, 人社, 税务 …) as in the catalog."""
+    item_code: str = ""
+    outcome: TransactionOutcome = TransactionOutcome.COMPLETED
+    duration_s: NonNegative = 0.0
+
+
+class PrintJob(UsageRecord, frozen=True, kw_only=True, tag="print"):
+    session_id: str = ""
+    pages: Annotated[int, msgspec.Meta(ge=0)] = 0
+    ok: bool = True
+    printer: str = ""
+
+
+class IdCardRead(UsageRecord, frozen=True, kw_only=True, tag="id_card_read"):
+    """An ID-card read. The ID number itself never leaves the reader's driver."""
+
+    session_id: str = ""
+    result: IdCardResult = IdCardResult.OK
+
+
+class CallForHelp(UsageRecord, frozen=True, kw_only=True, tag="call_for_help"):
+    """A press of the 呼叫帮办 call-for-help button."""
+
+    session_id: str = ""
+    answered: bool = False
+
+
+class UnknownUsage(UsageRecord, frozen=True, kw_only=True, tag="unknown"):
+    """A usage event type this build does not know; kept and acknowledged, never dropped."""
+
+    original_type: str = ""
+
+
+UsageEvent = SessionStarted | SessionEnded | Transaction | PrintJob | IdCardRead | CallForHelp
+USAGE_TYPES: tuple[type[UsageRecord], ...] = (
+    SessionStarted,
+    SessionEnded,
+    Transaction,
+    PrintJob,
+    IdCardRead,
+    CallForHelp,
+)
