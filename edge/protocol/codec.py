@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -61,14 +62,16 @@ def decode(channel: Channel, data: bytes | bytearray | memoryview) -> Payload:
         payload = cast("Payload", _decoders[channel].decode(data))
     except msgspec.ValidationError as exc:
         _raise_version_error_if_any(channel, data)
-        if channel is Channel.USAGE and (unknown := _unknown_usage(data)) is not None:
-            return unknown
-        msg = f"{channel.value}: {exc}"
-        raise PayloadError(msg, RejectReason.SCHEMA) from None
+        unknown = _unknown_usage(data) if channel is Channel.USAGE else None
+        if unknown is None:
+            msg = f"{channel.value}: {exc}"
+            raise PayloadError(msg, RejectReason.SCHEMA) from None
+        payload = unknown
     except msgspec.DecodeError as exc:
         msg = f"{channel.value}: malformed JSON: {exc}"
         raise PayloadError(msg, RejectReason.JSON) from None
     _check_version(channel, payload.v)
+    _check_required(channel, payload)
     return payload
 
 
@@ -83,6 +86,20 @@ def _check_version(channel: Channel, version: int) -> None:
         supported = ", ".join(str(v) for v in sorted(SUPPORTED_VERSIONS))
         msg = f"{channel.value}: schema version {version} is not supported (this build reads {supported})"
         raise UnsupportedVersionError(msg)
+
+
+def _check_required(channel: Channel, payload: Payload) -> None:
+    defaults = _required_defaults(type(payload))
+    for name, default in defaults:
+        if getattr(payload, name) == default:
+            msg = f"{channel.value}: missing required field `{name}` in {type(payload).__name__}"
+            raise PayloadError(msg, RejectReason.MISSING_FIELD)
+
+
+@functools.cache
+def _required_defaults(cls: type[Payload]) -> tuple[tuple[str, Any], ...]:
+    defaults = {f.name: f.default for f in msgspec.structs.fields(cls)}
+    return tuple((name, defaults[name]) for name in cls.required)
 
 
 def _raise_version_error_if_any(channel: Channel, data: bytes | bytearray | memoryview) -> None:

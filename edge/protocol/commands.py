@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from .common import OpenEnum, Payload, Timestamp
 
 
@@ -24,6 +26,8 @@ class Command(Payload, frozen=True, kw_only=True):
     issued_at: Timestamp | None = None
     expires_at: Timestamp | None = None
 
+    required: ClassVar[tuple[str, ...]] = ("command_id", "name")
+
 
 class CommandStatus(OpenEnum):
     ACCEPTED = "accepted"
@@ -42,3 +46,5 @@ class CommandResult(Payload, frozen=True, kw_only=True):
     detail: str = ""
     checks: dict[str, str] = {}
     at: Timestamp | None = None
+
+    required: ClassVar[tuple[str, ...]] = ("command_id", "status")

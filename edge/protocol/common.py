@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import logging
 from datetime import datetime
-from typing import Annotated, Self
+from typing import Annotated, ClassVar, Self
 
 import msgspec
 
@@ -50,6 +50,13 @@ class Payload(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     v: int = 0
     """Schema version. Writers always send it; 0 (absent) reads as SCHEMA_VERSION."""
 
+    required: ClassVar[tuple[str, ...]] = ()
+    """Fields without which the payload means nothing; the codec refuses it if one is unset.
+
+    Every field still has a default so that a struct can be built and evolved field by field;
+    "required" is checked on decode against that default.
+    """
+
     def __post_init__(self) -> None:
         # omit_defaults would drop a field equal to its default, and the version must always be
         # on the wire; so the default is the "absent" marker 0, replaced here on construction
@@ -68,3 +75,5 @@ class Record(Payload, frozen=True, kw_only=True):
 
     seq: Seq = 0
     at: Timestamp | None = None
+
+    required: ClassVar[tuple[str, ...]] = ("seq",)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from .common import OpenEnum, Payload, Timestamp
 
@@ -13,6 +13,8 @@ class DesiredConfig(Payload, frozen=True, kw_only=True):
     version: int = 0
     values: dict[str, Any] = {}
     issued_at: Timestamp | None = None
+
+    required: ClassVar[tuple[str, ...]] = ("version",)
 
 
 class ApplyStatus(OpenEnum):
@@ -30,3 +32,5 @@ class ReportedConfig(Payload, frozen=True, kw_only=True):
     error: str = ""
     values: dict[str, Any] = {}
     at: Timestamp | None = None
+
+    required: ClassVar[tuple[str, ...]] = ("status",)

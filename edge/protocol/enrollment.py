@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import msgspec
 
 from .common import OpenEnum, Payload, Timestamp
@@ -22,6 +24,8 @@ class ClaimRequest(Payload, frozen=True, kw_only=True):
     agent_version: str = ""
     agent_public_key: str = ""
     at: Timestamp | None = None
+
+    required: ClassVar[tuple[str, ...]] = ("claim_code", "serial")
 
 
 class ClaimStatus(OpenEnum):
@@ -49,3 +53,5 @@ class ClaimResponse(Payload, frozen=True, kw_only=True):
     content_keys: tuple[str, ...] = ()
     """Ed25519 public keys (base64) whose signatures the terminal accepts on content."""
     config: dict[str, str] = {}
+
+    required: ClassVar[tuple[str, ...]] = ("status",)

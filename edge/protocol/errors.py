@@ -13,6 +13,7 @@ class RejectReason(enum.StrEnum):
     SCHEMA = "schema"
     VERSION = "version"
     TOO_LARGE = "too_large"
+    MISSING_FIELD = "missing_field"
 
 
 class ProtocolError(ValueError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from .common import OpenEnum, Record
 from .health import PeripheralKind, PeripheralState
 
@@ -33,3 +35,5 @@ class DeviceEvent(Record, frozen=True, kw_only=True):
     peripheral_kind: PeripheralKind | None = None
     peripheral_state: PeripheralState | None = None
     details: dict[str, str] = {}
+
+    required: ClassVar[tuple[str, ...]] = ("seq", "type")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import msgspec
 
@@ -83,3 +83,5 @@ class Heartbeat(Payload, frozen=True, kw_only=True):
     agent_version: str | None = None
     outbox_backlog: int | None = None
     peripherals: tuple[PeripheralStatus, ...] | None = None
+
+    required: ClassVar[tuple[str, ...]] = ("seq",)

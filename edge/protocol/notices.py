@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import msgspec
 
@@ -30,6 +30,8 @@ class CatalogNotice(Payload, frozen=True, kw_only=True):
     artifact: Artifact = Artifact()
     effective_from: Timestamp | None = None
 
+    required: ClassVar[tuple[str, ...]] = ("catalog_id", "version")
+
 
 class ContentNotice(Payload, frozen=True, kw_only=True):
     """A content package (明白卡 guide cards, videos, notices) targeted at this terminal."""
@@ -40,3 +42,5 @@ class ContentNotice(Payload, frozen=True, kw_only=True):
     rollout_id: str = ""
     effective_from: Timestamp | None = None
     install_outside_opening_hours: bool = True
+
+    required: ClassVar[tuple[str, ...]] = ("package_id", "version")

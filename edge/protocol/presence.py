@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from .common import OpenEnum, Payload, Seq, Timestamp
 
 
@@ -46,3 +48,5 @@ class Presence(Payload, frozen=True, kw_only=True):
     reason: OfflineReason = OfflineReason.NONE
     kind: DeviceKind = DeviceKind.UNKNOWN
     agent_version: str = ""
+
+    required: ClassVar[tuple[str, ...]] = ("session",)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import msgspec
 
 from .common import OpenEnum, Payload, Record, Timestamp
@@ -63,6 +65,8 @@ class Review(Record, frozen=True, kw_only=True):
     prev_hash: str = ""
     hash: str = ""
 
+    required: ClassVar[tuple[str, ...]] = ("seq", "case_number", "rating")
+
 
 class CaseNotice(Payload, frozen=True, kw_only=True):
     """Downlink to a review pad: a case at this window has ended, prompt the citizen to rate it."""
@@ -73,3 +77,5 @@ class CaseNotice(Payload, frozen=True, kw_only=True):
     staff_id: str = ""
     window: str = ""
     ended_at: Timestamp | None = None
+
+    required: ClassVar[tuple[str, ...]] = ("case_number",)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import msgspec
 
@@ -56,6 +56,8 @@ class Transaction(UsageRecord, frozen=True, kw_only=True, tag="transaction"):
     item_code: str = ""
     outcome: TransactionOutcome = TransactionOutcome.COMPLETED
     duration_s: NonNegative = 0.0
+
+    required: ClassVar[tuple[str, ...]] = ("seq", "item_code")
 
 
 class PrintJob(UsageRecord, frozen=True, kw_only=True, tag="print"):

@@ -1,0 +1,71 @@
+"""Shared fixtures: a real Mosquitto per test session (and per test where a test breaks it),
+a SQLite file per test, and PostgreSQL when it is reachable. See tests/README.md."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from control_plane.services.broker import BrokerSettings, start_broker
+from control_plane.services.processes import free_port
+from tests.support.postgres import PostgresServer, find_postgres
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerSettings]:
+    """One Mosquitto for the whole session; tests keep apart by unique device ids."""
+    settings = BrokerSettings(workdir=tmp_path_factory.mktemp("broker"), port=free_port())
+    proc = start_broker(settings)
+    yield settings
+    proc.stop()
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[tuple[BrokerSettings, object]]:
+    """A Mosquitto of this test's own, for tests that kill or restart it; yields (settings, process)."""
+    settings = BrokerSettings(workdir=tmp_path / "broker", port=free_port())
+    proc = start_broker(settings)
+    yield settings, proc
+    proc.stop()
+
+
+@pytest.fixture
+def device_prefix() -> str:
+    """A prefix for device ids unique to this test, so tests sharing the broker never meet."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite://{tmp_path / 'termfleet.sqlite3'}"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> PostgresServer | None:
+    return find_postgres()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Tests that take ``database_url`` run on SQLite always and on PostgreSQL wherever a server is
+    # reachable; .ci/run sets TERMFLEET_TEST_POSTGRES so that CI cannot quietly lose the second.
+    if "database_url" in metafunc.fixturenames:
+        backends = ["sqlite"]
+        if os.environ.get("TERMFLEET_TEST_POSTGRES") or find_postgres() is not None:
+            backends.append("postgres")
+        metafunc.parametrize("database_url", backends, indirect=True)
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite://{tmp_path / 'termfleet.sqlite3'}"
+        return
+    server = find_postgres()
+    if server is None:
+        pytest.fail("TERMFLEET_TEST_POSTGRES is set but no PostgreSQL server answers")
+    with server.temporary_database() as url:
+        yield url
