@@ -9,7 +9,7 @@ from typing import Any, cast
 import msgspec
 
 from .channels import SPECS
-from .common import SUPPORTED_VERSIONS, Payload, Record
+from .common import SCHEMA_VERSION, SUPPORTED_VERSIONS, OpenEnum, Payload, Record
 from .errors import PayloadError, RejectReason, UnsupportedVersionError
 from .topics import Channel, Topic, parse
 from .usage import USAGE_TYPES, UnknownUsage, UsageEvent
@@ -26,11 +26,14 @@ class _VersionProbe(msgspec.Struct):
 
 class _UsageProbe(Record, frozen=True, kw_only=True):
     type: str = ""
+    original_type: str = ""
 
 
 _USAGE_TAGS = frozenset(cast("str", t.__struct_config__.tag) for t in USAGE_TYPES)
+_UNKNOWN_USAGE_TAG = cast("str", UnknownUsage.__struct_config__.tag)
 _version_probe = msgspec.json.Decoder(_VersionProbe)
 _usage_probe = msgspec.json.Decoder(_UsageProbe)
+_keys_probe = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _decoders: dict[Channel, msgspec.json.Decoder[Any]] = {
     channel: msgspec.json.Decoder(UsageEvent if channel is Channel.USAGE else spec.payload)
     for channel, spec in SPECS.items()
@@ -62,7 +65,7 @@ def decode(channel: Channel, data: bytes | bytearray | memoryview) -> Payload:
         payload = cast("Payload", _decoders[channel].decode(data))
     except msgspec.ValidationError as exc:
         _raise_version_error_if_any(channel, data)
-        unknown = _unknown_usage(data) if channel is Channel.USAGE else None
+        unknown = _salvage_usage(data, exc) if channel is Channel.USAGE else None
         if unknown is None:
             msg = f"{channel.value}: {exc}"
             raise PayloadError(msg, RejectReason.SCHEMA) from None
@@ -71,7 +74,7 @@ def decode(channel: Channel, data: bytes | bytearray | memoryview) -> Payload:
         msg = f"{channel.value}: malformed JSON: {exc}"
         raise PayloadError(msg, RejectReason.JSON) from None
     _check_version(channel, payload.v)
-    _check_required(channel, payload)
+    _check_required(channel, payload, data)
     return payload
 
 
@@ -84,16 +87,28 @@ def decode_message(topic: str, data: bytes | bytearray | memoryview) -> Message:
 def _check_version(channel: Channel, version: int) -> None:
     if version not in SUPPORTED_VERSIONS:
         supported = ", ".join(str(v) for v in sorted(SUPPORTED_VERSIONS))
-        msg = f"{channel.value}: schema version {version} is not supported (this build reads {supported})"
+        msg = (
+            f"{channel.value}: schema version {version} is not supported"
+            f" (this build reads {supported})"
+        )
         raise UnsupportedVersionError(msg)
 
 
-def _check_required(channel: Channel, payload: Payload) -> None:
+def _check_required(
+    channel: Channel, payload: Payload, data: bytes | bytearray | memoryview
+) -> None:
     defaults = _required_defaults(type(payload))
-    for name, default in defaults:
-        if getattr(payload, name) == default:
-            msg = f"{channel.value}: missing required field `{name}` in {type(payload).__name__}"
-            raise PayloadError(msg, RejectReason.MISSING_FIELD)
+    unset = [name for name, default in defaults if getattr(payload, name) == default]
+    enums = {name for name in unset if isinstance(getattr(payload, name), OpenEnum)}
+    if enums:
+        # An open enum reads a value it does not know as UNKNOWN, its default; such a field was
+        # sent all the same and the message is worth keeping (a newer agent's event type, a newer
+        # control plane's command name), so only an absent one counts as missing.
+        sent = _keys_probe.decode(data)
+        unset = [name for name in unset if not (name in enums and name in sent)]
+    if unset:
+        msg = f"{channel.value}: missing required field `{unset[0]}` in {type(payload).__name__}"
+        raise PayloadError(msg, RejectReason.MISSING_FIELD)
 
 
 @functools.cache
@@ -109,14 +124,22 @@ def _raise_version_error_if_any(channel: Channel, data: bytes | bytearray | memo
         probe = _version_probe.decode(data)
     except msgspec.DecodeError:
         return
-    _check_version(channel, probe.v)
+    _check_version(channel, probe.v or SCHEMA_VERSION)  # 0 is the "absent" marker, as in Payload
 
 
-def _unknown_usage(data: bytes | bytearray | memoryview) -> UnknownUsage | None:
+def _salvage_usage(
+    data: bytes | bytearray | memoryview, exc: msgspec.ValidationError
+) -> UnknownUsage | None:
+    """An UnknownUsage for a well-formed record of a type this build does not know, else None."""
     try:
         probe = _usage_probe.decode(data)
     except msgspec.DecodeError:
         return None
-    if not probe.type or probe.type in _USAGE_TAGS:
+    if not probe.type:
+        msg = f"{Channel.USAGE.value}: missing required field `type` ({exc})"
+        raise PayloadError(msg, RejectReason.MISSING_FIELD) from None
+    if probe.type in _USAGE_TAGS:
         return None
-    return UnknownUsage(v=probe.v, seq=probe.seq, at=probe.at, original_type=probe.type)
+    # An UnknownUsage passed on again (type "unknown") keeps the type it was first sent with.
+    original = probe.original_type if probe.type == _UNKNOWN_USAGE_TAG else probe.type
+    return UnknownUsage(v=probe.v, seq=probe.seq, at=probe.at, original_type=original)

@@ -12,7 +12,7 @@ import msgspec
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-"""The payload schema version this build writes. Readers accept every version in SUPPORTED_VERSIONS."""
+"""The payload schema version this build writes; readers accept all of SUPPORTED_VERSIONS."""
 
 SUPPORTED_VERSIONS = frozenset({1})
 
@@ -23,7 +23,9 @@ Seq = Annotated[int, msgspec.Meta(ge=0, description="Per-device sequence number"
 
 DeviceId = Annotated[
     str,
-    msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Device id as in the topic"),
+    msgspec.Meta(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Device id as in the topic"
+    ),
 ]
 
 

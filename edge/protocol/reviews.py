@@ -1,4 +1,4 @@
-"""好差评 reviews left on a review pad (评价器) or a kiosk screen, and the case notice that prompts one."""
+"""好差评 reviews from a review pad (评价器) or a kiosk, and the case notice that prompts one."""
 
 from __future__ import annotations
 

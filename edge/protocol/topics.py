@@ -17,7 +17,11 @@ from dataclasses import dataclass
 from .errors import TopicError
 
 ROOT = "termfleet/v1"
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_LEVELS = 5
+"""termfleet / v1 / direction / id / channel."""
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""Matched whole (fullmatch): with ``$``, re.match would also accept a trailing newline."""
+_WILDCARDS = ("+", "#")
 
 
 class Direction(enum.StrEnum):
@@ -84,7 +88,7 @@ class Topic:
     channel: Channel
 
     def __post_init__(self) -> None:
-        if not _ID.match(self.subject):
+        if not _ID.fullmatch(self.subject):
             msg = f"invalid id {self.subject!r}: 1-64 of A-Z a-z 0-9 _ . - starting alphanumeric"
             raise TopicError(msg)
         if self.channel not in CHANNELS_BY_DIRECTION[self.direction]:
@@ -112,9 +116,15 @@ def claim(claim_id: str, channel: Channel) -> str:
 
 def parse(topic: str) -> Topic:
     """Parse a concrete topic (no wildcards) or raise TopicError saying what is wrong."""
+    if any(w in topic for w in _WILDCARDS):
+        msg = f"topic {topic!r} contains a wildcard; only subscription filters may"
+        raise TopicError(msg)
     parts = topic.split("/")
-    if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != ROOT:  # noqa: PLR2004 - root, direction, id, channel
-        msg = f"topic {topic!r} is not {ROOT}/<up|down|claim>/<id>/<channel>"
+    if len(parts) != _LEVELS:
+        msg = f"topic {topic!r} has {len(parts)} levels, not {ROOT}/<up|down|claim>/<id>/<channel>"
+        raise TopicError(msg)
+    if f"{parts[0]}/{parts[1]}" != ROOT:
+        msg = f"topic {topic!r} is not under {ROOT}/"
         raise TopicError(msg)
     try:
         direction = Direction(parts[2])
@@ -156,7 +166,7 @@ def claim_request_filter() -> str:
 
 def shared(group: str, topic_filter: str) -> str:
     """An MQTT 5 shared subscription, so control-plane replicas split the uplink between them."""
-    if not _ID.match(group):
+    if not _ID.fullmatch(group):
         msg = f"invalid share group {group!r}"
         raise TopicError(msg)
     return f"$share/{group}/{topic_filter}"

@@ -48,7 +48,7 @@ class SessionEnded(UsageRecord, frozen=True, kw_only=True, tag="session_ended"):
 
 
 class Transaction(UsageRecord, frozen=True, kw_only=True, tag="transaction"):
-    """One service item (事项) handled at the terminal, e.g. printing a social-security statement."""
+    """One service item (事项) handled at the terminal, e.g. printing a social-security record."""
 
     session_id: str = ""
     department: str = ""

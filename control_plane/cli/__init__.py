@@ -1,0 +1,44 @@
+"""The ``termfleet`` command. Each group lives in its own module and imports its work lazily."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from edge import __version__
+
+from . import agent, demo, devices, server, simulate
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="termfleet")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    envvar="TERMFLEET_LOG_LEVEL",
+    help="How much to log to stderr.",
+)
+def cli(log_level: str) -> None:
+    """Run and inspect a fleet of government service terminals.
+
+    Kiosks (一体机), review pads (评价器), village station PCs and guidance booths report over
+    MQTT to a control plane that stores their state, exposes Prometheus metrics and serves the
+    REST API.
+    """
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+cli.add_command(demo.demo)
+cli.add_command(server.server)
+cli.add_command(agent.agent)
+cli.add_command(simulate.simulate)
+cli.add_command(devices.devices)
+
+
+def main() -> None:
+    cli()

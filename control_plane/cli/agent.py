@@ -1,0 +1,62 @@
+"""``termfleet agent``: the edge agent on a terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import click
+
+
+@click.group()
+def agent() -> None:
+    """The edge agent that runs on each terminal."""
+
+
+@agent.command("run")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    envvar="TERMFLEET_AGENT_CONFIG",
+    help="The agent's TOML config (written by provisioning).",
+)
+def run(config_path: Path) -> None:
+    """Connect, report presence and health, and follow the downlink until SIGINT or SIGTERM."""
+    from edge.agent.config import ConfigError, load_config, read_password
+    from edge.agent.runner import Agent, AgentIdentity, AgentTiming
+    from edge.agent.sessions import FileSessionCounter
+    from edge.agent.telemetry import SystemHealth
+    from edge.mqtt import BrokerAddress
+
+    try:
+        config = load_config(config_path)
+        password = read_password(config.broker)
+        broker = BrokerAddress.from_url(config.broker.url)
+    except (ConfigError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if config.broker.username or password:
+        broker = broker.with_credentials(config.broker.username or None, password)
+    timing = AgentTiming(
+        heartbeat_interval_s=config.telemetry.heartbeat_interval_s,
+        full_snapshot_every=config.telemetry.full_snapshot_every,
+        session_expiry_s=config.broker.session_expiry_s,
+    )
+    the_agent = Agent(
+        AgentIdentity(config.device_id, config.kind),
+        broker,
+        SystemHealth(),
+        FileSessionCounter(Path(config.state_dir)),
+        timing,
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await the_agent.run(stop)
+
+    asyncio.run(main())

@@ -1,0 +1,56 @@
+"""``termfleet devices``: the device registry, through the control plane's REST API."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import click
+
+from . import options
+from .output import print_rows
+
+COLUMNS = ["device_id", "kind", "presence", "agent_version", "last_seen"]
+PAGE = 500
+
+
+@click.group()
+def devices() -> None:
+    """Inspect the terminals known to the control plane."""
+
+
+@devices.command("ls")
+@options.server_url
+@click.option("--kind", type=click.Choice(["kiosk", "review_pad", "station_pc", "booth", "unknown"]))
+@click.option("--presence", type=click.Choice(["online", "offline", "unknown"]))
+@options.json_output
+def ls(server: str, kind: str | None, presence: str | None, as_json: bool) -> None:
+    """List devices with their kind, presence and last contact."""
+    query = {k: v for k, v in {"kind": kind, "presence": presence}.items() if v}
+    rows = asyncio.run(_fetch_all(server, query))
+    print_rows(rows, COLUMNS, as_json=as_json)
+    if not as_json:
+        click.echo(f"{len(rows)} devices", err=True)
+
+
+async def _fetch_all(server: str, query: dict[str, str]) -> list[dict[str, Any]]:
+    import aiohttp
+
+    rows: list[dict[str, Any]] = []
+    cursor: str | None = None
+    url = server.rstrip("/") + "/api/v1/devices"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            while True:
+                params = {**query, "limit": str(PAGE), **({"cursor": cursor} if cursor else {})}
+                async with session.get(url, params=params) as resp:
+                    body = await resp.json(content_type=None)
+                    if resp.status != 200:  # noqa: PLR2004 - HTTP OK
+                        message = body.get("error", {}).get("message", resp.reason)
+                        raise click.ClickException(f"{url}: HTTP {resp.status}: {message}")
+                rows.extend(body["items"])
+                cursor = body.get("next_cursor")
+                if not cursor:
+                    return rows
+    except aiohttp.ClientError as exc:
+        raise click.ClickException(f"cannot reach the control plane at {server}: {exc}") from None

@@ -1,0 +1,40 @@
+"""``termfleet server``: the control-plane process."""
+
+from __future__ import annotations
+
+import click
+
+from edge.mqtt import BrokerAddress
+
+from . import options
+
+
+@click.group()
+def server() -> None:
+    """The control plane: MQTT ingest, database, REST API and /metrics."""
+
+
+@server.command("run")
+@click.option(
+    "--database-url",
+    default="sqlite://termfleet.sqlite3",
+    show_default=True,
+    envvar="TERMFLEET_DATABASE_URL",
+    help="sqlite://PATH or postgres://user@host:port/db [env TERMFLEET_DATABASE_URL].",
+)
+@options.mqtt_url
+@click.option("--http-host", default="127.0.0.1", show_default=True, envvar="TERMFLEET_HTTP_HOST")
+@click.option(
+    "--http-port",
+    type=click.IntRange(1, 65535),
+    default=8080,
+    show_default=True,
+    envvar="TERMFLEET_HTTP_PORT",
+)
+@click.option("--client-id", default="", help="MQTT client id of the ingest (default: host and pid).")
+def run(database_url: str, broker: BrokerAddress, http_host: str, http_port: int, client_id: str) -> None:
+    """Run the control plane until SIGINT or SIGTERM."""
+    from control_plane.server import ServerSettings
+    from control_plane.server import run as run_server
+
+    run_server(ServerSettings(database_url, broker, http_host, http_port, client_id))

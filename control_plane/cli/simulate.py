@@ -1,0 +1,66 @@
+"""``termfleet simulate``: a district of simulated terminals."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import click
+
+from edge.mqtt import BrokerAddress
+
+from . import options
+
+
+@click.command()
+@click.option("--district", default="conghua", show_default=True, help="Demo district dataset.")
+@options.mqtt_url
+@click.option(
+    "--heartbeat-interval",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds between heartbeats.",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Simulate only the first N terminals.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed for the simulated readings.")
+@click.option("--list", "list_only", is_flag=True, help="List the terminals instead of running them.")
+@options.json_output
+def simulate(  # noqa: PLR0913 - one parameter per option
+    district: str,
+    broker: BrokerAddress,
+    heartbeat_interval: float,
+    limit: int | None,
+    seed: int,
+    list_only: bool,
+    as_json: bool,
+) -> None:
+    """Run simulated terminals (kiosks, review pads, station PCs, booths) of a demo district."""
+    from edge.agent.runner import AgentTiming
+    from edge.simulator.district import DistrictError, terminals
+    from edge.simulator.fleet import build_agents, run_fleet
+
+    try:
+        chosen = terminals(district)[:limit]
+    except DistrictError as exc:
+        raise click.ClickException(str(exc)) from None
+    if list_only:
+        rows = [
+            {"device_id": t.device_id, "kind": t.kind.value, "site": t.site_code, "level": t.site_level}
+            for t in chosen
+        ]
+        from .output import print_rows
+
+        print_rows(rows, ["device_id", "kind", "site", "level"], as_json=as_json)
+        return
+    agents = build_agents(chosen, broker, AgentTiming(heartbeat_interval_s=heartbeat_interval), seed)
+    click.echo(f"simulating {len(agents)} terminals of {district} against {broker}", err=True)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await run_fleet(agents, stop)
+
+    asyncio.run(main())

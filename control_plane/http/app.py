@@ -1,0 +1,35 @@
+"""aiohttp application: routes and the shared state they read."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from control_plane.fleet import FleetState
+from control_plane.metrics import ControlPlaneMetrics
+
+from . import devices
+from .errors import error_middleware
+
+FLEET = web.AppKey("fleet", FleetState)
+METRICS = web.AppKey("metrics", ControlPlaneMetrics)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def health_handler(request: web.Request) -> web.Response:
+    connected = request.app[METRICS].mqtt_connected._value.get()  # noqa: SLF001 - gauge value
+    return web.json_response({"status": "ok", "mqtt_connected": bool(connected)})
+
+
+def make_app(fleet: FleetState, metrics: ControlPlaneMetrics) -> web.Application:
+    app = web.Application(middlewares=[error_middleware])
+    app[FLEET] = fleet
+    app[METRICS] = metrics
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/healthz", health_handler)
+    app.router.add_get("/api/v1/devices", devices.list_handler)
+    return app

@@ -1,0 +1,57 @@
+"""Prometheus metrics of one control-plane process, in a registry of its own.
+
+Fleet gauges are computed at scrape time from FleetState by a custom collector, so no per-device
+series are ever created and nothing churns between scrapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from edge.protocol import DeviceKind, PresenceState, RejectReason
+from monitoring import metrics as names
+
+from .fleet import FleetState
+
+# The *_created series double every counter for no use on our dashboards.
+disable_created_metrics()
+
+
+class FleetCollector(Collector):
+    """Devices by kind and presence; every combination is always present, zero or not."""
+
+    def __init__(self, fleet: FleetState) -> None:
+        self._fleet = fleet
+
+    def collect(self) -> Iterator[Metric]:
+        spec = names.DEVICES
+        family = GaugeMetricFamily(spec.name, spec.help, labels=list(spec.labels))
+        counts = self._fleet.counts()
+        for kind in DeviceKind:
+            for presence in PresenceState:
+                family.add_metric([kind.value, presence.value], counts.get((kind, presence), 0))
+        yield family
+
+
+class ControlPlaneMetrics:
+    """The process's registry and the counters the ingest increments."""
+
+    def __init__(self, fleet: FleetState) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(FleetCollector(fleet))
+        self.ingest_messages = _counter(names.INGEST_MESSAGES, self.registry)
+        self.ingest_rejected = _counter(names.INGEST_REJECTED, self.registry)
+        for reason in RejectReason:
+            self.ingest_rejected.labels(reason.value)
+        self.mqtt_connected = Gauge(
+            names.MQTT_CONNECTED.name, names.MQTT_CONNECTED.help, registry=self.registry
+        )
+
+
+def _counter(spec: names.MetricSpec, registry: CollectorRegistry) -> Counter:
+    # prometheus_client appends _total itself; the spec keeps the exposed name.
+    return Counter(spec.name.removesuffix("_total"), spec.help, spec.labels, registry=registry)

@@ -1,0 +1,1 @@
+"""The edge agent: one per terminal; publishes presence, health and usage, obeys the downlink."""

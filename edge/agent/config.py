@@ -1,0 +1,77 @@
+"""The agent's TOML config: identity written by provisioning plus runtime settings.
+
+Unknown keys are refused with the key named, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+
+from edge.protocol import DeviceKind
+from edge.protocol.common import DeviceId
+
+PASSWORD_ENV = "TERMFLEET_MQTT_PASSWORD"
+
+
+class ConfigError(ValueError):
+    """The agent's config file is missing, malformed or unsafe."""
+
+
+class BrokerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    url: str = "mqtt://127.0.0.1:1883"
+    username: str = ""
+    password_file: str = ""
+    """A file with the broker password, readable by its owner only (0600)."""
+    ca_file: str = ""
+    session_expiry_s: Annotated[int, msgspec.Meta(ge=0)] = 7 * 24 * 3600
+
+
+class TelemetryConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    heartbeat_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    full_snapshot_every: Annotated[int, msgspec.Meta(ge=1)] = 10
+    """Every Nth heartbeat is a full snapshot; the others carry only what changed."""
+
+
+class AgentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    device_id: DeviceId
+    kind: DeviceKind
+    state_dir: str = "/var/lib/termfleet-agent"
+    simulated_peripherals: bool = False
+    broker: BrokerConfig = BrokerConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
+
+
+def load_config(path: Path) -> AgentConfig:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        msg = f"cannot read agent config {path}: {exc.strerror}"
+        raise ConfigError(msg) from exc
+    try:
+        return msgspec.toml.decode(data, type=AgentConfig)
+    except msgspec.DecodeError as exc:
+        msg = f"{path}: {exc}"
+        raise ConfigError(msg) from exc
+
+
+def read_password(config: BrokerConfig) -> str | None:
+    """The broker password from the environment, else from a 0600 file, else None."""
+    if secret := os.environ.get(PASSWORD_ENV):
+        return secret
+    if not config.password_file:
+        return None
+    path = Path(config.password_file)
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        msg = f"cannot read password file {path}: {exc.strerror}"
+        raise ConfigError(msg) from exc
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        msg = f"password file {path} must be readable by its owner only (chmod 600), is {mode & 0o777:o}"
+        raise ConfigError(msg)
+    return path.read_text().strip()

@@ -1,0 +1,156 @@
+"""The one adapter that knows the MQTT client library.
+
+aiomqtt drives paho-mqtt from the asyncio event loop (socket callbacks, no network thread), so
+the rest of termfleet sees plain coroutines and async iterators of ``Incoming`` messages and
+never imports paho or aiomqtt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+DEFAULT_PORT = 1883
+DEFAULT_TLS_PORT = 8883
+KEEPALIVE_S = 30
+CONNECT_TIMEOUT_S = 10.0
+
+
+class MqttError(ConnectionError):
+    """The broker refused us, or the connection broke."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    """Where and how to reach the broker. ``mqtt://`` is plain TCP, ``mqtts://`` is TLS."""
+
+    host: str
+    port: int = DEFAULT_PORT
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> BrokerAddress:
+        parts = urlsplit(url)
+        if parts.scheme not in {"mqtt", "mqtts"} or not parts.hostname:
+            msg = f"broker URL {url!r} must look like mqtt://host:port or mqtts://host:port"
+            raise ValueError(msg)
+        tls = parts.scheme == "mqtts"
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (DEFAULT_TLS_PORT if tls else DEFAULT_PORT),
+            tls=tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+    def with_credentials(self, username: str | None, password: str | None) -> BrokerAddress:
+        return BrokerAddress(self.host, self.port, self.tls, username, password, self.ca_file)
+
+    def __str__(self) -> str:
+        scheme = "mqtts" if self.tls else "mqtt"
+        return f"{scheme}://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOptions:
+    """MQTT 5 session behaviour. A persistent session keeps subscriptions and queued QoS 1
+    messages at the broker while the client is away, for up to ``expiry_s``."""
+
+    client_id: str
+    clean_start: bool = True
+    expiry_s: int = 0
+    keepalive_s: int = KEEPALIVE_S
+    will: Outgoing | None = None
+    max_inflight: int = 100
+
+
+class Connection:
+    """An open MQTT 5 connection."""
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self._client = client
+
+    async def publish(self, message: Outgoing) -> None:
+        """Publish; for QoS 1 this returns once the broker has acknowledged (PUBACK)."""
+        try:
+            await self._client.publish(
+                message.topic, message.payload, qos=message.qos, retain=message.retain
+            )
+        except aiomqtt.MqttError as exc:
+            raise MqttError(str(exc)) from exc
+
+    async def subscribe(self, *filters: str, qos: int = 1) -> None:
+        try:
+            await self._client.subscribe([(f, qos) for f in filters])
+        except aiomqtt.MqttError as exc:
+            raise MqttError(str(exc)) from exc
+
+    async def messages(self) -> AsyncIterator[Incoming]:
+        """Messages as they arrive, until the connection breaks (then MqttError)."""
+        try:
+            async for message in self._client.messages:
+                payload = message.payload
+                data = payload if isinstance(payload, bytes) else str(payload).encode()
+                yield Incoming(message.topic.value, data, bool(message.retain))
+        except aiomqtt.MqttError as exc:
+            raise MqttError(str(exc)) from exc
+
+
+def _tls_context(address: BrokerAddress) -> ssl.SSLContext | None:
+    if not address.tls:
+        return None
+    return ssl.create_default_context(cafile=address.ca_file)
+
+
+@contextlib.asynccontextmanager
+async def connect(address: BrokerAddress, options: SessionOptions) -> AsyncIterator[Connection]:
+    """Open an MQTT 5 connection; leaving the block disconnects cleanly (no last will)."""
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    if options.expiry_s:
+        properties.SessionExpiryInterval = options.expiry_s
+    will = options.will
+    client = aiomqtt.Client(
+        address.host,
+        address.port,
+        username=address.username,
+        password=address.password,
+        identifier=options.client_id,
+        protocol=aiomqtt.ProtocolVersion.V5,
+        clean_start=options.clean_start,
+        keepalive=options.keepalive_s,
+        timeout=CONNECT_TIMEOUT_S,
+        properties=properties,
+        max_inflight_messages=options.max_inflight,
+        tls_context=_tls_context(address),
+        will=aiomqtt.Will(will.topic, will.payload, will.qos, will.retain) if will else None,
+    )
+    try:
+        async with client:
+            yield Connection(client)
+    except aiomqtt.MqttError as exc:
+        raise MqttError(f"{address}: {exc}") from exc

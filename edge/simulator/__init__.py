@@ -1,0 +1,1 @@
+"""Simulated terminals: the same agent code, with simulated health and peripherals, many per process."""

@@ -1,0 +1,63 @@
+"""A demo district's terminals, derived from its site list (edge/simulator/data/<name>.json)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from edge.protocol import DeviceKind
+
+_PREFIX = {
+    DeviceKind.KIOSK: "kiosk",
+    DeviceKind.REVIEW_PAD: "pad",
+    DeviceKind.STATION_PC: "station",
+    DeviceKind.BOOTH: "booth",
+}
+
+
+class DistrictError(ValueError):
+    """The district dataset is unknown or malformed."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedTerminal:
+    device_id: str
+    kind: DeviceKind
+    site_code: str
+    site_level: str
+    window: str = ""
+
+
+def available_districts() -> list[str]:
+    folder = resources.files(__package__).joinpath("data")
+    return sorted(p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json"))
+
+
+def load_district(name: str) -> dict[str, Any]:
+    if name not in available_districts():
+        msg = f"unknown district {name!r}; known: {', '.join(available_districts())}"
+        raise DistrictError(msg)
+    data: dict[str, Any] = json.loads(resources.files(__package__).joinpath("data", f"{name}.json").read_text())
+    return data
+
+
+def terminals(name: str) -> list[SimulatedTerminal]:
+    """Every terminal of the district: its kiosks, booths and station PCs, and a pad per window."""
+    data = load_district(name)
+    result: list[SimulatedTerminal] = []
+    for site in data["sites"]:
+        code, level = site["code"], site["level"]
+        for kind_name, count in site.get("terminals", {}).items():
+            kind = DeviceKind(kind_name)
+            result.extend(
+                SimulatedTerminal(f"{_PREFIX[kind]}-{code}-{n:02d}", kind, code, level)
+                for n in range(1, count + 1)
+            )
+        if data.get("review_pad_per_window"):
+            result.extend(
+                SimulatedTerminal(f"pad-{code}-{w:02d}", DeviceKind.REVIEW_PAD, code, level, f"{w:02d}")
+                for w in range(1, site.get("windows", 0) + 1)
+            )
+    return result

@@ -1,0 +1,47 @@
+"""Run many simulated terminals in one process, each with its own MQTT connection."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+
+from edge import mqtt
+from edge.agent.runner import Agent, AgentIdentity, AgentTiming
+from edge.agent.sessions import MemorySessionCounter
+
+from .district import SimulatedTerminal
+from .health import SimulatedHealth
+
+log = logging.getLogger(__name__)
+
+CONNECT_SPREAD_S = 0.01
+"""Pause between starting two terminals, so a big fleet does not connect in one burst."""
+
+
+def build_agents(
+    terminals: list[SimulatedTerminal], broker: mqtt.BrokerAddress, timing: AgentTiming, seed: int
+) -> list[Agent]:
+    # Sessions start from wall-clock milliseconds so that a restarted simulator's presence
+    # outranks the retained messages of its previous run.
+    session_base = int(time.time() * 1000)
+    return [
+        Agent(
+            AgentIdentity(t.device_id, t.kind),
+            broker,
+            SimulatedHealth(t.kind, random.Random(f"{seed}:{t.device_id}")),
+            MemorySessionCounter(session_base),
+            timing,
+        )
+        for t in terminals
+    ]
+
+
+async def run_fleet(agents: list[Agent], stop: asyncio.Event) -> None:
+    """Run every agent until ``stop`` is set; each says goodbye (offline presence) on the way out."""
+    async with asyncio.TaskGroup() as tasks:
+        for agent in agents:
+            tasks.create_task(agent.run(stop), name=f"agent-{agent.identity.device_id}")
+            await asyncio.sleep(CONNECT_SPREAD_S)
+        log.info("%d simulated terminals started", len(agents))

@@ -1,0 +1,1 @@
+"""Monitoring as code: the metric names, Prometheus configuration and (later) rules and dashboards."""

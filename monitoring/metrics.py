@@ -1,0 +1,38 @@
+"""The names, help texts and labels of every metric termfleet exposes. The control plane
+exposes them; dashboards and alert rules refer to them; this module is where they are named.
+
+Labels are bounded by design (device kind, presence, channel, reason): per-device detail
+belongs in the API, not in Prometheus.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    name: str
+    help: str
+    labels: tuple[str, ...] = ()
+
+
+DEVICES = MetricSpec(
+    "termfleet_devices",
+    "Terminals known to the control plane, by kind and presence.",
+    ("kind", "presence"),
+)
+INGEST_MESSAGES = MetricSpec(
+    "termfleet_ingest_messages_total",
+    "Uplink messages decoded and handled by the ingest, by channel.",
+    ("channel",),
+)
+INGEST_REJECTED = MetricSpec(
+    "termfleet_ingest_rejected_total",
+    "Uplink messages refused by the ingest, by reason (topic, json, schema, version, ...).",
+    ("reason",),
+)
+MQTT_CONNECTED = MetricSpec(
+    "termfleet_mqtt_connected",
+    "1 while the control plane's ingest is connected to the broker.",
+)
