@@ -53,9 +53,9 @@ class Demo:
     def start(self) -> None:
         s = self.settings
         broker = BrokerSettings(s.workdir / "broker", s.mqtt_port)
-        self._say(f"starting Mosquitto on {broker.url}" + "\n")
+        self._say(f"starting Mosquitto on {broker.url}\n")
         self._children.append(start_broker(broker))
-        self._say(f"starting the control plane on {self.api_url}" + "\n")
+        self._say(f"starting the control plane on {self.api_url}\n")
         control_plane = ManagedProcess(
             "control-plane",
             _termfleet(
@@ -71,11 +71,11 @@ class Demo:
         binary = prometheus_binary() if s.with_prometheus else None
         if binary:
             prom = PrometheusSettings(s.workdir / "prometheus", s.prometheus_port, (f"127.0.0.1:{s.http_port}",))
-            self._say(f"starting Prometheus on {prom.url}" + "\n")
+            self._say(f"starting Prometheus on {prom.url}\n")
             self._children.append(start_prometheus(prom, binary))
         elif s.with_prometheus:
-            self._say("Prometheus is not installed; skipping it (./dev demo installs it)" + "\n")
-        self._say(f"starting the simulated {s.district} district" + "\n")
+            self._say("Prometheus is not installed; skipping it (./dev demo installs it)\n")
+        self._say(f"starting the simulated {s.district} district\n")
         self._children.append(
             ManagedProcess(
                 "simulator",

@@ -43,6 +43,7 @@ def run(config_path: Path) -> None:
         heartbeat_interval_s=config.telemetry.heartbeat_interval_s,
         full_snapshot_every=config.telemetry.full_snapshot_every,
         session_expiry_s=config.broker.session_expiry_s,
+        keepalive_s=config.broker.keepalive_s,
     )
     the_agent = Agent(
         AgentIdentity(config.device_id, config.kind),

@@ -28,7 +28,17 @@ async def database(url: str) -> AsyncIterator[TortoiseContext]:
     The schema is created if missing. Schema changes will go through migrations once the
     registry grows past the walking skeleton (see the control-plane issue).
     """
+    url = normalise_url(url)
+    # tortoise caches compiled SQL per process keyed by connection *name* (EXECUTOR_CACHE), so
+    # a process that opens SQLite and then PostgreSQL (the test suite does) would send SQLite's
+    # SQL to PostgreSQL under a shared name. Naming the connection after its dialect keeps the
+    # caches apart.
+    connection = url.split(":", 1)[0]
+    config = {
+        "connections": {connection: url},
+        "apps": {"models": {"models": [MODELS_MODULE], "default_connection": connection}},
+    }
     async with TortoiseContext() as ctx:
-        await ctx.init(db_url=normalise_url(url), modules={"models": [MODELS_MODULE]})
+        await ctx.init(config=config)
         await ctx.generate_schemas(safe=True)
         yield ctx

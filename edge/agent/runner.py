@@ -48,6 +48,7 @@ class AgentTiming:
     heartbeat_interval_s: float = 30.0
     full_snapshot_every: int = 10
     session_expiry_s: int = 7 * 24 * 3600
+    keepalive_s: int = mqtt.KEEPALIVE_S
 
 
 def _now() -> datetime:
@@ -98,6 +99,7 @@ class Agent:
                 client_id=self.identity.device_id,
                 clean_start=False,
                 expiry_s=self._timing.session_expiry_s,
+                keepalive_s=self._timing.keepalive_s,
                 will=self._presence(PresenceState.OFFLINE, session, OfflineReason.WILL),
             )
             try:

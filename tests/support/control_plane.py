@@ -1,0 +1,72 @@
+"""An in-process control plane for tests: real broker, real database, real HTTP port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+
+from control_plane.server import ServerSettings, serve
+from control_plane.services.broker import BrokerSettings
+from control_plane.services.processes import free_port
+from edge.mqtt import BrokerAddress
+
+READY_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class RunningControlPlane:
+    url: str
+    http: aiohttp.ClientSession
+
+    async def get_json(self, path: str) -> dict:  # type: ignore[type-arg]
+        async with self.http.get(self.url + path) as resp:
+            assert resp.status == 200, await resp.text()  # noqa: PLR2004
+            return await resp.json()  # type: ignore[no-any-return]
+
+    async def metrics(self) -> str:
+        async with self.http.get(self.url + "/metrics") as resp:
+            return await resp.text()
+
+    async def wait_for(self, predicate, timeout_s: float = 10.0):  # type: ignore[no-untyped-def]
+        """Poll an async predicate until it returns something truthy; fail with its last value."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        value = None
+        while asyncio.get_running_loop().time() < deadline:
+            value = await predicate()
+            if value:
+                return value
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"condition not met within {timeout_s}s; last value {value!r}")
+
+
+@contextlib.asynccontextmanager
+async def running_control_plane(broker: BrokerSettings, database_url: str) -> AsyncIterator[RunningControlPlane]:
+    port = free_port()
+    settings = ServerSettings(
+        database_url=database_url,
+        mqtt=BrokerAddress(broker.host, broker.port),
+        http_port=port,
+        client_id=f"cp-test-{port}",
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(settings, stop), name="control-plane")
+    async with aiohttp.ClientSession() as http:
+        cp = RunningControlPlane(f"http://127.0.0.1:{port}", http)
+
+        async def ready() -> bool:
+            if task.done():
+                task.result()  # surfaces the start-up error
+            with contextlib.suppress(aiohttp.ClientError):
+                return bool((await cp.get_json("/healthz"))["mqtt_connected"])
+            return False
+
+        try:
+            await cp.wait_for(ready, READY_TIMEOUT_S)
+            yield cp
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)

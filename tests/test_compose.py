@@ -1,0 +1,205 @@
+"""docker compose, checked with the real tools that run here (no Docker engine does).
+
+The compose file is validated by Docker Compose itself (`docker-compose config`, or the v2
+plugin), the Prometheus config by promtool, and the broker's compose config by running it in a
+real Mosquitto. The YAML is then read to check that the services find each other.
+"""
+
+from __future__ import annotations
+
+import getpass
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from control_plane.services.broker import mosquitto_binary
+from control_plane.services.processes import ManagedProcess, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+PROMETHEUS_CONFIG = ROOT / "monitoring" / "prometheus" / "prometheus.yml"
+GRAFANA_PROVISIONING = ROOT / "monitoring" / "grafana" / "provisioning"
+GRAFANA_DATASOURCE = GRAFANA_PROVISIONING / "datasources" / "prometheus.yml"
+BROKER_CONFIG = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
+SHARED_BROKER_CONF_DIR = ROOT / "control_plane" / "services" / "mosquitto.d"
+SERVICES = {"broker", "control-plane", "simulator", "prometheus", "grafana"}
+TOOL_TIMEOUT_S = 60
+
+
+def compose_command() -> list[str]:
+    """Debian's docker-compose (v1), else the v2 plugin; `./dev test` installs one of them."""
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    docker = shutil.which("docker")
+    if docker and run([docker, "compose", "version"]).returncode == 0:
+        return [docker, "compose"]
+    pytest.fail("no Docker Compose found: run ./dev test, or apt-get install docker-compose")
+
+
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        pytest.fail("promtool not found: run ./dev test, or apt-get install prometheus")
+    return found
+
+
+def run(argv: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, cwd=cwd, capture_output=True, text=True, check=False, timeout=TOOL_TIMEOUT_S
+    )
+
+
+def compose(*args: str, file: Path = COMPOSE_FILE) -> subprocess.CompletedProcess[str]:
+    return run([*compose_command(), "-f", str(file), *args], cwd=file.parent)
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text())
+    assert isinstance(data, dict), path
+    return data
+
+
+@pytest.fixture(scope="module")
+def resolved_compose() -> dict[str, Any]:
+    """The compose file as Docker Compose resolves it (anchors merged, paths made absolute)."""
+    result = compose("config")
+    assert result.returncode == 0, result.stderr
+    data = yaml.safe_load(result.stdout)
+    assert isinstance(data, dict)
+    return data
+
+
+def bind_mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> host path of a service's bind mounts, from v1 or v2 `config` output."""
+    mounts: dict[str, str] = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):  # v1: "SOURCE:TARGET[:MODE]"
+            source, target = volume.split(":")[:2]
+        elif volume.get("type") == "bind":  # v2: long syntax
+            source, target = volume["source"], volume["target"]
+        else:
+            continue
+        if source.startswith("/"):
+            mounts[target] = source
+    return mounts
+
+
+def test_compose_file_is_valid() -> None:
+    result = compose("config", "-q")
+    assert result.returncode == 0, result.stderr
+    assert "WARN" not in result.stderr.upper(), result.stderr
+
+
+def test_compose_validation_rejects_a_broken_file(tmp_path: Path) -> None:
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text("services:\n  broker:\n    imag: eclipse-mosquitto:2\n")
+    result = compose("config", "-q", file=broken)
+    assert result.returncode != 0
+    assert "imag" in result.stderr
+
+
+def test_compose_lists_the_fleet_services() -> None:
+    result = compose("config", "--services")
+    assert result.returncode == 0, result.stderr
+    assert set(result.stdout.split()) == SERVICES
+
+
+def test_broker_uses_the_project_broker_config(resolved_compose: dict[str, Any]) -> None:
+    mounts = bind_mounts(resolved_compose["services"]["broker"])
+    assert Path(mounts["/mosquitto/config/mosquitto.conf"]) == BROKER_CONFIG
+    assert Path(mounts["/mosquitto/config/conf.d"]) == SHARED_BROKER_CONF_DIR
+    assert "include_dir /mosquitto/config/conf.d" in BROKER_CONFIG.read_text().splitlines()
+
+
+def test_control_plane_and_simulator_reach_the_broker(resolved_compose: dict[str, Any]) -> None:
+    services = resolved_compose["services"]
+    server = services["control-plane"]
+    assert server["command"][:2] == ["server", "run"]
+    assert "mqtt://broker:1883" in server["command"]
+    http_host = server["command"][server["command"].index("--http-host") + 1]
+    assert http_host == "0.0.0.0"  # noqa: S104 - in a container, loopback is unreachable
+    assert "http://127.0.0.1:8080/metrics" in " ".join(server["healthcheck"]["test"])
+    assert services["simulator"]["command"][0] == "simulate"
+    assert "mqtt://broker:1883" in services["simulator"]["command"]
+    assert "/var/lib/termfleet" in {
+        v["target"] if isinstance(v, dict) else v.split(":")[1] for v in server["volumes"]
+    }
+
+
+def test_prometheus_config_passes_promtool() -> None:
+    result = run([promtool(), "check", "config", str(PROMETHEUS_CONFIG)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+    assert "is valid prometheus config file syntax" in result.stdout
+
+
+def test_promtool_rejects_a_broken_config(tmp_path: Path) -> None:
+    broken = tmp_path / "prometheus.yml"
+    broken.write_text("scrape_configs:\n  - job_name: x\n    scrape_interval: soon\n")
+    result = run([promtool(), "check", "config", str(broken)])
+    assert result.returncode != 0
+    assert "not a valid duration" in result.stdout + result.stderr
+
+
+def test_prometheus_scrapes_the_control_plane_service(resolved_compose: dict[str, Any]) -> None:
+    mounts = bind_mounts(resolved_compose["services"]["prometheus"])
+    assert Path(mounts["/etc/prometheus/prometheus.yml"]) == PROMETHEUS_CONFIG
+    config = load_yaml(PROMETHEUS_CONFIG)
+    assert config["global"]["scrape_interval"] == "15s"
+    targets = {
+        target
+        for job in config["scrape_configs"]
+        for static in job.get("static_configs", [])
+        for target in static["targets"]
+    }
+    assert "control-plane:8080" in targets
+    assert "control-plane" in resolved_compose["services"]
+
+
+def test_grafana_provisions_the_compose_prometheus(resolved_compose: dict[str, Any]) -> None:
+    mounts = bind_mounts(resolved_compose["services"]["grafana"])
+    assert Path(mounts["/etc/grafana/provisioning"]) == GRAFANA_PROVISIONING
+    (datasource,) = load_yaml(GRAFANA_DATASOURCE)["datasources"]
+    assert datasource["type"] == "prometheus"
+    assert datasource["url"] == "http://prometheus:9090"
+    # Grafana's minimum step should match what Prometheus actually scrapes.
+    scrape_interval = load_yaml(PROMETHEUS_CONFIG)["global"]["scrape_interval"]
+    assert datasource["jsonData"]["timeInterval"] == scrape_interval
+
+
+def test_compose_broker_config_runs_in_mosquitto(tmp_path: Path) -> None:
+    """The compose main config plus the shared include dir, in a real Mosquitto.
+
+    Only the container paths and the port are swapped for local ones; every other line runs as is.
+    """
+    port = free_port()
+    swaps = {
+        r"^listener 1883$": f"listener {port} 127.0.0.1",
+        r"^persistence_location .*$": f"persistence_location {tmp_path}/",
+        r"^include_dir .*$": f"include_dir {SHARED_BROKER_CONF_DIR}",
+    }
+    text = BROKER_CONFIG.read_text()
+    for pattern, replacement in swaps.items():
+        text, count = re.subn(pattern, replacement, text, flags=re.MULTILINE)
+        assert count == 1, f"{BROKER_CONFIG.name} should have exactly one line matching {pattern}"
+    # The container runs as the mosquitto user; here, as whoever runs the tests.
+    config = tmp_path / "mosquitto.conf"
+    config.write_text(f"{text}\nuser {getpass.getuser()}\n")
+
+    broker = ManagedProcess(
+        name="mosquitto", argv=[mosquitto_binary(), "-c", str(config)], log_path=tmp_path / "log"
+    ).start()
+    try:
+        broker.wait_port("127.0.0.1", port)
+        published = run(
+            ["mosquitto_pub", "-V", "mqttv5", "-p", str(port), "-t", "termfleet/probe", "-m", "1"]
+        )
+        assert published.returncode == 0, published.stderr
+    finally:
+        broker.stop()
+    assert "Error" not in broker.log_path.read_text()
