@@ -6,6 +6,7 @@ Python; a test fails when it drifts from the code. Regenerate it with ``REGENERA
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from typing import Any
@@ -54,6 +55,9 @@ def json_schema() -> dict[str, Any]:
         [wire_type(channel) for channel in channels], ref_template=_REF_TEMPLATE
     )
     _mark_required(components)
+    for component in components.values():
+        if "description" in component:  # docstrings, as written in the source
+            component["description"] = inspect.cleandoc(component["description"])
     return {
         "$schema": DRAFT,
         "title": f"termfleet MQTT payloads, schema version {SCHEMA_VERSION}",

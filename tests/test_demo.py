@@ -1,0 +1,89 @@
+"""`termfleet demo` end to end: the simulated Conghua district comes online in /metrics, the
+API, `termfleet devices ls` and a real Prometheus within a minute; Ctrl-C stops every child."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from control_plane.services.processes import free_port
+from edge.simulator.district import terminals
+
+pytestmark = pytest.mark.slow
+
+ONLINE_WITHIN_S = 60.0
+
+
+def prometheus_query(base: str, expr: str) -> list[dict]:  # type: ignore[type-arg]
+    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - localhost
+        return json.load(resp)["data"]["result"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.timeout(180)
+def test_demo_brings_the_district_online_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    http, mqtt, prom = free_port(), free_port(), free_port()
+    expected = len(terminals("conghua"))
+    started = time.monotonic()
+    demo = subprocess.Popen(  # noqa: S603
+        [
+            sys.executable, "-m", "control_plane.cli", "demo",
+            "--workdir", str(tmp_path / "demo"),
+            "--http-port", str(http), "--mqtt-port", str(mqtt), "--prometheus-port", str(prom),
+            "--heartbeat-interval", "2",
+        ],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )
+    assert demo.stderr is not None
+    output = []
+    try:
+        for line in demo.stderr:
+            output.append(line)
+            if "Press Ctrl-C" in line:
+                break
+        text = "".join(output)
+        assert f"{expected}/{expected} terminals online" in text, text
+        assert time.monotonic() - started < ONLINE_WITHIN_S
+        assert f"http://127.0.0.1:{prom}" in text
+
+        server = f"http://127.0.0.1:{http}"
+        listed = json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "control_plane.cli", "devices", "ls", "--server", server, "--json"],
+                capture_output=True, text=True, check=True, timeout=30,
+            ).stdout
+        )
+        assert len(listed) == expected
+        assert {d["presence"] for d in listed} == {"online"}
+        with urllib.request.urlopen(server + "/metrics", timeout=5) as resp:  # noqa: S310
+            metrics = resp.read().decode()
+        assert 'termfleet_devices{kind="kiosk",presence="online"} 15.0' in metrics
+
+        deadline = time.monotonic() + 30
+        result: list[dict] = []  # type: ignore[type-arg]
+        while time.monotonic() < deadline:
+            result = prometheus_query(f"http://127.0.0.1:{prom}", 'sum(termfleet_devices{presence="online"})')
+            if result and float(result[0]["value"][1]) == expected:
+                break
+            time.sleep(1)
+        assert result, "Prometheus never scraped the control plane"
+        assert float(result[0]["value"][1]) == expected
+    finally:
+        demo.send_signal(signal.SIGINT)
+        _, rest = demo.communicate(timeout=60)
+    assert demo.returncode == 0, rest
+    stopped = re.findall(r"stopped (\S+) \(pid (\d+), exit", rest)
+    assert {name for name, _ in stopped} == {"simulator", "prometheus", "control-plane", "mosquitto"}
+    for _, pid in stopped:
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid), 0)

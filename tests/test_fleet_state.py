@@ -1,0 +1,301 @@
+"""FleetState: the presence ordering rule as a table, heartbeats, counts, and the metrics view."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from control_plane.fleet import DeviceState, FleetState, presence_rank
+from control_plane.metrics import FleetCollector
+from edge.protocol import DeviceKind, Heartbeat, OfflineReason, Presence, PresenceState
+
+ONLINE = PresenceState.ONLINE
+OFFLINE = PresenceState.OFFLINE
+UNKNOWN = PresenceState.UNKNOWN
+T0 = datetime(2024, 6, 11, 9, 0, tzinfo=UTC)
+DEVICE = "kiosk-440117000-01"
+
+
+@dataclass(frozen=True)
+class Step:
+    state: PresenceState
+    session: int
+    kind: DeviceKind = DeviceKind.KIOSK
+    agent_version: str = "1.0.0"
+    applied: bool = True
+    """Whether apply_presence should take this message (return a state) or ignore it (None)."""
+
+    def presence(self) -> Presence:
+        reason = OfflineReason.WILL if self.state is OFFLINE else OfflineReason.NONE
+        return Presence(
+            state=self.state,
+            session=self.session,
+            reason=reason,
+            kind=self.kind,
+            agent_version=self.agent_version,
+        )
+
+
+@dataclass(frozen=True)
+class Expect:
+    presence: PresenceState
+    session: int
+    kind: DeviceKind = DeviceKind.KIOSK
+    agent_version: str = "1.0.0"
+
+
+CASES: dict[str, tuple[list[Step], Expect | None]] = {
+    "first online is taken": ([Step(ONLINE, 1)], Expect(ONLINE, 1)),
+    "first offline is taken": ([Step(OFFLINE, 3)], Expect(OFFLINE, 3)),
+    "late will of an older session is ignored": (
+        [Step(ONLINE, 1), Step(ONLINE, 2), Step(OFFLINE, 1, applied=False)],
+        Expect(ONLINE, 2),
+    ),
+    "late online of an older session is ignored": (
+        [Step(ONLINE, 5), Step(ONLINE, 4, applied=False)],
+        Expect(ONLINE, 5),
+    ),
+    "offline of the same session wins over online": (
+        [Step(ONLINE, 1), Step(OFFLINE, 1)],
+        Expect(OFFLINE, 1),
+    ),
+    "online of the same session arriving after its offline is ignored": (
+        [Step(OFFLINE, 1), Step(ONLINE, 1, applied=False)],
+        Expect(OFFLINE, 1),
+    ),
+    "newer session online after offline": (
+        [Step(ONLINE, 1), Step(OFFLINE, 1), Step(ONLINE, 2)],
+        Expect(ONLINE, 2),
+    ),
+    "a session may be skipped": (
+        [Step(OFFLINE, 1), Step(ONLINE, 9)],
+        Expect(ONLINE, 9),
+    ),
+    "duplicate online changes nothing": (
+        [Step(ONLINE, 1), Step(ONLINE, 1, applied=False)],
+        Expect(ONLINE, 1),
+    ),
+    "duplicate offline changes nothing": (
+        [Step(ONLINE, 1), Step(OFFLINE, 1), Step(OFFLINE, 1, applied=False)],
+        Expect(OFFLINE, 1),
+    ),
+    "unknown state is ignored": (
+        [Step(ONLINE, 1), Step(UNKNOWN, 7, applied=False)],
+        Expect(ONLINE, 1),
+    ),
+    "unknown state alone creates no device": ([Step(UNKNOWN, 7, applied=False)], None),
+    "kind and agent version kept when the message lacks them": (
+        [Step(ONLINE, 1), Step(OFFLINE, 1, kind=DeviceKind.UNKNOWN, agent_version="")],
+        Expect(OFFLINE, 1),
+    ),
+    "kind and agent version updated when the message has them": (
+        [
+            Step(ONLINE, 1, kind=DeviceKind.UNKNOWN, agent_version=""),
+            Step(ONLINE, 2, kind=DeviceKind.BOOTH, agent_version="1.1.0"),
+        ],
+        Expect(ONLINE, 2, kind=DeviceKind.BOOTH, agent_version="1.1.0"),
+    ),
+    "an unknown kind from a newer agent does not erase the known one": (
+        [Step(ONLINE, 1), Step(ONLINE, 2, kind=DeviceKind.UNKNOWN, agent_version="2.0.0")],
+        Expect(ONLINE, 2, agent_version="2.0.0"),
+    ),
+}
+
+
+@pytest.mark.parametrize(("steps", "expected"), list(CASES.values()), ids=list(CASES))
+def test_presence_ordering(steps: list[Step], expected: Expect | None) -> None:
+    fleet = FleetState()
+    last_applied_at: datetime | None = None
+    for n, step in enumerate(steps):
+        received_at = T0 + timedelta(seconds=n)
+        before = fleet.get(DEVICE)
+
+        result = fleet.apply_presence(DEVICE, step.presence(), received_at)
+
+        if step.applied:
+            assert result is not None, f"step {n} ({step}) was ignored"
+            assert result == fleet.get(DEVICE)
+            last_applied_at = received_at
+        else:
+            assert result is None, f"step {n} ({step}) was applied"
+            assert fleet.get(DEVICE) == before, "an ignored message changed the state"
+
+    final = fleet.get(DEVICE)
+    if expected is None:
+        assert final is None
+        assert len(fleet) == 0
+        return
+    assert final == DeviceState(
+        device_id=DEVICE,
+        kind=expected.kind,
+        presence=expected.presence,
+        session=expected.session,
+        agent_version=expected.agent_version,
+        last_seen=last_applied_at,
+    )
+
+
+@pytest.mark.parametrize(
+    ("lower", "higher"),
+    [
+        ((1, ONLINE), (1, OFFLINE)),
+        ((1, OFFLINE), (2, ONLINE)),
+        ((1, ONLINE), (2, ONLINE)),
+        ((0, UNKNOWN), (1, ONLINE)),
+    ],
+)
+def test_presence_rank_orders_by_session_then_offline_above_online(
+    lower: tuple[int, PresenceState], higher: tuple[int, PresenceState]
+) -> None:
+    assert presence_rank(*lower) < presence_rank(*higher)
+
+
+def test_devices_are_kept_apart() -> None:
+    fleet = FleetState()
+    fleet.apply_presence("a", Presence(state=ONLINE, session=5, kind=DeviceKind.KIOSK), T0)
+
+    assert fleet.apply_presence("b", Presence(state=ONLINE, session=1), T0) is not None
+    assert len(fleet) == 2
+    assert {d.device_id: d.session for d in fleet} == {"a": 5, "b": 1}
+
+
+def test_state_can_start_from_stored_devices() -> None:
+    stored = DeviceState("a", DeviceKind.KIOSK, OFFLINE, session=4, agent_version="1.0.0")
+    fleet = FleetState([stored])
+
+    assert fleet.apply_presence("a", Presence(state=ONLINE, session=4), T0) is None
+    updated = fleet.apply_presence("a", Presence(state=ONLINE, session=5), T0)
+    assert updated is not None
+    assert (updated.presence, updated.kind, updated.agent_version) == (
+        ONLINE,
+        DeviceKind.KIOSK,
+        "1.0.0",
+    )
+
+
+# --- heartbeats -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("presence", [ONLINE, OFFLINE])
+def test_heartbeat_records_last_seen_without_flipping_presence(presence: PresenceState) -> None:
+    fleet = FleetState()
+    fleet.apply_presence(DEVICE, Presence(state=presence, session=3, kind=DeviceKind.KIOSK), T0)
+    later = T0 + timedelta(minutes=5)
+
+    updated = fleet.apply_heartbeat(DEVICE, Heartbeat(seq=9, agent_version="1.0.1"), later)
+
+    assert updated == fleet.get(DEVICE)
+    assert updated.presence is presence
+    assert updated.session == 3
+    assert updated.kind is DeviceKind.KIOSK
+    assert updated.last_seen == later
+    assert updated.agent_version == "1.0.1"
+
+
+def test_heartbeat_diff_without_version_keeps_the_known_one() -> None:
+    fleet = FleetState()
+    fleet.apply_presence(DEVICE, Presence(state=ONLINE, session=1, agent_version="1.0.0"), T0)
+
+    updated = fleet.apply_heartbeat(DEVICE, Heartbeat(seq=2, cpu_percent=3.0), T0)
+
+    assert updated.agent_version == "1.0.0"
+
+
+def test_heartbeat_from_an_unseen_device_records_it_with_unknown_presence() -> None:
+    fleet = FleetState()
+
+    updated = fleet.apply_heartbeat(DEVICE, Heartbeat(seq=1), T0)
+
+    assert updated == DeviceState(DEVICE, last_seen=T0)
+    assert updated.presence is UNKNOWN
+    assert fleet.apply_presence(DEVICE, Presence(state=ONLINE, session=1), T0) is not None
+
+
+# --- counts and metrics -----------------------------------------------------------------------
+
+
+def populated_fleet() -> FleetState:
+    fleet = FleetState()
+    plan = [
+        ("k1", DeviceKind.KIOSK, ONLINE),
+        ("k2", DeviceKind.KIOSK, ONLINE),
+        ("k3", DeviceKind.KIOSK, OFFLINE),
+        ("p1", DeviceKind.REVIEW_PAD, ONLINE),
+        ("s1", DeviceKind.STATION_PC, OFFLINE),
+        ("s2", DeviceKind.STATION_PC, OFFLINE),
+    ]
+    for device_id, kind, state in plan:
+        fleet.apply_presence(device_id, Presence(state=state, session=1, kind=kind), T0)
+    fleet.apply_heartbeat("x1", Heartbeat(seq=1), T0)  # heard from, never announced itself
+    return fleet
+
+
+EXPECTED_COUNTS = {
+    (DeviceKind.KIOSK, ONLINE): 2,
+    (DeviceKind.KIOSK, OFFLINE): 1,
+    (DeviceKind.REVIEW_PAD, ONLINE): 1,
+    (DeviceKind.STATION_PC, OFFLINE): 2,
+    (DeviceKind.UNKNOWN, UNKNOWN): 1,
+}
+
+
+def test_counts_by_kind_and_presence() -> None:
+    assert populated_fleet().counts() == Counter(EXPECTED_COUNTS)
+
+
+def test_counts_of_an_empty_fleet() -> None:
+    assert FleetState().counts() == Counter()
+
+
+def scrape(fleet: FleetState) -> dict[tuple[str, str], float]:
+    registry = CollectorRegistry()
+    registry.register(FleetCollector(fleet))
+    text = generate_latest(registry).decode()
+    samples: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        assert family.name == "termfleet_devices"
+        assert family.type == "gauge"
+        for sample in family.samples:
+            key = (sample.labels["kind"], sample.labels["presence"])
+            assert key not in samples, f"duplicate series {key}"
+            samples[key] = sample.value
+    return samples
+
+
+def test_collector_exposes_every_kind_and_presence_with_the_counts() -> None:
+    samples = scrape(populated_fleet())
+
+    every = {(k.value, p.value) for k in DeviceKind for p in PresenceState}
+    assert set(samples) == every
+    assert len(samples) == 15
+    expected = {(k.value, p.value): float(n) for (k, p), n in EXPECTED_COUNTS.items()}
+    assert {key: value for key, value in samples.items() if value} == expected
+    assert sum(samples.values()) == 7
+
+
+def test_collector_exposes_zeros_for_an_empty_fleet() -> None:
+    samples = scrape(FleetState())
+
+    assert len(samples) == 15
+    assert set(samples.values()) == {0.0}
+
+
+def test_collector_reads_the_fleet_at_scrape_time() -> None:
+    fleet = FleetState()
+    registry = CollectorRegistry()
+    registry.register(FleetCollector(fleet))
+    fleet.apply_presence("k1", Presence(state=ONLINE, session=1, kind=DeviceKind.KIOSK), T0)
+
+    first = registry.get_sample_value("termfleet_devices", {"kind": "kiosk", "presence": "online"})
+    fleet.apply_presence("k1", Presence(state=OFFLINE, session=1, kind=DeviceKind.KIOSK), T0)
+    online = registry.get_sample_value("termfleet_devices", {"kind": "kiosk", "presence": "online"})
+    offline = registry.get_sample_value(
+        "termfleet_devices", {"kind": "kiosk", "presence": "offline"}
+    )
+
+    assert (first, online, offline) == (1.0, 0.0, 1.0)
