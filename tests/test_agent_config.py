@@ -101,7 +101,7 @@ def test_an_empty_table_takes_the_defaults_too(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "key", "where"),
     [
-        ('heartbeat_interval_s = 5\n', "heartbeat_interval_s", None),
+        ("heartbeat_interval_s = 5\n", "heartbeat_interval_s", None),
         ('[broker]\nurll = "mqtt://x"\n', "urll", "$.broker"),
         ('[broker]\npassword = "in-the-clear"\n', "password", "$.broker"),
         ("[telemetry]\nheartbeat_intervall_s = 5\n", "heartbeat_intervall_s", "$.telemetry"),
@@ -125,9 +125,12 @@ def test_unknown_keys_are_refused_by_name(
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        (MINIMAL + 'state_dir = 3\n', "$.state_dir"),
+        (MINIMAL + "state_dir = 3\n", "$.state_dir"),
         (MINIMAL + 'simulated_peripherals = "yes"\n', "$.simulated_peripherals"),
-        (MINIMAL + '[telemetry]\nheartbeat_interval_s = "30"\n', "$.telemetry.heartbeat_interval_s"),
+        (
+            MINIMAL + '[telemetry]\nheartbeat_interval_s = "30"\n',
+            "$.telemetry.heartbeat_interval_s",
+        ),
         (MINIMAL + "[telemetry]\nheartbeat_interval_s = 0\n", "$.telemetry.heartbeat_interval_s"),
         (MINIMAL + "[telemetry]\nfull_snapshot_every = 0\n", "$.telemetry.full_snapshot_every"),
         (MINIMAL + "[broker]\nkeepalive_s = 0\n", "$.broker.keepalive_s"),
@@ -157,7 +160,9 @@ def test_bad_device_ids_are_refused(tmp_path: Path, device_id: str) -> None:
 def test_longest_device_id_is_accepted(tmp_path: Path) -> None:
     device_id = "a" + "b" * 63
 
-    assert load_text(tmp_path, f'device_id = "{device_id}"\nkind = "kiosk"\n').device_id == device_id
+    config = load_text(tmp_path, f'device_id = "{device_id}"\nkind = "kiosk"\n')
+
+    assert config.device_id == device_id
 
 
 @pytest.mark.parametrize(

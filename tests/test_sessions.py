@@ -1,4 +1,4 @@
-"""Session counters: the file one only goes up across restarts; the memory one counts from a start."""
+"""Session counters: the file one only goes up across restarts; the memory one counts from a seed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from edge.agent import sessions
 from edge.agent.sessions import FileSessionCounter, MemorySessionCounter
 
 
@@ -98,7 +97,7 @@ def test_the_rename_is_made_durable_by_syncing_the_directory(
         synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
         real_fsync(fd)
 
-    monkeypatch.setattr(sessions.os, "fsync", recording_fsync)
+    monkeypatch.setattr("edge.agent.sessions.os.fsync", recording_fsync)
 
     FileSessionCounter(tmp_path).next()
 

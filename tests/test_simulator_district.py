@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import Counter
 from typing import Any
@@ -186,7 +187,7 @@ def test_values_stay_in_range(kind: DeviceKind) -> None:
         DeviceKind.REVIEW_PAD: NetworkType.WIFI,
     }.get(kind, NetworkType.ETHERNET)
 
-    for previous, current in zip(series, series[1:], strict=False):
+    for previous, current in itertools.pairwise(series):
         assert current.uptime_s is not None
         assert previous.uptime_s is not None
         assert current.uptime_s == previous.uptime_s + 30

@@ -1,0 +1,71 @@
+"""The house rules that keep the wire contract in one place, checked on the source tree."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+from paho.mqtt.client import topic_matches_sub
+
+from control_plane.ingest import SHARE_GROUP
+from edge.protocol import topics as wire
+from edge.protocol.topics import CHANNELS_BY_DIRECTION, Direction
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("edge", "control_plane", "firmware_bridge", "monitoring", "provisioning")
+IO_LIBRARIES = {"paho", "aiomqtt", "aiohttp", "tortoise", "usb", "grafana_client", "asyncpg", "psutil"}
+
+
+def python_files() -> list[Path]:
+    return [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")]
+
+
+def imported_roots(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    roots: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_no_topic_strings_outside_the_protocol_package() -> None:
+    pattern = re.compile(r"""["'](termfleet|fleet)/v\d+/""")
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in python_files()
+        if "protocol" not in p.relative_to(ROOT).parts and pattern.search(p.read_text())
+    ]
+    assert offenders == [], f"topic strings formatted outside edge/protocol: {offenders}"
+
+
+def test_protocol_package_imports_no_io_library() -> None:
+    for path in (ROOT / "edge" / "protocol").rglob("*.py"):
+        assert not imported_roots(path) & IO_LIBRARIES, f"{path.name} imports an IO library"
+
+
+def test_only_the_adapter_knows_the_mqtt_client_library() -> None:
+    knowers = sorted(
+        str(p.relative_to(ROOT)) for p in python_files() if imported_roots(p) & {"paho", "aiomqtt"}
+    )
+    assert knowers == ["edge/mqtt.py"]
+
+
+@pytest.mark.parametrize("channel", sorted(CHANNELS_BY_DIRECTION[Direction.UP]))
+def test_ingest_subscription_covers_every_uplink_channel(channel: wire.Channel) -> None:
+    topic = wire.uplink("kiosk-440117000-01", channel)
+    assert topic_matches_sub(wire.all_uplink_filter(), topic)
+    shared = wire.shared(SHARE_GROUP, wire.all_uplink_filter())
+    assert shared.removeprefix(f"$share/{SHARE_GROUP}/") == wire.all_uplink_filter()
+
+
+@pytest.mark.parametrize("channel", sorted(CHANNELS_BY_DIRECTION[Direction.DOWN]))
+def test_agent_subscription_covers_every_downlink_channel_of_its_own_only(channel: wire.Channel) -> None:
+    mine = wire.device_downlink_filter("kiosk-440117000-01")
+    assert topic_matches_sub(mine, wire.downlink("kiosk-440117000-01", channel))
+    assert not topic_matches_sub(mine, wire.downlink("kiosk-440117000-02", channel))
+    assert not topic_matches_sub(mine, wire.uplink("kiosk-440117000-01", wire.Channel.PRESENCE))
