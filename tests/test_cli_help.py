@@ -71,9 +71,7 @@ def test_help_works_everywhere(path: tuple[str, ...], option: str) -> None:
 
 def listing_paths() -> list[tuple[str, ...]]:
     return [
-        path
-        for path in PATHS
-        if path and (path[-1] == "ls" or "--list" in flags(command_at(path)))
+        path for path in PATHS if path and (path[-1] == "ls" or "--list" in flags(command_at(path)))
     ]
 
 

@@ -44,12 +44,7 @@ def test_any_valid_id_round_trips(subject: str, channel: Channel) -> None:
 
 @pytest.mark.parametrize(
     ("direction", "channel"),
-    [
-        (d, c)
-        for d in Direction
-        for c in Channel
-        if c not in wire.CHANNELS_BY_DIRECTION[d]
-    ],
+    [(d, c) for d in Direction for c in Channel if c not in wire.CHANNELS_BY_DIRECTION[d]],
     ids=str,
 )
 def test_builders_refuse_a_channel_of_another_direction(
@@ -81,9 +76,15 @@ def test_builders_refuse_a_channel_of_another_direction(
         ("termfleet/v1/up/kiosk-440117-0001/", "unknown channel ''"),
         # a channel under the wrong direction
         ("termfleet/v1/up/kiosk-440117-0001/ack", "channel 'ack' does not belong under 'up'"),
-        ("termfleet/v1/down/kiosk-440117-0001/usage", "channel 'usage' does not belong under 'down'"),
+        (
+            "termfleet/v1/down/kiosk-440117-0001/usage",
+            "channel 'usage' does not belong under 'down'",
+        ),
         ("termfleet/v1/claim/c5e1a9f04b7d2e36/presence", "does not belong under 'claim'"),
-        ("termfleet/v1/up/c5e1a9f04b7d2e36/request", "channel 'request' does not belong under 'up'"),
+        (
+            "termfleet/v1/up/c5e1a9f04b7d2e36/request",
+            "channel 'request' does not belong under 'up'",
+        ),
         # wildcards
         ("termfleet/v1/up/+/usage", "contains a wildcard"),
         ("termfleet/v1/up/kiosk-440117-0001/#", "contains a wildcard"),

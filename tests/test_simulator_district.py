@@ -58,9 +58,7 @@ def test_conghua_has_the_fifteen_kiosks_of_the_seeds(fleet: list[SimulatedTermin
     assert sum(t.kind is DeviceKind.KIOSK for t in fleet) == 15
 
 
-def test_one_review_pad_per_window(
-    conghua: dict[str, Any], fleet: list[SimulatedTerminal]
-) -> None:
+def test_one_review_pad_per_window(conghua: dict[str, Any], fleet: list[SimulatedTerminal]) -> None:
     windows = sum(site.get("windows", 0) for site in conghua["sites"])
     pads = [t for t in fleet if t.kind is DeviceKind.REVIEW_PAD]
 

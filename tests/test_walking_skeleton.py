@@ -121,6 +121,7 @@ def test_killed_agent_goes_offline_by_last_will_and_comes_back_with_a_newer_sess
     device_id = f"{device_prefix}-kiosk"
     agent = start_agent(tmp_path, device_id, broker)
     eventually(lambda: presence_of(control_plane, device_id) == "online")
+    first_session = int((tmp_path / device_id / "session").read_text())
     os.kill(agent.pid, signal.SIGKILL)
     agent.stop()
     # keepalive 1 s: the broker declares the client gone after 1.5 s and publishes the will.
@@ -128,7 +129,7 @@ def test_killed_agent_goes_offline_by_last_will_and_comes_back_with_a_newer_sess
 
     again = start_agent(tmp_path, device_id, broker)
     eventually(lambda: presence_of(control_plane, device_id) == "online")
-    assert (tmp_path / device_id / "session").read_text().strip() == "2"
+    assert int((tmp_path / device_id / "session").read_text()) > first_session
     again.stop()
 
 

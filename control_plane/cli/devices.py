@@ -44,7 +44,11 @@ async def _fetch_all(server: str, query: dict[str, str]) -> list[dict[str, Any]]
             while True:
                 params = {**query, "limit": str(PAGE), **({"cursor": cursor} if cursor else {})}
                 async with session.get(url, params=params) as resp:
-                    body = await resp.json(content_type=None)
+                    try:
+                        body = await resp.json(content_type=None)
+                    except ValueError:
+                        msg = f"{url}: HTTP {resp.status} {resp.reason}: the reply is not JSON"
+                        raise click.ClickException(msg) from None
                     if resp.status != 200:  # noqa: PLR2004 - HTTP OK
                         message = body.get("error", {}).get("message", resp.reason)
                         raise click.ClickException(f"{url}: HTTP {resp.status}: {message}")

@@ -24,10 +24,10 @@ class Backoff:
         max_s: float = BACKOFF_MAX_S,
         uniform: Callable[[float, float], float] = random.uniform,
     ) -> None:
-        self._initial = initial_s
+        self._initial = min(initial_s, max_s)
         self._max = max_s
         self._uniform = uniform
-        self._cap = initial_s
+        self._cap = self._initial
 
     def next(self) -> float:
         delay = self._uniform(0.0, self._cap)

@@ -55,10 +55,16 @@ def load_config(path: Path) -> AgentConfig:
         msg = f"cannot read agent config {path}: {exc.strerror}"
         raise ConfigError(msg) from exc
     try:
-        return msgspec.toml.decode(data, type=AgentConfig)
+        config = msgspec.toml.decode(data, type=AgentConfig)
     except msgspec.DecodeError as exc:
         msg = f"{path}: {exc}"
         raise ConfigError(msg) from exc
+    if config.kind is DeviceKind.UNKNOWN:
+        # Over the wire an unknown kind is tolerated; in our own file it is a typo.
+        known = ", ".join(k.value for k in DeviceKind if k is not DeviceKind.UNKNOWN)
+        msg = f"{path}: kind must be one of {known}"
+        raise ConfigError(msg)
+    return config
 
 
 def read_password(config: BrokerConfig) -> str | None:
@@ -76,4 +82,8 @@ def read_password(config: BrokerConfig) -> str | None:
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         msg = f"password file {path} must be readable by its owner only (chmod 600), is {mode & 0o777:o}"
         raise ConfigError(msg)
-    return path.read_text().strip()
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        msg = f"cannot read password file {path}: {exc.strerror}"
+        raise ConfigError(msg) from exc

@@ -3,21 +3,33 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
-class FileSessionCounter:
-    """Persists the last session number in ``state_dir/session`` (write, fsync, rename)."""
+def _wall_clock_ms() -> int:
+    return int(time.time() * 1000)
 
-    def __init__(self, state_dir: Path) -> None:
+
+class FileSessionCounter:
+    """Persists the last session number in ``state_dir/session`` (write, fsync, rename, fsync dir).
+
+    The next number is the larger of "last + 1" and the wall clock in milliseconds: the counter
+    keeps going up when the clock is set back, and a terminal whose state was wiped (factory
+    reset, new disk) still outranks the presence the control plane stored for it earlier.
+    """
+
+    def __init__(self, state_dir: Path, clock_ms: Callable[[], int] = _wall_clock_ms) -> None:
         self._path = state_dir / "session"
+        self._clock_ms = clock_ms
 
     def next(self) -> int:
         try:
             last = int(self._path.read_text().strip() or 0)
         except FileNotFoundError:
             last = 0
-        value = last + 1
+        value = max(last + 1, self._clock_ms())
         self._path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._path.with_suffix(".tmp")
         with tmp.open("w") as fh:
@@ -25,6 +37,12 @@ class FileSessionCounter:
             fh.flush()
             os.fsync(fh.fileno())
         tmp.replace(self._path)
+        # The rename is durable only once the directory entry is on disk (kiosks lose power).
+        dir_fd = os.open(self._path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
         return value
 
 

@@ -51,6 +51,9 @@ def terminals(name: str) -> list[SimulatedTerminal]:
         code, level = site["code"], site["level"]
         for kind_name, count in site.get("terminals", {}).items():
             kind = DeviceKind(kind_name)
+            if kind not in _PREFIX:
+                msg = f"site {code}: unknown terminal kind {kind_name!r}"
+                raise DistrictError(msg)
             result.extend(
                 SimulatedTerminal(f"{_PREFIX[kind]}-{code}-{n:02d}", kind, code, level)
                 for n in range(1, count + 1)
