@@ -1,5 +1,7 @@
-"""``termfleet demo``: broker, control plane, Prometheus and a simulated district, as child
-processes of one supervisor that stops them all by pid on Ctrl-C."""
+"""``termfleet demo``: broker, control plane, Prometheus and a simulated district.
+
+They run as child processes of one supervisor, which stops them all by pid on Ctrl-C.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +17,11 @@ from types import FrameType
 
 from control_plane.services.broker import BrokerSettings, start_broker
 from control_plane.services.processes import ManagedProcess, ProcessError
-from control_plane.services.prometheus import PrometheusSettings, prometheus_binary, start_prometheus
+from control_plane.services.prometheus import (
+    PrometheusSettings,
+    prometheus_binary,
+    start_prometheus,
+)
 from edge.simulator.district import terminals
 
 ONLINE_TIMEOUT_S = 60.0
@@ -59,10 +65,14 @@ class Demo:
         control_plane = ManagedProcess(
             "control-plane",
             _termfleet(
-                "server", "run",
-                "--database-url", f"sqlite://{s.workdir / 'termfleet.sqlite3'}",
-                "--mqtt-url", broker.url,
-                "--http-port", str(s.http_port),
+                "server",
+                "run",
+                "--database-url",
+                f"sqlite://{s.workdir / 'termfleet.sqlite3'}",
+                "--mqtt-url",
+                broker.url,
+                "--http-port",
+                str(s.http_port),
             ),
             s.workdir / "control-plane.log",
         ).start()
@@ -70,7 +80,9 @@ class Demo:
         control_plane.wait_port("127.0.0.1", s.http_port)
         binary = prometheus_binary() if s.with_prometheus else None
         if binary:
-            prom = PrometheusSettings(s.workdir / "prometheus", s.prometheus_port, (f"127.0.0.1:{s.http_port}",))
+            prom = PrometheusSettings(
+                s.workdir / "prometheus", s.prometheus_port, (f"127.0.0.1:{s.http_port}",)
+            )
             self._say(f"starting Prometheus on {prom.url}\n")
             self._children.append(start_prometheus(prom, binary))
         elif s.with_prometheus:
@@ -80,8 +92,13 @@ class Demo:
             ManagedProcess(
                 "simulator",
                 _termfleet(
-                    "simulate", "--district", s.district, "--mqtt-url", broker.url,
-                    "--heartbeat-interval", str(s.heartbeat_interval_s),
+                    "simulate",
+                    "--district",
+                    s.district,
+                    "--mqtt-url",
+                    broker.url,
+                    "--heartbeat-interval",
+                    str(s.heartbeat_interval_s),
                 ),
                 s.workdir / "simulator.log",
             ).start()
@@ -109,7 +126,11 @@ class Demo:
                 body = json.load(resp)
             count += len(body["items"])
             cursor = body.get("next_cursor")
-            url = f"{self.api_url}/api/v1/devices?presence=online&limit=500&cursor={cursor}" if cursor else ""
+            url = (
+                f"{self.api_url}/api/v1/devices?presence=online&limit=500&cursor={cursor}"
+                if cursor
+                else ""
+            )
         return count
 
     def check_children(self) -> None:
@@ -146,7 +167,11 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None]) -> None:
             f"{online}/{expected} terminals online\n"
             f"  API         {demo.api_url}/api/v1/devices\n"
             f"  metrics     {demo.api_url}/metrics\n"
-            + (f"  Prometheus  http://127.0.0.1:{settings.prometheus_port}\n" if settings.with_prometheus and prometheus_binary() else "")
+            + (
+                f"  Prometheus  http://127.0.0.1:{settings.prometheus_port}\n"
+                if settings.with_prometheus and prometheus_binary()
+                else ""
+            )
             + f"  CLI         termfleet devices ls --server {demo.api_url}\n"
             f"  logs        {settings.workdir}\n"
             "Press Ctrl-C to stop everything.\n"

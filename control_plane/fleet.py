@@ -69,7 +69,9 @@ class FleetState:
         self._devices[device_id] = updated
         return updated
 
-    def apply_heartbeat(self, device_id: str, heartbeat: Heartbeat, received_at: datetime) -> DeviceState:
+    def apply_heartbeat(
+        self, device_id: str, heartbeat: Heartbeat, received_at: datetime
+    ) -> DeviceState:
         """Record contact. A heartbeat never flips presence: only presence messages do."""
         current = self._devices.get(device_id) or DeviceState(device_id)
         updated = replace(

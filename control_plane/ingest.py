@@ -81,7 +81,9 @@ class Ingest:
         self._metrics.ingest_rejected.labels(reason.value).inc()
         log.warning("rejected message on %r (%s): %s", topic, reason.value, detail)
 
-    async def run(self, address: mqtt.BrokerAddress, client_id: str, *, shared: bool = True) -> None:
+    async def run(
+        self, address: mqtt.BrokerAddress, client_id: str, *, shared: bool = True
+    ) -> None:
         """Consume the uplink until cancelled, reconnecting with capped jittered backoff."""
         topic_filter = wire.all_uplink_filter()
         if shared:

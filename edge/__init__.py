@@ -1,3 +1,3 @@
-"""The edge: the agent that runs on every terminal, its MQTT adapter, the wire contract and the simulator."""
+"""The edge: the terminal agent, its MQTT adapter, the wire contract and the simulator."""
 
 __version__ = "0.1.0.dev0"

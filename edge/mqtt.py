@@ -78,8 +78,11 @@ class Incoming:
 
 @dataclass(frozen=True, slots=True)
 class SessionOptions:
-    """MQTT 5 session behaviour. A persistent session keeps subscriptions and queued QoS 1
-    messages at the broker while the client is away, for up to ``expiry_s``."""
+    """MQTT 5 session behaviour.
+
+    A persistent session keeps subscriptions and queued QoS 1 messages at the broker while the
+    client is away, for up to ``expiry_s``.
+    """
 
     client_id: str
     clean_start: bool = True
@@ -114,9 +117,7 @@ class Connection:
         """Messages as they arrive, until the connection breaks (then MqttError)."""
         try:
             async for message in self._client.messages:
-                payload = message.payload
-                data = payload if isinstance(payload, bytes) else str(payload).encode()
-                yield Incoming(message.topic.value, data, bool(message.retain))
+                yield Incoming(message.topic.value, message.payload, bool(message.retain))
         except aiomqtt.MqttError as exc:
             raise MqttError(str(exc)) from exc
 
@@ -153,4 +154,5 @@ async def connect(address: BrokerAddress, options: SessionOptions) -> AsyncItera
         async with client:
             yield Connection(client)
     except aiomqtt.MqttError as exc:
-        raise MqttError(f"{address}: {exc}") from exc
+        msg = f"{address}: {exc}"
+        raise MqttError(msg) from exc

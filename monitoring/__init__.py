@@ -1,1 +1,1 @@
-"""Monitoring as code: the metric names, Prometheus configuration and (later) rules and dashboards."""
+"""Monitoring as code: metric names, Prometheus config and, later, rules and dashboards."""

@@ -1,8 +1,8 @@
-"""The names, help texts and labels of every metric termfleet exposes. The control plane
-exposes them; dashboards and alert rules refer to them; this module is where they are named.
+"""The names, help texts and labels of every metric termfleet exposes.
 
-Labels are bounded by design (device kind, presence, channel, reason): per-device detail
-belongs in the API, not in Prometheus.
+The control plane exposes them and dashboards and alert rules refer to them; this module is
+where they are named. Labels are bounded by design (device kind, presence, channel, reason):
+per-device detail belongs in the API, not in Prometheus.
 """
 
 from __future__ import annotations

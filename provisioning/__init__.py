@@ -1,6 +1,6 @@
-"""Getting a terminal into the fleet: pre-registration, claim codes, enrollment, per-terminal
-broker credentials, commissioning, replacement and retirement.
+"""Getting a terminal into the fleet and out of it again.
 
-The enrollment flows land with the provisioning issue; the wire messages they use
+Pre-registration, claim codes, enrollment, per-terminal broker credentials, commissioning,
+replacement and retirement land with the provisioning issue; the wire messages they use
 (``ClaimRequest``/``ClaimResponse``) are already part of ``edge.protocol``.
 """

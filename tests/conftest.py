@@ -1,5 +1,8 @@
-"""Shared fixtures: a real Mosquitto per test session (and per test where a test breaks it),
-a SQLite file per test, and PostgreSQL when it is reachable. See tests/README.md."""
+"""Shared fixtures: real Mosquitto, a SQLite file per test, PostgreSQL when reachable.
+
+One broker serves the whole session; a test that breaks its broker gets one of its own.
+See tests/README.md.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerSettings]
 
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[tuple[BrokerSettings, object]]:
-    """A Mosquitto of this test's own, for tests that kill or restart it; yields (settings, process)."""
+    """A Mosquitto of this test's own, for tests that kill or restart it."""
     settings = BrokerSettings(workdir=tmp_path / "broker", port=free_port())
     proc = start_broker(settings)
     yield settings, proc

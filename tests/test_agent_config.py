@@ -177,7 +177,9 @@ def test_identity_fields_are_required(tmp_path: Path, text: str, field: str) -> 
 @pytest.mark.parametrize("value", ["spaceship", "Kiosk", "kisok", "", "unknown"])
 def test_unknown_kind_value_is_refused_naming_the_known_kinds(tmp_path: Path, value: str) -> None:
     # Over the wire an unknown kind reads as UNKNOWN; in the agent's own file it is a typo.
-    with pytest.raises(ConfigError, match=r"kind must be one of kiosk, review_pad, station_pc, booth"):
+    with pytest.raises(
+        ConfigError, match=r"kind must be one of kiosk, review_pad, station_pc, booth"
+    ):
         load_text(tmp_path, f'device_id = "kiosk-1"\nkind = "{value}"\n')
 
 

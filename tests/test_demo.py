@@ -1,5 +1,8 @@
-"""`termfleet demo` end to end: the simulated Conghua district comes online in /metrics, the
-API, `termfleet devices ls` and a real Prometheus within a minute; Ctrl-C stops every child."""
+"""`termfleet demo` end to end, as a user runs it.
+
+The simulated Conghua district comes online in /metrics, the API, `termfleet devices ls` and a
+real Prometheus within a minute; Ctrl-C stops every child.
+"""
 
 from __future__ import annotations
 
@@ -35,14 +38,26 @@ def test_demo_brings_the_district_online_and_ctrl_c_stops_everything(tmp_path: P
     http, mqtt, prom = free_port(), free_port(), free_port()
     expected = len(terminals("conghua"))
     started = time.monotonic()
-    demo = subprocess.Popen(  # noqa: S603
+    demo = subprocess.Popen(
         [
-            sys.executable, "-m", "control_plane.cli", "demo",
-            "--workdir", str(tmp_path / "demo"),
-            "--http-port", str(http), "--mqtt-port", str(mqtt), "--prometheus-port", str(prom),
-            "--heartbeat-interval", "2",
+            sys.executable,
+            "-m",
+            "control_plane.cli",
+            "demo",
+            "--workdir",
+            str(tmp_path / "demo"),
+            "--http-port",
+            str(http),
+            "--mqtt-port",
+            str(mqtt),
+            "--prometheus-port",
+            str(prom),
+            "--heartbeat-interval",
+            "2",
         ],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
     )
     assert demo.stderr is not None
     output = []
@@ -59,8 +74,20 @@ def test_demo_brings_the_district_online_and_ctrl_c_stops_everything(tmp_path: P
         server = f"http://127.0.0.1:{http}"
         listed = json.loads(
             subprocess.run(
-                [sys.executable, "-m", "control_plane.cli", "devices", "ls", "--server", server, "--json"],
-                capture_output=True, text=True, check=True, timeout=30,
+                [
+                    sys.executable,
+                    "-m",
+                    "control_plane.cli",
+                    "devices",
+                    "ls",
+                    "--server",
+                    server,
+                    "--json",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=30,
             ).stdout
         )
         assert len(listed) == expected
@@ -72,7 +99,9 @@ def test_demo_brings_the_district_online_and_ctrl_c_stops_everything(tmp_path: P
         deadline = time.monotonic() + 30
         result: list[dict] = []  # type: ignore[type-arg]
         while time.monotonic() < deadline:
-            result = prometheus_query(f"http://127.0.0.1:{prom}", 'sum(termfleet_devices{presence="online"})')
+            result = prometheus_query(
+                f"http://127.0.0.1:{prom}", 'sum(termfleet_devices{presence="online"})'
+            )
             if result and float(result[0]["value"][1]) == expected:
                 break
             time.sleep(1)
@@ -83,7 +112,12 @@ def test_demo_brings_the_district_online_and_ctrl_c_stops_everything(tmp_path: P
         _, rest = demo.communicate(timeout=60)
     assert demo.returncode == 0, rest
     stopped = re.findall(r"stopped (\S+) \(pid (\d+), exit", rest)
-    assert {name for name, _ in stopped} == {"simulator", "prometheus", "control-plane", "mosquitto"}
+    assert {name for name, _ in stopped} == {
+        "simulator",
+        "prometheus",
+        "control-plane",
+        "mosquitto",
+    }
     for _, pid in stopped:
         with pytest.raises(ProcessLookupError):
             os.kill(int(pid), 0)

@@ -1,5 +1,7 @@
-"""The ingest against a real broker and database: good messages land, bad ones are refused,
-counted by reason, and never stop it."""
+"""The ingest against a real broker and database.
+
+Good messages land; bad ones are refused, counted by reason, and never stop it.
+"""
 
 from __future__ import annotations
 
@@ -42,15 +44,25 @@ async def find_device(cp: RunningControlPlane, device_id: str) -> dict | None:  
 
 BAD_MESSAGES = [
     pytest.param("{prefix}-a", Channel.PRESENCE, b"{not json", "json", id="bad-json"),
-    pytest.param("{prefix}-a", Channel.PRESENCE, b'{"v":1,"session":"one"}', "schema", id="wrong-type"),
-    pytest.param("{prefix}-a", Channel.PRESENCE, b'{"v":1,"state":"online"}', "missing_field", id="missing-field"),
+    pytest.param(
+        "{prefix}-a", Channel.PRESENCE, b'{"v":1,"session":"one"}', "schema", id="wrong-type"
+    ),
+    pytest.param(
+        "{prefix}-a",
+        Channel.PRESENCE,
+        b'{"v":1,"state":"online"}',
+        "missing_field",
+        id="missing-field",
+    ),
     pytest.param("{prefix}-a", Channel.HEALTH, b'{"v":9,"seq":1}', "version", id="unknown-version"),
-    pytest.param("{prefix}-a", Channel.USAGE, b'{"type":"print","seq":-1}', "schema", id="negative-seq"),
+    pytest.param(
+        "{prefix}-a", Channel.USAGE, b'{"type":"print","seq":-1}', "schema", id="negative-seq"
+    ),
 ]
 
 
 @pytest.mark.parametrize(("device", "channel", "payload", "reason"), BAD_MESSAGES)
-async def test_bad_payload_is_counted_and_ingest_keeps_going(  # noqa: PLR0913
+async def test_bad_payload_is_counted_and_ingest_keeps_going(
     broker: BrokerSettings,
     database_url: str,
     device_prefix: str,
@@ -79,7 +91,9 @@ async def test_bad_payload_is_counted_and_ingest_keeps_going(  # noqa: PLR0913
         assert await find_device(cp, device_id) is None
 
 
-async def test_unparsable_topic_is_counted(broker: BrokerSettings, sqlite_url: str, device_prefix: str) -> None:
+async def test_unparsable_topic_is_counted(
+    broker: BrokerSettings, sqlite_url: str, device_prefix: str
+) -> None:
     # The ingest subscribes to termfleet/v1/up/+/+, so a bad topic must still match that filter:
     # an id the parser refuses (too long) or an unknown channel.
     async with running_control_plane(broker, sqlite_url) as cp:
@@ -91,7 +105,9 @@ async def test_unparsable_topic_is_counted(broker: BrokerSettings, sqlite_url: s
         )
 
         async def counted() -> bool:
-            now = metric_value(await cp.metrics(), "termfleet_ingest_rejected_total", reason="topic")
+            now = metric_value(
+                await cp.metrics(), "termfleet_ingest_rejected_total", reason="topic"
+            )
             return now == before + 2
 
         await cp.wait_for(counted)
@@ -105,8 +121,14 @@ async def test_presence_and_health_reach_database_metrics_and_api(
         await publish(
             broker,
             (wire.uplink(kiosk, Channel.PRESENCE), presence(PresenceState.ONLINE, 5)),
-            (wire.uplink(pad, Channel.PRESENCE), presence(PresenceState.ONLINE, 2, DeviceKind.REVIEW_PAD)),
-            (wire.uplink(kiosk, Channel.HEALTH), encode(Heartbeat(seq=1, full=True, cpu_percent=12.5))),
+            (
+                wire.uplink(pad, Channel.PRESENCE),
+                presence(PresenceState.ONLINE, 2, DeviceKind.REVIEW_PAD),
+            ),
+            (
+                wire.uplink(kiosk, Channel.HEALTH),
+                encode(Heartbeat(seq=1, full=True, cpu_percent=12.5)),
+            ),
             # A late last will of an earlier connection must not take the kiosk offline.
             (wire.uplink(kiosk, Channel.PRESENCE), presence(PresenceState.OFFLINE, 4)),
         )
@@ -118,12 +140,14 @@ async def test_presence_and_health_reach_database_metrics_and_api(
         stored = await cp.wait_for(health_stored)
         assert stored["presence"] == "online"
         assert stored["kind"] == "kiosk"
-        assert stored["health"]["cpu_percent"] == 12.5  # noqa: PLR2004
+        assert stored["health"]["cpu_percent"] == 12.5
         text = await cp.metrics()
         assert metric_value(text, "termfleet_devices", kind="kiosk", presence="online") >= 1
         assert metric_value(text, "termfleet_devices", kind="review_pad", presence="online") >= 1
 
-        await publish(broker, (wire.uplink(kiosk, Channel.PRESENCE), presence(PresenceState.OFFLINE, 5)))
+        await publish(
+            broker, (wire.uplink(kiosk, Channel.PRESENCE), presence(PresenceState.OFFLINE, 5))
+        )
 
         async def went_offline() -> bool:
             found = await find_device(cp, kiosk)
@@ -137,7 +161,9 @@ async def test_state_survives_a_control_plane_restart(
 ) -> None:
     kiosk = f"{device_prefix}-kiosk"
     async with running_control_plane(broker, database_url) as cp:
-        await publish(broker, (wire.uplink(kiosk, Channel.PRESENCE), presence(PresenceState.ONLINE, 3)))
+        await publish(
+            broker, (wire.uplink(kiosk, Channel.PRESENCE), presence(PresenceState.ONLINE, 3))
+        )
 
         async def landed() -> dict | None:  # type: ignore[type-arg]
             return await find_device(cp, kiosk)
@@ -163,8 +189,11 @@ async def test_state_survives_a_control_plane_restart(
 async def test_api_refuses_out_of_range_requests(
     broker: BrokerSettings, sqlite_url: str, query: str, message: str
 ) -> None:
-    async with running_control_plane(broker, sqlite_url) as cp, cp.http.get(f"{cp.url}/api/v1/devices?{query}") as resp:
-        assert resp.status == 400  # noqa: PLR2004
+    async with (
+        running_control_plane(broker, sqlite_url) as cp,
+        cp.http.get(f"{cp.url}/api/v1/devices?{query}") as resp,
+    ):
+        assert resp.status == 400
         body = await resp.json()
         assert body["error"]["code"] == "invalid_parameter"
         assert message in body["error"]["message"]

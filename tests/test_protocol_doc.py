@@ -26,6 +26,7 @@ import msgspec
 import msgspec.inspect as mi
 import pytest
 
+from control_plane.ingest import SHARE_GROUP
 from control_plane.services.broker import BrokerSettings
 from edge.protocol import (
     MAX_PAYLOAD_BYTES,
@@ -41,6 +42,8 @@ from edge.protocol import (
 )
 from edge.protocol import topics as wire
 from edge.protocol.usage import USAGE_TYPES, UsageRecord
+
+USAGE_PAYLOADS: tuple[type[UsageRecord], ...] = (*USAGE_TYPES, UnknownUsage)
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 DOC = DOC_PATH.read_text(encoding="utf-8")
@@ -140,7 +143,7 @@ def _rewrite_topic(topic: str, prefix: str) -> str:
         _, group, topic = topic.split("/", 2)
         share = f"$share/{prefix}-{group}/"
     levels = topic.split("/")
-    if len(levels) > 3 and levels[3] not in ("+", "#"):  # noqa: PLR2004 - termfleet/v1/<dir>/<id>
+    if len(levels) > 3 and levels[3] not in ("+", "#"):  # termfleet/v1/<dir>/<id>/…
         levels[3] = f"{prefix}-{levels[3]}"
     return share + "/".join(levels)
 
@@ -188,7 +191,10 @@ class Subscriber:
         self.why = why
         self._lines: queue.Queue[bytes | None] = queue.Queue()
         self._seen: list[bytes] = []
-        self._proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        # stdio buffers a pipe in blocks; line buffering lets the SUBACK through as it happens.
+        self._proc = subprocess.Popen(
+            ["stdbuf", "-oL", *self.argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         self._reader = threading.Thread(target=self._read, name="mosquitto_sub-reader", daemon=True)
         self._reader.start()
 
@@ -313,7 +319,10 @@ def test_sub_example_receives_what_it_covers(
     covered = [
         (pub, topic)
         for pub in PUBS
-        if any(_covers(f, topic := _option(_rewrite(pub, broker, device_prefix), "-t")) for f in filters)
+        if any(
+            _covers(f, topic := _option(_rewrite(pub, broker, device_prefix), "-t"))
+            for f in filters
+        )
     ]
     assert covered, f"{example}: no mosquitto_pub example of the document publishes where it reads"
     pub, topic = covered[0]
@@ -340,10 +349,12 @@ def _check_last_will(
     with subscribed(_watch(broker, will_topic), f"{example}: its last will") as watcher:
         sub.kill()
         will = watcher.expect(will_topic)
-    assert will == (example.value("--will-payload") or "").encode()
+    assert will == (example.value("--will-payload") or "").encode(), f"{example}: other will"
     presence = _decode(will_topic, will, example)
     assert isinstance(presence, Presence), example
-    assert (presence.state, presence.reason) == (PresenceState.OFFLINE, OfflineReason.WILL)
+    assert (presence.state, presence.reason) == (PresenceState.OFFLINE, OfflineReason.WILL), (
+        f"{example}: a last will is an offline presence with reason `will`"
+    )
     spec = SPECS[Channel.PRESENCE]
     assert example.value("--will-qos") == str(spec.qos), f"{example}: will QoS as channels.py"
     assert example.has("--will-retain") == spec.retain, f"{example}: will retain as channels.py"
@@ -390,7 +401,7 @@ def test_every_channel_has_a_pub_example() -> None:
 
 def test_every_usage_event_type_has_a_pub_example() -> None:
     shown = {type(payload) for _, payload in _pub_payloads()}
-    missing = {t.__name__ for t in (*USAGE_TYPES, UnknownUsage) if t not in shown}
+    missing = {t.__name__ for t in USAGE_PAYLOADS if t not in shown}
     assert not missing, f"docs/protocol.md has no usage example of {sorted(missing)}"
 
 
@@ -400,7 +411,7 @@ def test_sub_examples_watch_a_device_and_the_shared_uplink() -> None:
     assert wire.device_uplink_filter(device) in filters
     assert wire.device_downlink_filter(device) in filters
     assert any(f.startswith("$share/") and f.endswith(wire.all_uplink_filter()) for f in filters)
-    assert wire.shared("termfleet-ingest", wire.all_uplink_filter()) in DOC
+    assert wire.shared(SHARE_GROUP, wire.all_uplink_filter()) in DOC, "the ingest's share group"
 
 
 def test_documented_size_limit_is_the_codec_limit() -> None:
@@ -437,32 +448,36 @@ def _code(cell: str) -> str | None:
     return found.group(1) if found else None
 
 
-def _documented_types() -> tuple[dict[str, type[msgspec.Struct]], dict[str, type[enum.Enum]]]:
+Structs = dict[str, type[msgspec.Struct]]
+Enums = dict[str, type[enum.Enum]]
+
+
+def _visit(t: mi.Type, structs: Structs, enums: Enums) -> None:
+    match t:
+        case mi.Metadata():
+            _visit(t.type, structs, enums)
+        case mi.StructType() if t.cls.__name__ not in structs:
+            structs[t.cls.__name__] = t.cls
+            for field in t.fields:
+                _visit(field.type, structs, enums)
+        case mi.EnumType():
+            enums[t.cls.__name__] = t.cls
+        case mi.UnionType():
+            for member in t.types:
+                _visit(member, structs, enums)
+        case mi.VarTupleType() | mi.ListType():
+            _visit(t.item_type, structs, enums)
+        case mi.DictType():
+            _visit(t.key_type, structs, enums)
+            _visit(t.value_type, structs, enums)
+
+
+def _documented_types() -> tuple[Structs, Enums]:
     """Every struct and enum a payload is made of, found by walking the payload types."""
-    structs: dict[str, type[msgspec.Struct]] = {"UsageRecord": UsageRecord}
-    enums: dict[str, type[enum.Enum]] = {"RejectReason": RejectReason}
-
-    def visit(t: mi.Type) -> None:
-        match t:
-            case mi.Metadata():
-                visit(t.type)
-            case mi.StructType() if t.cls.__name__ not in structs:
-                structs[t.cls.__name__] = t.cls
-                for field in t.fields:
-                    visit(field.type)
-            case mi.EnumType():
-                enums[t.cls.__name__] = t.cls
-            case mi.UnionType():
-                for member in t.types:
-                    visit(member)
-            case mi.VarTupleType() | mi.ListType():
-                visit(t.item_type)
-            case mi.DictType():
-                visit(t.key_type)
-                visit(t.value_type)
-
-    for cls in [s.payload for s in SPECS.values()] + [*USAGE_TYPES, UnknownUsage]:
-        visit(mi.type_info(cls))
+    structs: Structs = {"UsageRecord": UsageRecord}
+    enums: Enums = {"RejectReason": RejectReason}
+    for cls in [*(s.payload for s in SPECS.values()), *USAGE_PAYLOADS]:
+        _visit(mi.type_info(cls), structs, enums)
     return structs, enums
 
 
@@ -470,14 +485,16 @@ STRUCTS, ENUMS = _documented_types()
 
 
 def _expected_rows(cls: type[msgspec.Struct]) -> dict[str, tuple[str | None, bool]]:
-    """field → (default as JSON, required?) as the document must show them."""
+    """Each field's default (as JSON) and whether it is required, as the document must show."""
     instance = cls()
     required = set(getattr(cls, "required", ()))
     names = [f.name for f in msgspec.structs.fields(cls)]
     if cls is not UsageRecord and issubclass(cls, UsageRecord):
         names = [n for n in names if n not in {f.name for f in msgspec.structs.fields(UsageRecord)}]
         required -= {"seq"}  # documented once, in the UsageRecord table
-    rows = {n: (msgspec.json.encode(getattr(instance, n)).decode(), n in required) for n in names}
+    rows: dict[str, tuple[str | None, bool]] = {
+        n: (msgspec.json.encode(getattr(instance, n)).decode(), n in required) for n in names
+    }
     if cls is UsageRecord:
         rows["type"] = (None, True)  # the tag: no default, always sent
     return rows
@@ -486,14 +503,11 @@ def _expected_rows(cls: type[msgspec.Struct]) -> dict[str, tuple[str | None, boo
 @pytest.mark.parametrize("name", sorted(STRUCTS))
 def test_struct_table_lists_every_field_with_its_default(name: str) -> None:
     assert name in TABLES, f"docs/protocol.md has no table under a heading #### `{name}`"
-    documented = {
-        _code(row[0]): (_code(row[2]), "**required**" in row[3]) for row in TABLES[name]
-    }
+    documented = {_code(row[0]): (_code(row[2]), "**required**" in row[3]) for row in TABLES[name]}
     expected = _expected_rows(STRUCTS[name])
-    assert set(documented) == set(expected), (
-        f"`{name}` table fields differ from the code: missing {sorted(set(expected) - set(documented))}"
-        f", not in the code {sorted(set(documented) - set(expected), key=str)}"
-    )
+    missing, extra = set(expected) - set(documented), set(documented) - set(expected)
+    assert not missing, f"`{name}` table lacks fields of the code: {sorted(missing)}"
+    assert not extra, f"`{name}` table has fields the code does not: {sorted(extra, key=str)}"
     for field, (default, required) in expected.items():
         shown_default, shown_required = documented[field]
         if default is not None:
@@ -514,8 +528,15 @@ def test_enum_table_lists_every_value(name: str) -> None:
 
 
 def test_every_table_documents_something_in_the_code() -> None:
-    stale = set(TABLES) - set(STRUCTS) - set(ENUMS) - {"Channel table", "Who publishes and who subscribes"}
-    assert not stale, f"docs/protocol.md has tables for what the code does not have: {sorted(stale)}"
+    stale = (
+        set(TABLES)
+        - set(STRUCTS)
+        - set(ENUMS)
+        - {"Channel table", "Who publishes and who subscribes"}
+    )
+    assert not stale, (
+        f"docs/protocol.md has tables for what the code does not have: {sorted(stale)}"
+    )
 
 
 def test_channel_table_is_channels_py() -> None:
@@ -532,7 +553,7 @@ def test_channel_table_is_channels_py() -> None:
         )
         for channel, spec in SPECS.items()
     }
-    documented = {
-        tuple(cell.strip("`") for cell in row) for row in TABLES["Channel table"]
-    }
-    assert documented == expected, f"channel table differs from channels.py: {documented ^ expected}"
+    documented = {tuple(cell.strip("`") for cell in row) for row in TABLES["Channel table"]}
+    assert documented == expected, (
+        f"channel table differs from channels.py: {documented ^ expected}"
+    )

@@ -32,7 +32,9 @@ def test_counts_up_within_one_instance(tmp_path: Path) -> None:
 def test_counts_up_across_instances_as_across_restarts(tmp_path: Path) -> None:
     seen = []
     for _ in range(4):
-        counter = FileSessionCounter(tmp_path, clock_ms=CLOCK_AT_EPOCH)  # a new process after each restart
+        counter = FileSessionCounter(
+            tmp_path, clock_ms=CLOCK_AT_EPOCH
+        )  # a new process after each restart
         seen.extend([counter.next(), counter.next()])
 
     assert seen == list(range(1, 9))
@@ -129,7 +131,9 @@ def test_wall_clock_ahead_of_the_stored_number_wins(tmp_path: Path) -> None:
     # A terminal whose state dir was wiped must still outrank the presence stored for it.
     (tmp_path / "session").write_text("5\n")
 
-    assert FileSessionCounter(tmp_path, clock_ms=lambda: 1_795_000_000_000).next() == 1_795_000_000_000
+    assert (
+        FileSessionCounter(tmp_path, clock_ms=lambda: 1_795_000_000_000).next() == 1_795_000_000_000
+    )
 
 
 def test_clock_set_back_never_makes_the_counter_go_back(tmp_path: Path) -> None:

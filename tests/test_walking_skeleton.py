@@ -1,6 +1,8 @@
-"""The whole path with real processes: `termfleet agent run` (a kiosk) → Mosquitto →
-`termfleet server run` on SQLite → /metrics and `termfleet devices ls`; agents killed with
-real signals."""
+"""The whole path with real processes, agents killed with real signals.
+
+`termfleet agent run` (a kiosk) → Mosquitto → `termfleet server run` on SQLite → /metrics and
+`termfleet devices ls`.
+"""
 
 from __future__ import annotations
 
@@ -29,9 +31,9 @@ def termfleet(*args: str) -> list[str]:
     return [sys.executable, "-m", "control_plane.cli", *args]
 
 
-def eventually(check: Callable[[], Any], timeout_s: float = WAIT_S) -> Any:
+def eventually(check: Callable[[], object], timeout_s: float = WAIT_S) -> object:
     deadline = time.monotonic() + timeout_s
-    last: Any = None
+    last: object = None
     while time.monotonic() < deadline:
         last = check()
         if last:
@@ -46,10 +48,14 @@ def control_plane(broker: BrokerSettings, tmp_path: Path) -> Iterator[str]:
     proc = ManagedProcess(
         "control-plane",
         termfleet(
-            "server", "run",
-            "--database-url", f"sqlite://{tmp_path / 'cp.sqlite3'}",
-            "--mqtt-url", broker.url,
-            "--http-port", str(port),
+            "server",
+            "run",
+            "--database-url",
+            f"sqlite://{tmp_path / 'cp.sqlite3'}",
+            "--mqtt-url",
+            broker.url,
+            "--http-port",
+            str(port),
         ),
         tmp_path / "cp.log",
     ).start()
@@ -76,7 +82,10 @@ def write_agent_config(path: Path, device_id: str, broker: BrokerSettings, state
 def devices_ls(server: str) -> list[dict[str, Any]]:
     out = subprocess.run(
         termfleet("devices", "ls", "--server", server, "--json"),
-        capture_output=True, text=True, check=True, timeout=30,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
     )
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
@@ -86,13 +95,18 @@ def presence_of(server: str, device_id: str) -> str | None:
 
 
 def metrics(server: str) -> str:
-    with urllib.request.urlopen(server + "/metrics", timeout=5) as resp:
-        return resp.read().decode()
+    with urllib.request.urlopen(server + "/metrics", timeout=5) as resp:  # noqa: S310 - localhost
+        body: bytes = resp.read()
+        return body.decode()
 
 
 def start_agent(tmp_path: Path, device_id: str, broker: BrokerSettings) -> ManagedProcess:
-    config = write_agent_config(tmp_path / f"{device_id}.toml", device_id, broker, tmp_path / device_id)
-    return ManagedProcess("agent", termfleet("agent", "run", "--config", str(config)), tmp_path / f"{device_id}.log").start()
+    config = write_agent_config(
+        tmp_path / f"{device_id}.toml", device_id, broker, tmp_path / device_id
+    )
+    return ManagedProcess(
+        "agent", termfleet("agent", "run", "--config", str(config)), tmp_path / f"{device_id}.log"
+    ).start()
 
 
 def test_kiosk_agent_appears_online_in_metrics_and_cli_then_offline_on_sigterm(
@@ -104,7 +118,9 @@ def test_kiosk_agent_appears_online_in_metrics_and_cli_then_offline_on_sigterm(
     listed = next(d for d in devices_ls(control_plane) if d["device_id"] == device_id)
     assert listed["kind"] == "kiosk"
     assert listed["agent_version"]
-    eventually(lambda: next(d for d in devices_ls(control_plane) if d["device_id"] == device_id)["health"])
+    eventually(
+        lambda: next(d for d in devices_ls(control_plane) if d["device_id"] == device_id)["health"]
+    )
     assert 'termfleet_devices{kind="kiosk",presence="online"} 1.0' in metrics(control_plane)
 
     agent.signal(signal.SIGTERM)
@@ -141,7 +157,10 @@ def test_devices_ls_table_lists_the_agent(
     eventually(lambda: presence_of(control_plane, device_id) == "online")
     out = subprocess.run(
         termfleet("devices", "ls", "--server", control_plane, "--kind", "kiosk"),
-        capture_output=True, text=True, check=True, timeout=30,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
     )
     header, *rows = out.stdout.splitlines()
     assert header.split()[:3] == ["DEVICE_ID", "KIND", "PRESENCE"]
@@ -154,7 +173,11 @@ def test_agent_refuses_config_with_unknown_key(tmp_path: Path) -> None:
     config = tmp_path / "agent.toml"
     config.write_text('device_id = "kiosk-1"\nkind = "kiosk"\nheartbeat = 5\n')
     out = subprocess.run(
-        termfleet("agent", "run", "--config", str(config)), capture_output=True, text=True, timeout=30, check=False
+        termfleet("agent", "run", "--config", str(config)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert out.returncode != 0
     assert "heartbeat" in out.stderr

@@ -15,7 +15,16 @@ from edge.protocol.topics import CHANNELS_BY_DIRECTION, Direction
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("edge", "control_plane", "firmware_bridge", "monitoring", "provisioning")
-IO_LIBRARIES = {"paho", "aiomqtt", "aiohttp", "tortoise", "usb", "grafana_client", "asyncpg", "psutil"}
+IO_LIBRARIES = {
+    "paho",
+    "aiomqtt",
+    "aiohttp",
+    "tortoise",
+    "usb",
+    "grafana_client",
+    "asyncpg",
+    "psutil",
+}
 
 
 def python_files() -> list[Path]:
@@ -64,7 +73,9 @@ def test_ingest_subscription_covers_every_uplink_channel(channel: wire.Channel) 
 
 
 @pytest.mark.parametrize("channel", sorted(CHANNELS_BY_DIRECTION[Direction.DOWN]))
-def test_agent_subscription_covers_every_downlink_channel_of_its_own_only(channel: wire.Channel) -> None:
+def test_agent_subscription_covers_every_downlink_channel_of_its_own_only(
+    channel: wire.Channel,
+) -> None:
     mine = wire.device_downlink_filter("kiosk-440117000-01")
     assert topic_matches_sub(mine, wire.downlink("kiosk-440117000-01", channel))
     assert not topic_matches_sub(mine, wire.downlink("kiosk-440117000-02", channel))

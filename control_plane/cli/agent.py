@@ -50,7 +50,7 @@ def run(config_path: Path) -> None:
         broker,
         SystemHealth(),
         FileSessionCounter(Path(config.state_dir)),
-        timing,
+        timing=timing,
     )
 
     async def main() -> None:

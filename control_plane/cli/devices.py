@@ -21,7 +21,9 @@ def devices() -> None:
 
 @devices.command("ls")
 @options.server_url
-@click.option("--kind", type=click.Choice(["kiosk", "review_pad", "station_pc", "booth", "unknown"]))
+@click.option(
+    "--kind", type=click.Choice(["kiosk", "review_pad", "station_pc", "booth", "unknown"])
+)
 @click.option("--presence", type=click.Choice(["online", "offline", "unknown"]))
 @options.json_output
 def ls(server: str, kind: str | None, presence: str | None, as_json: bool) -> None:
@@ -51,10 +53,12 @@ async def _fetch_all(server: str, query: dict[str, str]) -> list[dict[str, Any]]
                         raise click.ClickException(msg) from None
                     if resp.status != 200:  # noqa: PLR2004 - HTTP OK
                         message = body.get("error", {}).get("message", resp.reason)
-                        raise click.ClickException(f"{url}: HTTP {resp.status}: {message}")
+                        msg = f"{url}: HTTP {resp.status}: {message}"
+                        raise click.ClickException(msg)
                 rows.extend(body["items"])
                 cursor = body.get("next_cursor")
                 if not cursor:
                     return rows
     except aiohttp.ClientError as exc:
-        raise click.ClickException(f"cannot reach the control plane at {server}: {exc}") from None
+        msg = f"cannot reach the control plane at {server}: {exc}"
+        raise click.ClickException(msg) from None

@@ -24,7 +24,7 @@ mqtt_url = click.option(
     show_default=True,
     envvar="TERMFLEET_MQTT_URL",
     callback=parse_broker,
-    help="Broker URL, mqtt://[user:password@]host:port or mqtts:// for TLS [env TERMFLEET_MQTT_URL].",
+    help="mqtt://[user:password@]host:port, or mqtts:// for TLS [env TERMFLEET_MQTT_URL].",
 )
 
 server_url = click.option(

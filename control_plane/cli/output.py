@@ -18,12 +18,14 @@ def print_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, as_jso
         return
     cells = [[_cell(row.get(col)) for col in columns] for row in rows]
     widths = [max(len(col), *(len(r[i]) for r in cells)) for i, col in enumerate(columns)]
-    click.echo("  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True)).rstrip())
+    click.echo(
+        "  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True)).rstrip()
+    )
     for r in cells:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
-def _cell(value: Any) -> str:
+def _cell(value: object) -> str:
     if value is None:
         return "-"
     return str(value)

@@ -31,8 +31,12 @@ def server() -> None:
     show_default=True,
     envvar="TERMFLEET_HTTP_PORT",
 )
-@click.option("--client-id", default="", help="MQTT client id of the ingest (default: host and pid).")
-def run(database_url: str, broker: BrokerAddress, http_host: str, http_port: int, client_id: str) -> None:
+@click.option(
+    "--client-id", default="", help="MQTT client id of the ingest (default: host and pid)."
+)
+def run(
+    database_url: str, broker: BrokerAddress, http_host: str, http_port: int, client_id: str
+) -> None:
     """Run the control plane until SIGINT or SIGTERM."""
     from control_plane.server import ServerSettings
     from control_plane.server import run as run_server

@@ -22,9 +22,15 @@ from . import options
     show_default=True,
     help="Seconds between heartbeats.",
 )
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Simulate only the first N terminals.")
-@click.option("--seed", type=int, default=7, show_default=True, help="Seed for the simulated readings.")
-@click.option("--list", "list_only", is_flag=True, help="List the terminals instead of running them.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help="Simulate only the first N terminals."
+)
+@click.option(
+    "--seed", type=int, default=7, show_default=True, help="Seed for the simulated readings."
+)
+@click.option(
+    "--list", "list_only", is_flag=True, help="List the terminals instead of running them."
+)
 @options.json_output
 def simulate(  # noqa: PLR0913 - one parameter per option
     district: str,
@@ -46,14 +52,21 @@ def simulate(  # noqa: PLR0913 - one parameter per option
         raise click.ClickException(str(exc)) from None
     if list_only:
         rows = [
-            {"device_id": t.device_id, "kind": t.kind.value, "site": t.site_code, "level": t.site_level}
+            {
+                "device_id": t.device_id,
+                "kind": t.kind.value,
+                "site": t.site_code,
+                "level": t.site_level,
+            }
             for t in chosen
         ]
         from .output import print_rows
 
         print_rows(rows, ["device_id", "kind", "site", "level"], as_json=as_json)
         return
-    agents = build_agents(chosen, broker, AgentTiming(heartbeat_interval_s=heartbeat_interval), seed)
+    agents = build_agents(
+        chosen, broker, AgentTiming(heartbeat_interval_s=heartbeat_interval), seed
+    )
     click.echo(f"simulating {len(agents)} terminals of {district} against {broker}", err=True)
 
     async def main() -> None:

@@ -16,7 +16,7 @@ class Device(Model):
     agent_version = fields.CharField(max_length=64, default="")
     first_seen = fields.DatetimeField(auto_now_add=True)
     last_seen = fields.DatetimeField(null=True)
-    last_health = fields.JSONField(null=True)
+    last_health: fields.Field[dict[str, object] | None] = fields.JSONField(null=True)
 
     class Meta:
         table = "device"

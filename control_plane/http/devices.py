@@ -15,7 +15,9 @@ DEFAULT_LIMIT = 100
 def _choice(request: web.Request, name: str, allowed: set[str]) -> str | None:
     value = request.query.get(name)
     if value is not None and value not in allowed:
-        raise ApiError(400, "invalid_parameter", f"{name} must be one of {sorted(allowed)}, not {value!r}")
+        raise ApiError(
+            400, "invalid_parameter", f"{name} must be one of {sorted(allowed)}, not {value!r}"
+        )
     return value
 
 
@@ -36,5 +38,7 @@ async def list_handler(request: web.Request) -> web.Response:
         kind=_choice(request, "kind", {k.value for k in DeviceKind}),
         presence=_choice(request, "presence", {p.value for p in PresenceState}),
     )
-    items, next_cursor = await registry.list_devices(flt, request.query.get("cursor"), _limit(request))
+    items, next_cursor = await registry.list_devices(
+        flt, request.query.get("cursor"), _limit(request)
+    )
     return web.json_response({"items": items, "next_cursor": next_cursor})

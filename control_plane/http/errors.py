@@ -32,4 +32,7 @@ async def error_middleware(
     except web.HTTPException as exc:
         if exc.status < 400:  # noqa: PLR2004 - redirects pass through
             raise
-        return web.json_response(error_body(exc.reason.lower().replace(" ", "_"), exc.text or exc.reason), status=exc.status)
+        return web.json_response(
+            error_body(exc.reason.lower().replace(" ", "_"), exc.text or exc.reason),
+            status=exc.status,
+        )

@@ -36,7 +36,7 @@ def port_open(host: str, port: int) -> bool:
 
 @dataclass
 class ManagedProcess:
-    """A started child with its log file. ``stop`` sends SIGTERM, then SIGKILL after a grace time."""
+    """A child process with its log file; ``stop`` sends SIGTERM, then SIGKILL after a grace."""
 
     name: str
     argv: list[str]
@@ -81,12 +81,14 @@ class ManagedProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not self.alive():
-                msg = f"{self.name} exited with {self.returncode()} before listening: {self.log_tail()}"
+                code = self.returncode()
+                msg = f"{self.name} exited with {code} before listening: {self.log_tail()}"
                 raise ProcessError(msg)
             if port_open(host, port):
                 return
             time.sleep(_POLL_S)
-        msg = f"{self.name} did not listen on {host}:{port} within {timeout_s:.0f}s: {self.log_tail()}"
+        where = f"{host}:{port}"
+        msg = f"{self.name} did not listen on {where} within {timeout_s:.0f}s: {self.log_tail()}"
         raise ProcessError(msg)
 
     def returncode(self) -> int | None:

@@ -1,5 +1,7 @@
-"""Reconnect delays: exponential, capped and jittered, so a fleet that lost its broker does not
-come back all in the same second."""
+"""Reconnect delays: exponential, capped and jittered.
+
+Jitter spreads a fleet that lost its broker, so it does not come back all in the same second.
+"""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import msgspec
 from edge.protocol import DeviceKind
 from edge.protocol.common import DeviceId
 
-PASSWORD_ENV = "TERMFLEET_MQTT_PASSWORD"
+PASSWORD_ENV = "TERMFLEET_MQTT_PASSWORD"  # noqa: S105 - a variable name, not a secret
 
 
 class ConfigError(ValueError):
@@ -80,7 +80,8 @@ def read_password(config: BrokerConfig) -> str | None:
         msg = f"cannot read password file {path}: {exc.strerror}"
         raise ConfigError(msg) from exc
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        msg = f"password file {path} must be readable by its owner only (chmod 600), is {mode & 0o777:o}"
+        perms = f"{mode & 0o777:o}"
+        msg = f"password file {path} must be readable by its owner only (chmod 600), is {perms}"
         raise ConfigError(msg)
     try:
         return path.read_text().strip()

@@ -64,6 +64,7 @@ class Agent:
         broker: mqtt.BrokerAddress,
         health: HealthSource,
         sessions: SessionCounter,
+        *,
         timing: AgentTiming = AgentTiming(),
         backoff: Backoff | None = None,
         clock: Callable[[], datetime] = _now,
@@ -109,7 +110,12 @@ class Agent:
             except mqtt.MqttError as exc:
                 self.connected.clear()
                 delay = self._backoff.next()
-                log.warning("%s: broker unavailable (%s); retry in %.1fs", self.identity.device_id, exc, delay)
+                log.warning(
+                    "%s: broker unavailable (%s); retry in %.1fs",
+                    self.identity.device_id,
+                    exc,
+                    delay,
+                )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
 
@@ -136,7 +142,9 @@ class Agent:
 
     def _next_heartbeat(self) -> mqtt.Outgoing:
         self._heartbeat_seq += 1
-        reading = msgspec.structs.replace(self._health.read(), seq=self._heartbeat_seq, at=self._clock())
+        reading = msgspec.structs.replace(
+            self._health.read(), seq=self._heartbeat_seq, at=self._clock()
+        )
         snapshot_due = self._heartbeat_seq % self._timing.full_snapshot_every == 1
         if self._last_reading is None or snapshot_due or self._timing.full_snapshot_every == 1:
             payload = msgspec.structs.replace(reading, full=True)

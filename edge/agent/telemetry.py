@@ -1,4 +1,4 @@
-"""Health readings for the heartbeat: real ones from psutil, and the diff against the last snapshot."""
+"""Health readings for the heartbeat from psutil, and the diff against the last reading."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ class HealthSource(Protocol):
 
 
 class SystemHealth:
-    """This machine's health via psutil; peripherals come from firmware_bridge when it lands."""
+    """The machine's own health via psutil; peripherals come from firmware_bridge when it lands."""
 
     def __init__(self, peripherals: tuple[PeripheralStatus, ...] = ()) -> None:
         self._peripherals = peripherals

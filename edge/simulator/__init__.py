@@ -1,1 +1,1 @@
-"""Simulated terminals: the same agent code, with simulated health and peripherals, many per process."""
+"""Simulated terminals: the real agent code with simulated health, many per process."""

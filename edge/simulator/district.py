@@ -32,14 +32,18 @@ class SimulatedTerminal:
 
 def available_districts() -> list[str]:
     folder = resources.files(__package__).joinpath("data")
-    return sorted(p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json"))
+    return sorted(
+        p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json")
+    )
 
 
 def load_district(name: str) -> dict[str, Any]:
     if name not in available_districts():
         msg = f"unknown district {name!r}; known: {', '.join(available_districts())}"
         raise DistrictError(msg)
-    data: dict[str, Any] = json.loads(resources.files(__package__).joinpath("data", f"{name}.json").read_text())
+    data: dict[str, Any] = json.loads(
+        resources.files(__package__).joinpath("data", f"{name}.json").read_text()
+    )
     return data
 
 
@@ -60,7 +64,9 @@ def terminals(name: str) -> list[SimulatedTerminal]:
             )
         if data.get("review_pad_per_window"):
             result.extend(
-                SimulatedTerminal(f"pad-{code}-{w:02d}", DeviceKind.REVIEW_PAD, code, level, f"{w:02d}")
+                SimulatedTerminal(
+                    f"pad-{code}-{w:02d}", DeviceKind.REVIEW_PAD, code, level, f"{w:02d}"
+                )
                 for w in range(1, site.get("windows", 0) + 1)
             )
     return result

@@ -32,14 +32,14 @@ def build_agents(
             broker,
             SimulatedHealth(t.kind, random.Random(f"{seed}:{t.device_id}")),
             MemorySessionCounter(session_base),
-            timing,
+            timing=timing,
         )
         for t in terminals
     ]
 
 
 async def run_fleet(agents: list[Agent], stop: asyncio.Event) -> None:
-    """Run every agent until ``stop`` is set; each says goodbye (offline presence) on the way out."""
+    """Run every agent until ``stop`` is set; each publishes its offline presence on the way out."""
     async with asyncio.TaskGroup() as tasks:
         for agent in agents:
             tasks.create_task(agent.run(stop), name=f"agent-{agent.identity.device_id}")

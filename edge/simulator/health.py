@@ -91,9 +91,15 @@ class SimulatedHealth:
             trouble = _TROUBLE.get(status.kind)
             if trouble and rng.random() < FAULT_RATE:
                 return PeripheralStatus(
-                    name=status.name, kind=status.kind, state=trouble[0], reason=trouble[1], model=status.model
+                    name=status.name,
+                    kind=status.kind,
+                    state=trouble[0],
+                    reason=trouble[1],
+                    model=status.model,
                 )
             return status
         if rng.random() < RECOVERY_RATE:
-            return PeripheralStatus(name=status.name, kind=status.kind, state=PeripheralState.OK, model=status.model)
+            return PeripheralStatus(
+                name=status.name, kind=status.kind, state=PeripheralState.OK, model=status.model
+            )
         return status

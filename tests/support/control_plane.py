@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -15,6 +16,7 @@ from control_plane.services.processes import free_port
 from edge.mqtt import BrokerAddress
 
 READY_TIMEOUT_S = 15.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -22,19 +24,21 @@ class RunningControlPlane:
     url: str
     http: aiohttp.ClientSession
 
-    async def get_json(self, path: str) -> dict:  # type: ignore[type-arg]
+    async def get_json(self, path: str) -> dict[str, Any]:
         async with self.http.get(self.url + path) as resp:
-            assert resp.status == 200, await resp.text()  # noqa: PLR2004
+            assert resp.status == 200, await resp.text()
             return await resp.json()  # type: ignore[no-any-return]
 
     async def metrics(self) -> str:
         async with self.http.get(self.url + "/metrics") as resp:
             return await resp.text()
 
-    async def wait_for(self, predicate, timeout_s: float = 10.0):  # type: ignore[no-untyped-def]
+    async def wait_for(
+        self, predicate: Callable[[], Awaitable[T | None]], timeout_s: float = 10.0
+    ) -> T:
         """Poll an async predicate until it returns something truthy; fail with its last value."""
         deadline = asyncio.get_running_loop().time() + timeout_s
-        value = None
+        value: T | None = None
         while asyncio.get_running_loop().time() < deadline:
             value = await predicate()
             if value:
@@ -44,7 +48,9 @@ class RunningControlPlane:
 
 
 @contextlib.asynccontextmanager
-async def running_control_plane(broker: BrokerSettings, database_url: str) -> AsyncIterator[RunningControlPlane]:
+async def running_control_plane(
+    broker: BrokerSettings, database_url: str
+) -> AsyncIterator[RunningControlPlane]:
     port = free_port()
     settings = ServerSettings(
         database_url=database_url,
