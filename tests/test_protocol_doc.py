@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 import msgspec.inspect as mi
@@ -204,7 +204,7 @@ class Subscriber:
             self._lines.put(line)
         self._lines.put(None)
 
-    def _fail(self, what: str) -> None:
+    def _fail(self, what: str) -> NoReturn:
         said = b"".join(self._seen).decode(errors="replace")
         pytest.fail(f"{self.why}\n  {what}\n  ran: {shlex.join(self.argv)}\n  it said:\n{said}")
 
@@ -228,11 +228,11 @@ class Subscriber:
     def expect(self, topic: str) -> bytes:
         """The payload of the next message on ``topic``; other messages are passed over."""
         head = topic.encode() + b" "
-        for line in self._lines_until(time.monotonic() + TIMEOUT_S):
-            if line.startswith(head):
-                return line.removeprefix(head).removesuffix(b"\n")
-        self._fail(f"no message on {topic} within {TIMEOUT_S}s")
-        raise AssertionError  # unreachable: pytest.fail raises
+        lines = self._lines_until(time.monotonic() + TIMEOUT_S)
+        found = next((line for line in lines if line.startswith(head)), None)
+        if found is None:
+            self._fail(f"no message on {topic} within {TIMEOUT_S}s")
+        return found.removeprefix(head).removesuffix(b"\n")
 
     def kill(self) -> None:
         """Drop the connection without a DISCONNECT, as a crash or a pulled cable would."""
@@ -316,14 +316,8 @@ def test_sub_example_receives_what_it_covers(
     if not example.has("-W"):
         argv += ["-W", "30"]  # a bound on its life, should the test fail to stop it
     filters = [argv[i + 1] for i, token in enumerate(argv) if token == "-t"]
-    covered = [
-        (pub, topic)
-        for pub in PUBS
-        if any(
-            _covers(f, topic := _option(_rewrite(pub, broker, device_prefix), "-t"))
-            for f in filters
-        )
-    ]
+    pub_topics = [(pub, _option(_rewrite(pub, broker, device_prefix), "-t")) for pub in PUBS]
+    covered = [(pub, topic) for pub, topic in pub_topics if any(_covers(f, topic) for f in filters)]
     assert covered, f"{example}: no mosquitto_pub example of the document publishes where it reads"
     pub, topic = covered[0]
     will_topic = example.value("--will-topic")
@@ -371,6 +365,8 @@ def test_every_example_is_a_complete_mosquitto_command() -> None:
         assert (example.value("-h"), example.value("-p")) == DOC_BROKER, example
         assert example.value("-V") == "mqttv5", f"{example}: termfleet is MQTT 5"
         assert example.values("-t"), f"{example}: no topic"
+    for example in SUBS:
+        assert example.has("-v"), f"{example}: -v, so that each line shows its topic"
     for example in PUBS:
         assert len(example.values("-t")) == 1, f"{example}: one topic per publish"
         message = json.loads(example.value("-m") or "null")
