@@ -72,11 +72,11 @@ def _rate(fn: Callable[[], object], rounds: int) -> float:
 
 def run(*, quick: bool = False) -> str:
     rounds = 5_000 if quick else 50_000
+    intro = f"Messages per second on one core, best of 5 runs of {rounds:,}; reference: "
     lines = [
         "## Wire-contract decoding",
         "",
-        f"Messages per second on one core, best of 5 runs of {rounds:,}; "
-        + "reference: `json.loads` of the same bytes.",
+        intro + "`json.loads` of the same bytes.",
         "",
         "| channel | bytes | `json.loads` msg/s | `edge.protocol.decode` msg/s | ratio |",
         "|---|---:|---:|---:|---:|",
