@@ -7,6 +7,7 @@ builds frozen structs.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -82,8 +83,8 @@ def run(*, quick: bool = False) -> str:
         "|---|---:|---:|---:|---:|",
     ]
     for channel, data in SAMPLES.items():
-        reference = _rate(lambda data=data: json.loads(data), rounds)
-        ours = _rate(lambda channel=channel, data=data: decode(channel, data), rounds)
+        reference = _rate(functools.partial(json.loads, data), rounds)
+        ours = _rate(functools.partial(decode, channel, data), rounds)
         lines.append(
             f"| {channel.value} | {len(data)} | {reference:,.0f} | {ours:,.0f} | "
             f"{ours / reference:.2f} |"
