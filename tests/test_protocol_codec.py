@@ -494,13 +494,13 @@ def test_size_limit_is_inclusive() -> None:
 
 
 def test_decode_message_checks_the_topic_first() -> None:
-    message = decode_message("termfleet/v1/up/kiosk-440117-0001/presence", b'{"v":1,"session":8}')
-    assert message.topic.subject == "kiosk-440117-0001"
+    message = decode_message("termfleet/v1/up/kiosk-440117000-01/presence", b'{"v":1,"session":8}')
+    assert message.topic.subject == "kiosk-440117000-01"
     assert message.payload == Presence(session=8)
     with pytest.raises(TopicError):
-        decode_message("termfleet/v1/up/kiosk-440117-0001/selfie", b'{"v":1,"session":8}')
+        decode_message("termfleet/v1/up/kiosk-440117000-01/selfie", b'{"v":1,"session":8}')
     with pytest.raises(PayloadError):
-        decode_message("termfleet/v1/up/kiosk-440117-0001/presence", b"{")
+        decode_message("termfleet/v1/up/kiosk-440117000-01/presence", b"{")
 
 
 # Nothing but PayloadError, whatever arrives.

@@ -403,7 +403,7 @@ def test_every_usage_event_type_has_a_pub_example() -> None:
 
 def test_sub_examples_watch_a_device_and_the_shared_uplink() -> None:
     filters = {f for example in SUBS for f in example.values("-t")}
-    device = "kiosk-440117-0001"
+    device = "kiosk-440117000-01"
     assert wire.device_uplink_filter(device) in filters
     assert wire.device_downlink_filter(device) in filters
     assert any(f.startswith("$share/") and f.endswith(wire.all_uplink_filter()) for f in filters)

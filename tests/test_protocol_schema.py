@@ -49,7 +49,7 @@ def test_every_channel_has_its_payload_topic_qos_and_retain() -> None:
         assert entry["x-qos"] == spec.qos
         assert entry["x-retain"] is spec.retain
         assert entry["x-record"] is spec.record
-        concrete = entry["x-topic"].replace("{device_id}", "kiosk-440117-0001")
+        concrete = entry["x-topic"].replace("{device_id}", "kiosk-440117000-01")
         assert parse(concrete.replace("{claim_id}", "c5e1a9f04b7d2e36")).channel is channel
         assert topic_pattern(channel) == entry["x-topic"]
         if channel is not Channel.USAGE:

@@ -15,7 +15,7 @@ CHANNEL_DIRECTION = {
     for direction, channels in wire.CHANNELS_BY_DIRECTION.items()
     for channel in channels
 }
-KIOSK = "kiosk-440117-0001"
+KIOSK = "kiosk-440117000-01"
 
 ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", fullmatch=True)
 
@@ -58,26 +58,26 @@ def test_builders_refuse_a_channel_of_another_direction(
     ("topic", "problem"),
     [
         # wrong root
-        ("other/v1/up/kiosk-440117-0001/usage", "is not under termfleet/v1/"),
-        ("termfleet/v2/up/kiosk-440117-0001/usage", "is not under termfleet/v1/"),
-        ("Termfleet/v1/up/kiosk-440117-0001/usage", "is not under termfleet/v1/"),
+        ("other/v1/up/kiosk-440117000-01/usage", "is not under termfleet/v1/"),
+        ("termfleet/v2/up/kiosk-440117000-01/usage", "is not under termfleet/v1/"),
+        ("Termfleet/v1/up/kiosk-440117000-01/usage", "is not under termfleet/v1/"),
         # wrong number of levels
         ("", "has 1 levels"),
-        ("termfleet/v1/up/kiosk-440117-0001", "has 4 levels"),
-        ("termfleet/v1/up/kiosk-440117-0001/usage/extra", "has 6 levels"),
-        ("/termfleet/v1/up/kiosk-440117-0001/usage", "has 6 levels"),
-        ("termfleet/v1/up/kiosk-440117-0001/usage/", "has 6 levels"),
-        ("$share/g/termfleet/v1/up/kiosk-440117-0001/usage", "has 7 levels"),
+        ("termfleet/v1/up/kiosk-440117000-01", "has 4 levels"),
+        ("termfleet/v1/up/kiosk-440117000-01/usage/extra", "has 6 levels"),
+        ("/termfleet/v1/up/kiosk-440117000-01/usage", "has 6 levels"),
+        ("termfleet/v1/up/kiosk-440117000-01/usage/", "has 6 levels"),
+        ("$share/g/termfleet/v1/up/kiosk-440117000-01/usage", "has 7 levels"),
         # unknown direction or channel (case matters)
-        ("termfleet/v1/sideways/kiosk-440117-0001/usage", "unknown direction 'sideways'"),
-        ("termfleet/v1/UP/kiosk-440117-0001/usage", "unknown direction 'UP'"),
-        ("termfleet/v1/up/kiosk-440117-0001/selfie", "unknown channel 'selfie'"),
-        ("termfleet/v1/up/kiosk-440117-0001/Usage", "unknown channel 'Usage'"),
-        ("termfleet/v1/up/kiosk-440117-0001/", "unknown channel ''"),
+        ("termfleet/v1/sideways/kiosk-440117000-01/usage", "unknown direction 'sideways'"),
+        ("termfleet/v1/UP/kiosk-440117000-01/usage", "unknown direction 'UP'"),
+        ("termfleet/v1/up/kiosk-440117000-01/selfie", "unknown channel 'selfie'"),
+        ("termfleet/v1/up/kiosk-440117000-01/Usage", "unknown channel 'Usage'"),
+        ("termfleet/v1/up/kiosk-440117000-01/", "unknown channel ''"),
         # a channel under the wrong direction
-        ("termfleet/v1/up/kiosk-440117-0001/ack", "channel 'ack' does not belong under 'up'"),
+        ("termfleet/v1/up/kiosk-440117000-01/ack", "channel 'ack' does not belong under 'up'"),
         (
-            "termfleet/v1/down/kiosk-440117-0001/usage",
+            "termfleet/v1/down/kiosk-440117000-01/usage",
             "channel 'usage' does not belong under 'down'",
         ),
         ("termfleet/v1/claim/c5e1a9f04b7d2e36/presence", "does not belong under 'claim'"),
@@ -87,8 +87,8 @@ def test_builders_refuse_a_channel_of_another_direction(
         ),
         # wildcards
         ("termfleet/v1/up/+/usage", "contains a wildcard"),
-        ("termfleet/v1/up/kiosk-440117-0001/#", "contains a wildcard"),
-        ("termfleet/v1/+/kiosk-440117-0001/usage", "contains a wildcard"),
+        ("termfleet/v1/up/kiosk-440117000-01/#", "contains a wildcard"),
+        ("termfleet/v1/+/kiosk-440117000-01/usage", "contains a wildcard"),
         ("termfleet/v1/up/kiosk+1/usage", "contains a wildcard"),
         # bad ids
         ("termfleet/v1/up//usage", "invalid id ''"),

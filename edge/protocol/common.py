@@ -24,7 +24,7 @@ Seq = Annotated[int, msgspec.Meta(ge=0, description="Per-device sequence number"
 DeviceId = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Device id as in the topic"
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$(?!\n)", description="Device id as in the topic"
     ),
 ]
 

@@ -8,7 +8,7 @@ import msgspec
 
 from .common import Payload, Timestamp
 
-Sha256Hex = Annotated[str, msgspec.Meta(pattern=r"^([0-9a-f]{64})?$")]
+Sha256Hex = Annotated[str, msgspec.Meta(pattern=r"^([0-9a-f]{64})?$(?!\n)")]
 
 
 class Artifact(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
