@@ -1,6 +1,7 @@
 """``termfleet demo``: broker, control plane, Prometheus and a simulated district.
 
-They run as child processes of one supervisor, which stops them all by pid on Ctrl-C.
+They run as child processes of one supervisor, which stops them all by pid on Ctrl-C, SIGTERM or
+a closed terminal (SIGHUP).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import json
 import signal
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +28,11 @@ from edge.simulator.district import terminals
 
 ONLINE_TIMEOUT_S = 60.0
 _POLL_S = 0.5
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class DemoStopped(Exception):  # noqa: N818 - a request, not an error
+    """A stop signal arrived while the demo was still starting."""
 
 
 @dataclass(frozen=True)
@@ -51,57 +58,76 @@ class Demo:
         self._say = say
         self._children: list[ManagedProcess] = []
         self._stopping = False
+        self.prometheus_url: str | None = None
 
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.http_port}"
 
+    @property
+    def broker(self) -> BrokerSettings:
+        return BrokerSettings(self.settings.workdir / "broker", self.settings.mqtt_port)
+
     def start(self) -> None:
+        for start_part in (
+            self._start_broker,
+            self._start_control_plane,
+            self._start_prometheus,
+            self._start_simulator,
+        ):
+            if self._stopping:
+                raise DemoStopped
+            start_part()
+
+    def _start_broker(self) -> None:
+        self._say(f"starting Mosquitto on {self.broker.url}\n")
+        self._children.append(start_broker(self.broker))
+
+    def _start_control_plane(self) -> None:
         s = self.settings
-        broker = BrokerSettings(s.workdir / "broker", s.mqtt_port)
-        self._say(f"starting Mosquitto on {broker.url}\n")
-        self._children.append(start_broker(broker))
         self._say(f"starting the control plane on {self.api_url}\n")
-        control_plane = ManagedProcess(
-            "control-plane",
-            _termfleet(
-                "server",
-                "run",
-                "--database-url",
-                f"sqlite://{s.workdir / 'termfleet.sqlite3'}",
-                "--mqtt-url",
-                broker.url,
-                "--http-port",
-                str(s.http_port),
-            ),
-            s.workdir / "control-plane.log",
-        ).start()
-        self._children.append(control_plane)
-        control_plane.wait_port("127.0.0.1", s.http_port)
-        binary = prometheus_binary() if s.with_prometheus else None
-        if binary:
-            prom = PrometheusSettings(
-                s.workdir / "prometheus", s.prometheus_port, (f"127.0.0.1:{s.http_port}",)
-            )
-            self._say(f"starting Prometheus on {prom.url}\n")
-            self._children.append(start_prometheus(prom, binary))
-        elif s.with_prometheus:
+        argv = _termfleet(
+            "server",
+            "run",
+            "--database-url",
+            f"sqlite://{s.workdir / 'termfleet.sqlite3'}",
+            "--mqtt-url",
+            self.broker.url,
+            "--http-port",
+            str(s.http_port),
+        )
+        process = ManagedProcess("control-plane", argv, s.workdir / "control-plane.log")
+        self._children.append(process.start_and_wait_port("127.0.0.1", s.http_port))
+
+    def _start_prometheus(self) -> None:
+        s = self.settings
+        if not s.with_prometheus:
+            return
+        binary = prometheus_binary()
+        if binary is None:
             self._say("Prometheus is not installed; skipping it (./dev demo installs it)\n")
+            return
+        prom = PrometheusSettings(
+            s.workdir / "prometheus", s.prometheus_port, (f"127.0.0.1:{s.http_port}",)
+        )
+        self._say(f"starting Prometheus on {prom.url}\n")
+        self._children.append(start_prometheus(prom, binary))
+        self.prometheus_url = prom.url
+
+    def _start_simulator(self) -> None:
+        s = self.settings
         self._say(f"starting the simulated {s.district} district\n")
+        argv = _termfleet(
+            "simulate",
+            "--district",
+            s.district,
+            "--mqtt-url",
+            self.broker.url,
+            "--heartbeat-interval",
+            str(s.heartbeat_interval_s),
+        )
         self._children.append(
-            ManagedProcess(
-                "simulator",
-                _termfleet(
-                    "simulate",
-                    "--district",
-                    s.district,
-                    "--mqtt-url",
-                    broker.url,
-                    "--heartbeat-interval",
-                    str(s.heartbeat_interval_s),
-                ),
-                s.workdir / "simulator.log",
-            ).start()
+            ManagedProcess("simulator", argv, s.workdir / "simulator.log").start()
         )
 
     def wait_online(self, expected: int, timeout_s: float = ONLINE_TIMEOUT_S) -> int:
@@ -119,18 +145,18 @@ class Demo:
         return online
 
     def online_count(self) -> int:
-        url = f"{self.api_url}/api/v1/devices?presence=online&limit=500"
-        count = 0
-        while url:
-            with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - our own localhost URL
-                body = json.load(resp)
-            count += len(body["items"])
-            cursor = body.get("next_cursor")
-            url = (
-                f"{self.api_url}/api/v1/devices?presence=online&limit=500&cursor={cursor}"
-                if cursor
-                else ""
-            )
+        """Devices online now, or 0 while the API does not answer."""
+        base = f"{self.api_url}/api/v1/devices?presence=online&limit=500"
+        url, count = base, 0
+        try:
+            while url:
+                with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - our localhost
+                    body = json.load(resp)
+                count += len(body["items"])
+                cursor = body.get("next_cursor")
+                url = f"{base}&cursor={cursor}" if cursor else ""
+        except (urllib.error.URLError, TimeoutError, ValueError, KeyError):
+            return 0
         return count
 
     def check_children(self) -> None:
@@ -154,28 +180,38 @@ class Demo:
             self.check_children()
             time.sleep(_POLL_S)
 
+    def summary(self, online: int, expected: int) -> str:
+        lines = [f"{online}/{expected} terminals online"]
+        if online < expected:
+            lines.append(
+                f"WARNING: not every terminal came online within {ONLINE_TIMEOUT_S:.0f}s; "
+                f"see {self.settings.workdir}/*.log"
+            )
+        lines += [
+            f"  API         {self.api_url}/api/v1/devices",
+            f"  metrics     {self.api_url}/metrics",
+        ]
+        if self.prometheus_url:
+            lines.append(f"  Prometheus  {self.prometheus_url}")
+        lines += [
+            f"  CLI         termfleet devices ls --server {self.api_url}",
+            f"  logs        {self.settings.workdir}",
+            "Press Ctrl-C to stop everything.",
+        ]
+        return "\n".join(lines) + "\n"
+
 
 def run_demo(settings: DemoSettings, say: Callable[[str], None]) -> None:
     demo = Demo(settings, say)
-    signal.signal(signal.SIGINT, demo.request_stop)
-    signal.signal(signal.SIGTERM, demo.request_stop)
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, demo.request_stop)
     expected = len(terminals(settings.district))
     try:
         demo.start()
         online = demo.wait_online(expected)
-        say(
-            f"{online}/{expected} terminals online\n"
-            f"  API         {demo.api_url}/api/v1/devices\n"
-            f"  metrics     {demo.api_url}/metrics\n"
-            + (
-                f"  Prometheus  http://127.0.0.1:{settings.prometheus_port}\n"
-                if settings.with_prometheus and prometheus_binary()
-                else ""
-            )
-            + f"  CLI         termfleet devices ls --server {demo.api_url}\n"
-            f"  logs        {settings.workdir}\n"
-            "Press Ctrl-C to stop everything.\n"
-        )
+        say(demo.summary(online, expected))
         demo.run_until_stopped()
+    except DemoStopped:
+        say("stopping before the demo finished starting\n")
     finally:
         demo.stop()

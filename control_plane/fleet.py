@@ -1,7 +1,7 @@
-"""Live fleet state in memory: presence and last contact per device. Pure; no IO.
+"""Live fleet state in memory: presence, health and last contact per device. Pure; no IO.
 
-The ingest feeds it, the metrics collector reads it at scrape time, and the database keeps a
-copy written only when something tracked changed.
+The ingest computes each update here, stores it, and only then puts it into the state; the
+metrics collector reads the state at scrape time.
 """
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
+
+import msgspec
 
 from edge.protocol import DeviceKind, Heartbeat, Presence, PresenceState
 
@@ -22,6 +25,8 @@ class DeviceState:
     session: int = 0
     agent_version: str = ""
     last_seen: datetime | None = None
+    health: Heartbeat | None = None
+    """The latest heartbeat merged over the last full snapshot: what we know of its health now."""
 
 
 def presence_rank(session: int, state: PresenceState) -> tuple[int, int]:
@@ -31,6 +36,38 @@ def presence_rank(session: int, state: PresenceState) -> tuple[int, int]:
     broker publishes it when it notices the old socket is dead); its lower session loses.
     """
     return (session, 1 if state is PresenceState.OFFLINE else 0)
+
+
+_NOT_HEALTH = frozenset({"v", "session", "seq", "at", "full"})
+
+
+def merge_heartbeat(previous: Heartbeat | None, heartbeat: Heartbeat) -> Heartbeat:
+    """A full snapshot replaces what we had; a diff overrides only the fields it carries."""
+    if heartbeat.full or previous is None:
+        return heartbeat
+    changes: dict[str, Any] = {
+        f.name: getattr(heartbeat, f.name)
+        for f in msgspec.structs.fields(Heartbeat)
+        if f.name not in _NOT_HEALTH and getattr(heartbeat, f.name) is not None
+    }
+    return msgspec.structs.replace(
+        previous, session=heartbeat.session, seq=heartbeat.seq, at=heartbeat.at, **changes
+    )
+
+
+def health_changed(before: Heartbeat | None, after: Heartbeat | None) -> bool:
+    """Whether anything but the heartbeat's own counters and time differs."""
+    if before is None or after is None:
+        return before is not after
+
+    def readings(hb: Heartbeat) -> tuple[object, ...]:
+        return tuple(
+            getattr(hb, f.name)
+            for f in msgspec.structs.fields(Heartbeat)
+            if f.name not in _NOT_HEALTH
+        )
+
+    return readings(before) != readings(after)
 
 
 class FleetState:
@@ -48,38 +85,66 @@ class FleetState:
     def get(self, device_id: str) -> DeviceState | None:
         return self._devices.get(device_id)
 
-    def apply_presence(
-        self, device_id: str, presence: Presence, received_at: datetime
+    def put(self, state: DeviceState) -> None:
+        self._devices[state.device_id] = state
+
+    def presence_update(
+        self, device_id: str, presence: Presence, received_at: datetime | None
     ) -> DeviceState | None:
-        """Apply a presence message; returns the new state, or None if it changed nothing."""
+        """The state after this presence message, or None if it changes nothing.
+
+        ``received_at`` is None for a retained message replayed by the broker at subscribe time:
+        it says what the state is, not that the device was heard from just now.
+        """
         if presence.state is PresenceState.UNKNOWN:
             return None
         current = self._devices.get(device_id) or DeviceState(device_id)
         incoming = presence_rank(presence.session, presence.state)
         if incoming <= presence_rank(current.session, current.presence):
             return None
-        updated = replace(
+        return replace(
             current,
             presence=presence.state,
             session=presence.session,
             kind=presence.kind if presence.kind is not DeviceKind.UNKNOWN else current.kind,
             agent_version=presence.agent_version or current.agent_version,
-            last_seen=received_at,
+            last_seen=received_at or current.last_seen,
         )
-        self._devices[device_id] = updated
+
+    def heartbeat_update(
+        self, device_id: str, heartbeat: Heartbeat, received_at: datetime
+    ) -> DeviceState | None:
+        """The state after this heartbeat, or None if it is older than one already applied.
+
+        A heartbeat never flips presence: only presence messages (and expiry) do.
+        """
+        current = self._devices.get(device_id) or DeviceState(device_id)
+        known = current.health
+        if known is not None and (heartbeat.session, heartbeat.seq) <= (known.session, known.seq):
+            return None
+        return replace(
+            current,
+            agent_version=heartbeat.agent_version or current.agent_version,
+            last_seen=received_at,
+            health=merge_heartbeat(known, heartbeat),
+        )
+
+    def apply_presence(
+        self, device_id: str, presence: Presence, received_at: datetime | None
+    ) -> DeviceState | None:
+        """``presence_update`` and ``put`` in one, for callers that store nothing."""
+        updated = self.presence_update(device_id, presence, received_at)
+        if updated is not None:
+            self.put(updated)
         return updated
 
     def apply_heartbeat(
         self, device_id: str, heartbeat: Heartbeat, received_at: datetime
-    ) -> DeviceState:
-        """Record contact. A heartbeat never flips presence: only presence messages do."""
-        current = self._devices.get(device_id) or DeviceState(device_id)
-        updated = replace(
-            current,
-            agent_version=heartbeat.agent_version or current.agent_version,
-            last_seen=received_at,
-        )
-        self._devices[device_id] = updated
+    ) -> DeviceState | None:
+        """``heartbeat_update`` and ``put`` in one, for callers that store nothing."""
+        updated = self.heartbeat_update(device_id, heartbeat, received_at)
+        if updated is not None:
+            self.put(updated)
         return updated
 
     def counts(self) -> Counter[tuple[DeviceKind, PresenceState]]:

@@ -45,6 +45,7 @@ class ControlPlaneMetrics:
         self.registry.register(FleetCollector(fleet))
         self.ingest_messages = _counter(names.INGEST_MESSAGES, self.registry)
         self.ingest_rejected = _counter(names.INGEST_REJECTED, self.registry)
+        self.ingest_errors = _counter(names.INGEST_ERRORS, self.registry)
         for reason in RejectReason:
             self.ingest_rejected.labels(reason.value)
         self.mqtt_connected = Gauge(

@@ -31,12 +31,14 @@ async def load_states() -> list[DeviceState]:
             session=row.presence_session,
             agent_version=row.agent_version,
             last_seen=row.last_seen,
+            health=msgspec.convert(row.last_health, Heartbeat) if row.last_health else None,
         )
         for row in await Device.all()
     ]
 
 
 async def save_state(state: DeviceState) -> None:
+    """Write one device's state (insert or update)."""
     await Device.update_or_create(
         device_id=state.device_id,
         defaults={
@@ -45,18 +47,9 @@ async def save_state(state: DeviceState) -> None:
             "presence_session": state.session,
             "agent_version": state.agent_version,
             "last_seen": state.last_seen,
+            "last_health": msgspec.to_builtins(state.health) if state.health else None,
         },
     )
-
-
-async def save_health(state: DeviceState, heartbeat: Heartbeat) -> None:
-    health = msgspec.to_builtins(heartbeat)
-    updated = await Device.filter(device_id=state.device_id).update(
-        last_seen=state.last_seen, last_health=health, agent_version=state.agent_version
-    )
-    if not updated:
-        await save_state(state)
-        await Device.filter(device_id=state.device_id).update(last_health=health)
 
 
 async def list_devices(
@@ -85,6 +78,7 @@ def _as_dict(row: Device) -> dict[str, Any]:
         "device_id": row.device_id,
         "kind": row.kind,
         "presence": row.presence,
+        "session": row.presence_session,
         "agent_version": row.agent_version,
         "first_seen": _iso(row.first_seen),
         "last_seen": _iso(row.last_seen),

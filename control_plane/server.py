@@ -23,6 +23,10 @@ from .metrics import ControlPlaneMetrics
 log = logging.getLogger(__name__)
 
 
+class ServerError(RuntimeError):
+    """The control plane cannot start or had to stop."""
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     database_url: str
@@ -41,10 +45,15 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
         fleet = FleetState(await registry.load_states())
         metrics = ControlPlaneMetrics(fleet)
         ingest = Ingest(fleet, metrics)
-        runner = web.AppRunner(make_app(fleet, metrics), access_log=None)
+        runner = web.AppRunner(make_app(fleet, metrics, ingest), access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, settings.http_host, settings.http_port)
-        await site.start()
+        try:
+            await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            where = f"{settings.http_host}:{settings.http_port}"
+            msg = f"cannot listen on {where}: {exc.strerror or exc}"
+            raise ServerError(msg) from exc
         log.info(
             "control plane: http://%s:%d, %d devices loaded, broker %s",
             settings.http_host,
@@ -52,14 +61,20 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
             len(fleet),
             settings.mqtt,
         )
-        ingest_task = asyncio.create_task(
-            ingest.run(settings.mqtt, settings.ingest_client_id()), name="ingest"
-        )
         try:
-            await stop.wait()
+            async with asyncio.TaskGroup() as tasks:
+                ingest_task = tasks.create_task(
+                    ingest.run(settings.mqtt, settings.ingest_client_id()), name="ingest"
+                )
+                await stop.wait()
+                ingest_task.cancel()
+        except* Exception as failed:  # noqa: BLE001 - any failure of the ingest ends the server
+            # The ingest reconnects on its own; anything else that ends it ends the server,
+            # loudly, rather than leaving an HTTP server up that takes in nothing.
+            cause = failed.exceptions[0]
+            msg = f"the ingest stopped: {type(cause).__name__}: {cause}"
+            raise ServerError(msg) from cause
         finally:
-            ingest_task.cancel()
-            await asyncio.gather(ingest_task, return_exceptions=True)
             await runner.cleanup()
 
 

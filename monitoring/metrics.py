@@ -32,6 +32,11 @@ INGEST_REJECTED = MetricSpec(
     "Uplink messages refused by the ingest, by reason (topic, json, schema, version, ...).",
     ("reason",),
 )
+INGEST_ERRORS = MetricSpec(
+    "termfleet_ingest_errors_total",
+    "Well-formed uplink messages the ingest failed to store (database errors); each is retried "
+    "by the device's next message.",
+)
 MQTT_CONNECTED = MetricSpec(
     "termfleet_mqtt_connected",
     "1 while the control plane's ingest is connected to the broker.",

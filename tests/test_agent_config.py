@@ -23,7 +23,6 @@ FULL = """\
 device_id = "station-440117001001-01"
 kind = "station_pc"
 state_dir = "state"
-simulated_peripherals = true
 
 [broker]
 url = "mqtts://broker.example.org:8883"
@@ -54,19 +53,19 @@ def load_text(tmp_path: Path, text: str) -> AgentConfig:
     return load_config(write(tmp_path, text))
 
 
-def test_full_config_loads_every_field(tmp_path: Path) -> None:
+def test_full_config_loads_every_field_with_paths_relative_to_the_file(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
     config = load_text(tmp_path, FULL)
 
     assert config == AgentConfig(
         device_id="station-440117001001-01",
         kind=DeviceKind.STATION_PC,
-        state_dir="state",
-        simulated_peripherals=True,
+        state_dir=str(tmp_path / "state"),
         broker=BrokerConfig(
             url="mqtts://broker.example.org:8883",
             username="station-440117001001-01",
-            password_file="secret",
-            ca_file="ca.pem",
+            password_file=str(tmp_path / "secret"),
+            ca_file=str(tmp_path / "ca.pem"),
             session_expiry_s=3600,
             keepalive_s=45,
         ),
@@ -80,7 +79,6 @@ def test_minimal_config_takes_the_defaults(tmp_path: Path) -> None:
     assert config.device_id == "kiosk-440117000-01"
     assert config.kind is DeviceKind.KIOSK
     assert config.state_dir == "/var/lib/termfleet-agent"
-    assert config.simulated_peripherals is False
     assert config.broker == BrokerConfig()
     assert config.broker.url == "mqtt://127.0.0.1:1883"
     assert config.broker.username == ""
@@ -126,7 +124,6 @@ def test_unknown_keys_are_refused_by_name(
     ("text", "fragment"),
     [
         (MINIMAL + "state_dir = 3\n", "$.state_dir"),
-        (MINIMAL + 'simulated_peripherals = "yes"\n', "$.simulated_peripherals"),
         (
             MINIMAL + '[telemetry]\nheartbeat_interval_s = "30"\n',
             "$.telemetry.heartbeat_interval_s",
@@ -303,3 +300,13 @@ def test_password_file_from_a_loaded_config(tmp_path: Path) -> None:
     config = load_text(tmp_path, MINIMAL + f'[broker]\npassword_file = "{toml_path}"\n')
 
     assert read_password(config.broker) == "pw"
+
+
+def test_missing_ca_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"broker\.ca_file .*ca\.pem is not a readable file"):
+        load_text(tmp_path, MINIMAL + '[broker]\nca_file = "ca.pem"\n')
+
+
+def test_absolute_paths_are_kept(tmp_path: Path) -> None:
+    config = load_text(tmp_path, MINIMAL + 'state_dir = "/var/lib/termfleet-agent"\n')
+    assert config.state_dir == "/var/lib/termfleet-agent"

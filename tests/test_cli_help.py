@@ -113,11 +113,12 @@ def test_simulate_list_as_a_table() -> None:
     assert len(lines) == 3
 
 
-def test_simulate_unknown_district_is_a_clean_error() -> None:
-    result = run("simulate", "--district", "atlantis", "--list")
+@pytest.mark.parametrize("command", ["simulate", "demo"])
+def test_unknown_district_is_a_usage_error_naming_the_known_ones(command: str) -> None:
+    result = run(command, "--district", "atlantis")
 
-    assert result.exit_code == 1
-    assert "unknown district 'atlantis'" in result.stderr
+    assert result.exit_code == 2
+    assert "'atlantis' is not 'conghua'" in result.stderr
     assert "Traceback" not in result.output
 
 

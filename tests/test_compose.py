@@ -1,14 +1,16 @@
 """docker compose, checked with the real tools that run here (no Docker engine does).
 
 The compose file is validated by Docker Compose itself (`docker-compose config`, or the v2
-plugin), the Prometheus config by promtool, and the broker's compose config by running it in a
-real Mosquitto. The YAML is then read to check that the services find each other.
+plugin's binary), the Prometheus config by promtool, and the broker's compose config by running it
+in a real Mosquitto. The YAML is then read to check that the services find each other.
 """
 
 from __future__ import annotations
 
+import functools
 import getpass
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -29,16 +31,45 @@ BROKER_CONFIG = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
 SHARED_BROKER_CONF_DIR = ROOT / "control_plane" / "services" / "mosquitto.d"
 SERVICES = {"broker", "control-plane", "simulator", "prometheus", "grafana"}
 TOOL_TIMEOUT_S = 60
+# Where the docker CLI looks for plugins. Ubuntu's docker-compose-v2 (and Docker's own
+# docker-compose-plugin) put the binary in the last one; installed without recommends, it comes
+# without the docker CLI that `docker compose` needs, but the binary also runs on its own.
+COMPOSE_PLUGIN_DIRS = (
+    Path.home() / ".docker" / "cli-plugins",
+    Path("/usr/local/lib/docker/cli-plugins"),
+    Path("/usr/local/libexec/docker/cli-plugins"),
+    Path("/usr/lib/docker/cli-plugins"),
+    Path("/usr/libexec/docker/cli-plugins"),
+)
+INSTALL_COMPOSE = (
+    "run ./dev test, or install one: apt-get install docker-compose (Debian 12, Ubuntu up to"
+    " 24.04) or docker-compose-v2 (Ubuntu)"
+)
 
 
-def compose_command() -> list[str]:
-    """Debian's docker-compose (v1), else the v2 plugin; `./dev test` installs one of them."""
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    docker = shutil.which("docker")
-    if docker and run([docker, "compose", "version"]).returncode == 0:
-        return [docker, "compose"]
-    pytest.fail("no Docker Compose found: run ./dev test, or apt-get install docker-compose")
+@functools.cache
+def compose_command() -> tuple[str, ...]:
+    """The first Docker Compose that runs; `./dev test` installs one.
+
+    docker-compose on PATH (v1, or v2 installed standalone), else the v2 plugin's binary called
+    directly, else `docker compose`.
+    """
+    candidates: list[tuple[str, ...]] = []
+    if found := shutil.which("docker-compose"):
+        candidates.append((found,))
+    plugins = (d / "docker-compose" for d in COMPOSE_PLUGIN_DIRS)
+    candidates += [(str(p),) for p in plugins if p.is_file()]
+    if docker := shutil.which("docker"):
+        candidates.append((docker, "compose"))
+    tried = []
+    for argv in candidates:
+        result = run([*argv, "version"])
+        if result.returncode == 0:
+            return argv
+        said = (result.stdout + result.stderr).strip().splitlines()[-1:]
+        tried.append(f"{shlex.join(argv)} version: exit {result.returncode} {said}")
+    found_none = "\n  ".join(tried) or "none on PATH or in the docker CLI's plugin folders"
+    pytest.fail(f"no Docker Compose runs here ({INSTALL_COMPOSE}); tried:\n  {found_none}")
 
 
 def promtool() -> str:

@@ -189,6 +189,7 @@ def test_heartbeat_records_last_seen_without_flipping_presence(presence: Presenc
 
     updated = fleet.apply_heartbeat(DEVICE, Heartbeat(seq=9, agent_version="1.0.1"), later)
 
+    assert updated is not None
     assert updated == fleet.get(DEVICE)
     assert updated.presence is presence
     assert updated.session == 3
@@ -203,6 +204,7 @@ def test_heartbeat_diff_without_version_keeps_the_known_one() -> None:
 
     updated = fleet.apply_heartbeat(DEVICE, Heartbeat(seq=2, cpu_percent=3.0), T0)
 
+    assert updated is not None
     assert updated.agent_version == "1.0.0"
 
 
@@ -211,7 +213,7 @@ def test_heartbeat_from_an_unseen_device_records_it_with_unknown_presence() -> N
 
     updated = fleet.apply_heartbeat(DEVICE, Heartbeat(seq=1), T0)
 
-    assert updated == DeviceState(DEVICE, last_seen=T0)
+    assert updated == DeviceState(DEVICE, last_seen=T0, health=Heartbeat(seq=1))
     assert updated.presence is UNKNOWN
     assert fleet.apply_presence(DEVICE, Presence(state=ONLINE, session=1), T0) is not None
 

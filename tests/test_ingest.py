@@ -94,14 +94,14 @@ async def test_bad_payload_is_counted_and_ingest_keeps_going(
 async def test_unparsable_topic_is_counted(
     broker: BrokerSettings, sqlite_url: str, device_prefix: str
 ) -> None:
-    # The ingest subscribes to termfleet/v1/up/+/+, so a bad topic must still match that filter:
-    # an id the parser refuses (too long) or an unknown channel.
+    # The ingest subscribes per channel (termfleet/v1/up/+/<channel>), so a topic it receives
+    # can only be wrong in its id: too long, or starting with a character ids may not start with.
     async with running_control_plane(broker, sqlite_url) as cp:
         before = metric_value(await cp.metrics(), "termfleet_ingest_rejected_total", reason="topic")
         await publish(
             broker,
-            (f"termfleet/v1/up/{device_prefix}-x/teleport", b"{}"),
             (f"termfleet/v1/up/{'x' * 80}/presence", presence(PresenceState.ONLINE, 1)),
+            (f"termfleet/v1/up/-{device_prefix}/health", b'{"v":1,"seq":1}'),
         )
 
         async def counted() -> bool:

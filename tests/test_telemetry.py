@@ -70,7 +70,7 @@ BASE = Heartbeat(
 def test_the_diff_covers_every_field_but_the_envelope() -> None:
     names = {f.name for f in msgspec.structs.fields(Heartbeat)}
 
-    assert names - set(DIFFED_FIELDS) == {"v", "seq", "at", "full"}
+    assert names - set(DIFFED_FIELDS) == {"v", "session", "seq", "at", "full"}
 
 
 def test_no_previous_gives_the_full_reading() -> None:

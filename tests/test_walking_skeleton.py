@@ -100,20 +100,33 @@ def metrics(server: str) -> str:
         return body.decode()
 
 
-def start_agent(tmp_path: Path, device_id: str, broker: BrokerSettings) -> ManagedProcess:
-    config = write_agent_config(
-        tmp_path / f"{device_id}.toml", device_id, broker, tmp_path / device_id
-    )
-    return ManagedProcess(
-        "agent", termfleet("agent", "run", "--config", str(config)), tmp_path / f"{device_id}.log"
-    ).start()
+AgentStarter = Callable[[str], ManagedProcess]
+
+
+@pytest.fixture
+def start_agent(tmp_path: Path, broker: BrokerSettings) -> Iterator[AgentStarter]:
+    """Starts `termfleet agent run` processes; whatever a test leaves running is stopped."""
+    started: list[ManagedProcess] = []
+
+    def start(device_id: str) -> ManagedProcess:
+        config = write_agent_config(
+            tmp_path / f"{device_id}.toml", device_id, broker, tmp_path / device_id
+        )
+        argv = termfleet("agent", "run", "--config", str(config))
+        process = ManagedProcess("agent", argv, tmp_path / f"{device_id}.log").start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
 
 
 def test_kiosk_agent_appears_online_in_metrics_and_cli_then_offline_on_sigterm(
-    broker: BrokerSettings, control_plane: str, tmp_path: Path, device_prefix: str
+    control_plane: str, start_agent: AgentStarter, device_prefix: str
 ) -> None:
     device_id = f"{device_prefix}-kiosk"
-    agent = start_agent(tmp_path, device_id, broker)
+    agent = start_agent(device_id)
     eventually(lambda: presence_of(control_plane, device_id) == "online")
     listed = next(d for d in devices_ls(control_plane) if d["device_id"] == device_id)
     assert listed["kind"] == "kiosk"
@@ -128,32 +141,29 @@ def test_kiosk_agent_appears_online_in_metrics_and_cli_then_offline_on_sigterm(
     assert agent.popen.wait(timeout=15) == 0, agent.log_tail()
     eventually(lambda: presence_of(control_plane, device_id) == "offline")
     assert 'termfleet_devices{kind="kiosk",presence="offline"} 1.0' in metrics(control_plane)
-    agent.stop()
 
 
 def test_killed_agent_goes_offline_by_last_will_and_comes_back_with_a_newer_session(
-    broker: BrokerSettings, control_plane: str, tmp_path: Path, device_prefix: str
+    control_plane: str, start_agent: AgentStarter, tmp_path: Path, device_prefix: str
 ) -> None:
     device_id = f"{device_prefix}-kiosk"
-    agent = start_agent(tmp_path, device_id, broker)
+    agent = start_agent(device_id)
     eventually(lambda: presence_of(control_plane, device_id) == "online")
     first_session = int((tmp_path / device_id / "session").read_text())
     os.kill(agent.pid, signal.SIGKILL)
-    agent.stop()
     # keepalive 1 s: the broker declares the client gone after 1.5 s and publishes the will.
     eventually(lambda: presence_of(control_plane, device_id) == "offline")
 
-    again = start_agent(tmp_path, device_id, broker)
+    start_agent(device_id)
     eventually(lambda: presence_of(control_plane, device_id) == "online")
     assert int((tmp_path / device_id / "session").read_text()) > first_session
-    again.stop()
 
 
 def test_devices_ls_table_lists_the_agent(
-    broker: BrokerSettings, control_plane: str, tmp_path: Path, device_prefix: str
+    control_plane: str, start_agent: AgentStarter, device_prefix: str
 ) -> None:
     device_id = f"{device_prefix}-kiosk"
-    agent = start_agent(tmp_path, device_id, broker)
+    start_agent(device_id)
     eventually(lambda: presence_of(control_plane, device_id) == "online")
     out = subprocess.run(
         termfleet("devices", "ls", "--server", control_plane, "--kind", "kiosk"),
@@ -166,7 +176,6 @@ def test_devices_ls_table_lists_the_agent(
     assert header.split()[:3] == ["DEVICE_ID", "KIND", "PRESENCE"]
     assert any(r.split()[:3] == [device_id, "kiosk", "online"] for r in rows)
     assert "devices" in out.stderr
-    agent.stop()
 
 
 def test_agent_refuses_config_with_unknown_key(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from paho.mqtt.client import topic_matches_sub
 
-from control_plane.ingest import SHARE_GROUP
 from edge.protocol import topics as wire
 from edge.protocol.topics import CHANNELS_BY_DIRECTION, Direction
 
@@ -64,12 +63,28 @@ def test_only_the_adapter_knows_the_mqtt_client_library() -> None:
     assert knowers == ["edge/mqtt.py"]
 
 
+def _unshared(topic_filter: str) -> str:
+    if topic_filter.startswith("$share/"):
+        return topic_filter.split("/", 2)[2]
+    return topic_filter
+
+
 @pytest.mark.parametrize("channel", sorted(CHANNELS_BY_DIRECTION[Direction.UP]))
-def test_ingest_subscription_covers_every_uplink_channel(channel: wire.Channel) -> None:
+def test_ingest_subscribes_every_uplink_channel_exactly_once(channel: wire.Channel) -> None:
     topic = wire.uplink("kiosk-440117000-01", channel)
-    assert topic_matches_sub(wire.all_uplink_filter(), topic)
-    shared = wire.shared(SHARE_GROUP, wire.all_uplink_filter())
-    assert shared.removeprefix(f"$share/{SHARE_GROUP}/") == wire.all_uplink_filter()
+    filters = wire.ingest_filters()
+    matching = [f for f in filters if topic_matches_sub(_unshared(f), topic)]
+    assert len(matching) == 1, matching
+    # Retained state must reach every replica, and MQTT 5 sends no retained messages to a new
+    # shared subscription; the record and health streams are split between replicas.
+    expect_shared = channel not in wire.RETAINED_STATE_CHANNELS
+    assert matching[0].startswith(f"$share/{wire.INGEST_SHARE_GROUP}/") is expect_shared
+
+
+def test_ingest_filters_unshared_for_a_single_replica() -> None:
+    filters = wire.ingest_filters(shared_group=None)
+    assert not any(f.startswith("$share/") for f in filters)
+    assert len(filters) == len(CHANNELS_BY_DIRECTION[Direction.UP])
 
 
 @pytest.mark.parametrize("channel", sorted(CHANNELS_BY_DIRECTION[Direction.DOWN]))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
 import signal
 from pathlib import Path
 
@@ -39,6 +41,17 @@ def run(config_path: Path) -> None:
         raise click.ClickException(str(exc)) from None
     if config.broker.username or password:
         broker = broker.with_credentials(config.broker.username or None, password)
+    if config.broker.ca_file:
+        broker = dataclasses.replace(broker, ca_file=config.broker.ca_file)
+    state_dir = Path(config.state_dir)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        msg = f"cannot create state_dir {state_dir}: {exc.strerror}"
+        raise click.ClickException(msg) from None
+    if not os.access(state_dir, os.W_OK):
+        msg = f"state_dir {state_dir} is not writable by this user"
+        raise click.ClickException(msg)
     timing = AgentTiming(
         heartbeat_interval_s=config.telemetry.heartbeat_interval_s,
         full_snapshot_every=config.telemetry.full_snapshot_every,
@@ -49,7 +62,7 @@ def run(config_path: Path) -> None:
         AgentIdentity(config.device_id, config.kind),
         broker,
         SystemHealth(),
-        FileSessionCounter(Path(config.state_dir)),
+        FileSessionCounter(state_dir),
         timing=timing,
     )
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from edge.simulator.district import available_districts
+
 
 @click.command()
 @click.option(
@@ -15,7 +17,13 @@ import click
     show_default=True,
     help="Where the broker, database, Prometheus data and logs go.",
 )
-@click.option("--district", default="conghua", show_default=True)
+@click.option(
+    "--district",
+    type=click.Choice(available_districts()),
+    default="conghua",
+    show_default=True,
+    help="Demo district dataset.",
+)
 @click.option("--mqtt-port", type=click.IntRange(1, 65535), default=18830, show_default=True)
 @click.option("--http-port", type=click.IntRange(1, 65535), default=8080, show_default=True)
 @click.option("--prometheus-port", type=click.IntRange(1, 65535), default=9090, show_default=True)

@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from edge.protocol import DeviceKind, PresenceState
+
 from . import options
 from .output import print_rows
 
@@ -21,10 +23,8 @@ def devices() -> None:
 
 @devices.command("ls")
 @options.server_url
-@click.option(
-    "--kind", type=click.Choice(["kiosk", "review_pad", "station_pc", "booth", "unknown"])
-)
-@click.option("--presence", type=click.Choice(["online", "offline", "unknown"]))
+@click.option("--kind", type=click.Choice([k.value for k in DeviceKind]))
+@click.option("--presence", type=click.Choice([p.value for p in PresenceState]))
 @options.json_output
 def ls(server: str, kind: str | None, presence: str | None, as_json: bool) -> None:
     """List devices with their kind, presence and last contact."""

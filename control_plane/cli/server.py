@@ -38,7 +38,11 @@ def run(
     database_url: str, broker: BrokerAddress, http_host: str, http_port: int, client_id: str
 ) -> None:
     """Run the control plane until SIGINT or SIGTERM."""
-    from control_plane.server import ServerSettings
+    from control_plane.db import DatabaseError
+    from control_plane.server import ServerError, ServerSettings
     from control_plane.server import run as run_server
 
-    run_server(ServerSettings(database_url, broker, http_host, http_port, client_id))
+    try:
+        run_server(ServerSettings(database_url, broker, http_host, http_port, client_id))
+    except (DatabaseError, ServerError) as exc:
+        raise click.ClickException(str(exc)) from None

@@ -8,12 +8,19 @@ import signal
 import click
 
 from edge.mqtt import BrokerAddress
+from edge.simulator.district import available_districts
 
 from . import options
 
 
 @click.command()
-@click.option("--district", default="conghua", show_default=True, help="Demo district dataset.")
+@click.option(
+    "--district",
+    type=click.Choice(available_districts()),
+    default="conghua",
+    show_default=True,
+    help="Demo district dataset.",
+)
 @options.mqtt_url
 @click.option(
     "--heartbeat-interval",

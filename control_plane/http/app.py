@@ -6,6 +6,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from control_plane.fleet import FleetState
+from control_plane.ingest import Ingest
 from control_plane.metrics import ControlPlaneMetrics
 
 from . import devices
@@ -13,6 +14,7 @@ from .errors import error_middleware
 
 FLEET = web.AppKey("fleet", FleetState)
 METRICS = web.AppKey("metrics", ControlPlaneMetrics)
+INGEST = web.AppKey("ingest", Ingest)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
@@ -21,14 +23,14 @@ async def metrics_handler(request: web.Request) -> web.Response:
 
 
 async def health_handler(request: web.Request) -> web.Response:
-    connected = request.app[METRICS].mqtt_connected._value.get()  # noqa: SLF001 - gauge value
-    return web.json_response({"status": "ok", "mqtt_connected": bool(connected)})
+    return web.json_response({"status": "ok", "mqtt_connected": request.app[INGEST].connected})
 
 
-def make_app(fleet: FleetState, metrics: ControlPlaneMetrics) -> web.Application:
+def make_app(fleet: FleetState, metrics: ControlPlaneMetrics, ingest: Ingest) -> web.Application:
     app = web.Application(middlewares=[error_middleware])
     app[FLEET] = fleet
     app[METRICS] = metrics
+    app[INGEST] = ingest
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health_handler)
     app.router.add_get("/api/v1/devices", devices.list_handler)

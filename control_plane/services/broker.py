@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import getpass
+import os
+import pwd
 import shutil
 from dataclasses import dataclass
 from importlib import resources
@@ -53,7 +54,7 @@ def write_config(settings: BrokerSettings) -> Path:
                 "# Written by termfleet; edit control_plane/services/mosquitto.d/ instead.",
                 # Mosquitto started as root drops to the 'mosquitto' user, which could not write
                 # our work directory; run as whoever started it.
-                f"user {getpass.getuser()}",
+                f"user {pwd.getpwuid(os.geteuid()).pw_name}",
                 "per_listener_settings false",
                 # Anonymous access is for the unauthenticated walking skeleton only; enrollment
                 # (dynamic security, one client per terminal) replaces it.
@@ -72,10 +73,8 @@ def write_config(settings: BrokerSettings) -> Path:
 def start_broker(settings: BrokerSettings) -> ManagedProcess:
     """Start Mosquitto and wait until it accepts connections."""
     config = write_config(settings)
-    proc = ManagedProcess(
+    return ManagedProcess(
         name="mosquitto",
         argv=[mosquitto_binary(), "-c", str(config)],
         log_path=settings.workdir / "mosquitto.log",
-    ).start()
-    proc.wait_port(settings.host, settings.port)
-    return proc
+    ).start_and_wait_port(settings.host, settings.port)

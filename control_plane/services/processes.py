@@ -69,8 +69,20 @@ class ManagedProcess:
                 start_new_session=True,
             )
         except OSError as exc:
+            self._log.close()
+            self._log = None
             msg = f"cannot start {self.name} ({self.argv[0]}): {exc}"
             raise ProcessError(msg) from exc
+        return self
+
+    def start_and_wait_port(self, host: str, port: int) -> ManagedProcess:
+        """Start, then wait until it listens; a child that never gets ready is stopped again."""
+        self.start()
+        try:
+            self.wait_port(host, port)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def alive(self) -> bool:
@@ -96,7 +108,9 @@ class ManagedProcess:
 
     def signal(self, signum: int) -> None:
         if self.alive():
-            os.kill(self.pid, signum)
+            # It may exit between the check and the kill; then there is nothing left to signal.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> int | None:
         """Stop by pid: SIGTERM, wait up to ``grace_s``, then SIGKILL. Returns the exit code."""

@@ -47,7 +47,7 @@ def write_config(settings: PrometheusSettings) -> Path:
 
 def start_prometheus(settings: PrometheusSettings, binary: str) -> ManagedProcess:
     config = write_config(settings)
-    proc = ManagedProcess(
+    return ManagedProcess(
         name="prometheus",
         argv=[
             binary,
@@ -57,6 +57,4 @@ def start_prometheus(settings: PrometheusSettings, binary: str) -> ManagedProces
             "--log.level=warn",
         ],
         log_path=settings.workdir / "prometheus.log",
-    ).start()
-    proc.wait_port(settings.host, settings.port)
-    return proc
+    ).start_and_wait_port(settings.host, settings.port)

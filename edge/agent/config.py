@@ -34,7 +34,7 @@ class BrokerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
 
 class TelemetryConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    heartbeat_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    heartbeat_interval_s: Annotated[float, msgspec.Meta(ge=0.1)] = 30.0
     full_snapshot_every: Annotated[int, msgspec.Meta(ge=1)] = 10
     """Every Nth heartbeat is a full snapshot; the others carry only what changed."""
 
@@ -43,7 +43,6 @@ class AgentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     device_id: DeviceId
     kind: DeviceKind
     state_dir: str = "/var/lib/termfleet-agent"
-    simulated_peripherals: bool = False
     broker: BrokerConfig = BrokerConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
 
@@ -59,12 +58,30 @@ def load_config(path: Path) -> AgentConfig:
     except msgspec.DecodeError as exc:
         msg = f"{path}: {exc}"
         raise ConfigError(msg) from exc
+    config = _resolve_paths(config, path.parent)
+    if config.broker.ca_file and not Path(config.broker.ca_file).is_file():
+        msg = f"{path}: broker.ca_file {config.broker.ca_file} is not a readable file"
+        raise ConfigError(msg)
     if config.kind is DeviceKind.UNKNOWN:
         # Over the wire an unknown kind is tolerated; in our own file it is a typo.
         known = ", ".join(k.value for k in DeviceKind if k is not DeviceKind.UNKNOWN)
         msg = f"{path}: kind must be one of {known}"
         raise ConfigError(msg)
     return config
+
+
+def _resolve_paths(config: AgentConfig, base: Path) -> AgentConfig:
+    """Relative paths in the file are relative to the file, not to wherever the agent starts."""
+
+    def resolve(value: str) -> str:
+        return str(base / value) if value and not Path(value).is_absolute() else value
+
+    broker = msgspec.structs.replace(
+        config.broker,
+        password_file=resolve(config.broker.password_file),
+        ca_file=resolve(config.broker.ca_file),
+    )
+    return msgspec.structs.replace(config, state_dir=resolve(config.state_dir), broker=broker)
 
 
 def read_password(config: BrokerConfig) -> str | None:

@@ -18,6 +18,7 @@ from edge.protocol import (
     DeviceKind,
     Heartbeat,
     OfflineReason,
+    Payload,
     Presence,
     PresenceState,
     ProtocolError,
@@ -76,22 +77,28 @@ class Agent:
         self._timing = timing
         self._backoff = backoff or Backoff()
         self._clock = clock
+        self._session = 0
         self._heartbeat_seq = 0
         self._last_reading: Heartbeat | None = None
         self.connected = asyncio.Event()
 
-    def _presence(self, state: PresenceState, session: int, reason: OfflineReason) -> mqtt.Outgoing:
+    def _outgoing(self, channel: Channel, payload: Payload) -> mqtt.Outgoing:
+        spec = SPECS[channel]
+        topic = wire.uplink(self.identity.device_id, channel)
+        return mqtt.Outgoing(topic, encode(payload), spec.qos, spec.retain)
+
+    def _presence(
+        self, state: PresenceState, session: int, reason: OfflineReason, *, timed: bool = True
+    ) -> mqtt.Outgoing:
         payload = Presence(
             state=state,
             session=session,
-            at=self._clock(),
+            at=self._clock() if timed else None,
             reason=reason,
             kind=self.identity.kind,
             agent_version=__version__,
         )
-        spec = SPECS[Channel.PRESENCE]
-        topic = wire.uplink(self.identity.device_id, Channel.PRESENCE)
-        return mqtt.Outgoing(topic, encode(payload), spec.qos, spec.retain)
+        return self._outgoing(Channel.PRESENCE, payload)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -101,7 +108,11 @@ class Agent:
                 clean_start=False,
                 expiry_s=self._timing.session_expiry_s,
                 keepalive_s=self._timing.keepalive_s,
-                will=self._presence(PresenceState.OFFLINE, session, OfflineReason.WILL),
+                # The broker sends the will whenever it notices the loss, so it carries no time
+                # of ours; the control plane records when it received it.
+                will=self._presence(
+                    PresenceState.OFFLINE, session, OfflineReason.WILL, timed=False
+                ),
             )
             try:
                 async with mqtt.connect(self._broker, options) as conn:
@@ -124,16 +135,24 @@ class Agent:
         await conn.publish(self._presence(PresenceState.ONLINE, session, OfflineReason.NONE))
         self._backoff.reset()
         self._last_reading = None  # the control plane may have missed diffs while we were away
+        self._session = session
+        self._heartbeat_seq = 0
         self.connected.set()
-        async with asyncio.TaskGroup() as tasks:
-            heartbeat = tasks.create_task(self._heartbeats(conn), name="heartbeats")
-            downlink = tasks.create_task(self._downlink(conn), name="downlink")
-            await stop.wait()
-            heartbeat.cancel()
-            downlink.cancel()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                heartbeat = tasks.create_task(self._heartbeats(conn), name="heartbeats")
+                downlink = tasks.create_task(self._downlink(conn), name="downlink")
+                await stop.wait()
+                heartbeat.cancel()
+                downlink.cancel()
+        except* mqtt.MqttError as lost:
+            # A lost connection surfaces in whichever task noticed it first; unwrap it so that
+            # run() reconnects instead of dying with an ExceptionGroup.
+            raise lost.exceptions[0] from None
+        finally:
+            self.connected.clear()
         # A planned stop says goodbye itself, so the control plane can tell it from a lost link.
         await conn.publish(self._presence(PresenceState.OFFLINE, session, OfflineReason.SHUTDOWN))
-        self.connected.clear()
 
     async def _heartbeats(self, conn: mqtt.Connection) -> None:
         while True:
@@ -143,7 +162,7 @@ class Agent:
     def _next_heartbeat(self) -> mqtt.Outgoing:
         self._heartbeat_seq += 1
         reading = msgspec.structs.replace(
-            self._health.read(), seq=self._heartbeat_seq, at=self._clock()
+            self._health.read(), session=self._session, seq=self._heartbeat_seq, at=self._clock()
         )
         snapshot_due = self._heartbeat_seq % self._timing.full_snapshot_every == 1
         if self._last_reading is None or snapshot_due or self._timing.full_snapshot_every == 1:
@@ -151,9 +170,7 @@ class Agent:
         else:
             payload = heartbeat_diff(self._last_reading, reading)
         self._last_reading = reading
-        spec = SPECS[Channel.HEALTH]
-        topic = wire.uplink(self.identity.device_id, Channel.HEALTH)
-        return mqtt.Outgoing(topic, encode(payload), spec.qos, spec.retain)
+        return self._outgoing(Channel.HEALTH, payload)
 
     async def _downlink(self, conn: mqtt.Connection) -> None:
         async for incoming in conn.messages():

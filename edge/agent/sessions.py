@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def _wall_clock_ms() -> int:
@@ -28,6 +31,10 @@ class FileSessionCounter:
         try:
             last = int(self._path.read_text().strip() or 0)
         except FileNotFoundError:
+            last = 0
+        except ValueError:
+            # A torn or corrupted file: the wall clock below still keeps the counter going up.
+            log.warning("session file %s is unreadable; continuing from the clock", self._path)
             last = 0
         value = max(last + 1, self._clock_ms())
         self._path.parent.mkdir(parents=True, exist_ok=True)

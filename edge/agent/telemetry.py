@@ -50,7 +50,7 @@ def _temperature() -> float | None:
     return None
 
 
-_DIFF_EXEMPT = frozenset({"v", "seq", "at", "full"})
+_DIFF_EXEMPT = frozenset({"v", "session", "seq", "at", "full"})
 
 
 def heartbeat_diff(previous: Heartbeat | None, current: Heartbeat) -> Heartbeat:
@@ -65,4 +65,4 @@ def heartbeat_diff(previous: Heartbeat | None, current: Heartbeat) -> Heartbeat:
         value = getattr(current, name)
         if value != getattr(previous, name):
             changes[name] = value
-    return Heartbeat(seq=current.seq, at=current.at, full=False, **changes)
+    return Heartbeat(session=current.session, seq=current.seq, at=current.at, full=False, **changes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 from datetime import datetime
 from typing import Annotated, ClassVar, Self
@@ -19,13 +20,19 @@ SUPPORTED_VERSIONS = frozenset({1})
 Timestamp = Annotated[datetime, msgspec.Meta(tz=True, description="RFC 3339 time with offset")]
 """A device- or server-side time. Device clocks drift, so ordering always uses sequence numbers."""
 
-Seq = Annotated[int, msgspec.Meta(ge=0, description="Per-device sequence number")]
+SEQ_MAX = 2**63 - 1
+"""Sequence numbers and sessions fit a signed 64-bit column (PostgreSQL BIGINT, SQLite INTEGER)."""
+
+Seq = Annotated[int, msgspec.Meta(ge=0, le=SEQ_MAX, description="Per-device sequence number")]
+
+ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+"""Device ids, claim ids and share groups: safe as one MQTT topic level and as a file name."""
 
 DeviceId = Annotated[
     str,
-    msgspec.Meta(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$(?!\n)", description="Device id as in the topic"
-    ),
+    # msgspec searches with "$", which also matches before a final newline; the lookahead
+    # refuses that newline and still reads the same in JSON Schema (ECMA-262) regexes.
+    msgspec.Meta(pattern=rf"^{ID_PATTERN}$(?!\n)", description="Device id as in the topic"),
 ]
 
 
@@ -38,8 +45,14 @@ class OpenEnum(enum.StrEnum):
 
     @classmethod
     def _missing_(cls, value: object) -> Self:
-        log.info("unknown %s value %r read as UNKNOWN", cls.__name__, value)
+        _log_unknown_once(cls.__name__, value)
         return cls("unknown")
+
+
+@functools.cache
+def _log_unknown_once(enum_name: str, value: object) -> None:
+    # Once per (enum, value): a fleet of newer agents would otherwise log on every message.
+    log.info("unknown %s value %r read as UNKNOWN", enum_name, value)
 
 
 class Payload(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -71,17 +71,20 @@ class Heartbeat(Payload, frozen=True, kw_only=True):
     a reader that missed a diff is whole again at the next snapshot.
     """
 
+    session: Seq = 0
+    """The presence session (connection) this heartbeat belongs to; see Presence."""
     seq: Seq = 0
+    """Counts heartbeats within the session; (session, seq) orders heartbeats."""
     at: Timestamp | None = None
     full: bool = False
-    uptime_s: int | None = None
+    uptime_s: Annotated[int, msgspec.Meta(ge=0)] | None = None
     cpu_percent: Percent | None = None
     memory_percent: Percent | None = None
     disk_percent: Percent | None = None
     temperature_c: float | None = None
     network: Network | None = None
     agent_version: str | None = None
-    outbox_backlog: int | None = None
+    outbox_backlog: Annotated[int, msgspec.Meta(ge=0)] | None = None
     peripherals: tuple[PeripheralStatus, ...] | None = None
 
     required: ClassVar[tuple[str, ...]] = ("seq",)

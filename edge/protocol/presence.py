@@ -49,4 +49,4 @@ class Presence(Payload, frozen=True, kw_only=True):
     kind: DeviceKind = DeviceKind.UNKNOWN
     agent_version: str = ""
 
-    required: ClassVar[tuple[str, ...]] = ("session",)
+    required: ClassVar[tuple[str, ...]] = ("state", "session")

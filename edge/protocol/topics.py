@@ -14,12 +14,13 @@ import enum
 import re
 from dataclasses import dataclass
 
+from .common import ID_PATTERN
 from .errors import TopicError
 
 ROOT = "termfleet/v1"
 _LEVELS = 5
 """termfleet / v1 / direction / id / channel."""
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_ID = re.compile(ID_PATTERN)
 """Matched whole (fullmatch): with ``$``, re.match would also accept a trailing newline."""
 _WILDCARDS = ("+", "#")
 
@@ -162,6 +163,29 @@ def device_uplink_filter(device_id: str) -> str:
 def claim_request_filter() -> str:
     """What the claim service subscribes to."""
     return f"{ROOT}/{Direction.CLAIM.value}/+/{Channel.REQUEST.value}"
+
+
+INGEST_SHARE_GROUP = "termfleet-ingest"
+"""The shared-subscription group in which control-plane replicas split the uplink."""
+
+RETAINED_STATE_CHANNELS = (Channel.PRESENCE, Channel.REPORTED)
+"""Uplink channels whose retained message is a device's current state."""
+
+
+def ingest_filters(*, shared_group: str | None = INGEST_SHARE_GROUP) -> list[str]:
+    """The control plane's subscriptions.
+
+    Retained state (presence, reported config) is subscribed to plainly by every replica, for two
+    reasons: MQTT 5 sends no retained messages to a new shared subscription (section 4.8.2), so a
+    restarted replica would never read them; and every replica must know every device's presence.
+    The rest of the uplink is split between replicas through ``shared_group`` (None: unshared).
+    """
+    up = Direction.UP.value
+    filters = [f"{ROOT}/{up}/+/{c.value}" for c in RETAINED_STATE_CHANNELS]
+    for channel in sorted(CHANNELS_BY_DIRECTION[Direction.UP] - set(RETAINED_STATE_CHANNELS)):
+        topic_filter = f"{ROOT}/{up}/+/{channel.value}"
+        filters.append(shared(shared_group, topic_filter) if shared_group else topic_filter)
+    return filters
 
 
 def shared(group: str, topic_filter: str) -> str:
