@@ -1,8 +1,12 @@
 """The uplink ingest: every device's messages in, decoded by the wire contract, applied.
 
-Bad input is refused with a reason, counted and logged; it never stops the loop. Each update is
-computed on the fleet state, stored, and only then applied in memory, so memory and database
-never disagree about what was stored.
+State messages (presence, health) are applied at once: each update is computed on the fleet
+state, stored, and only then applied in memory. Records (usage, reviews, events) go into a batch
+that is committed in one transaction; only after the commit does each device get its ``Ack`` and
+the broker its PUBACKs, so a crash at any point makes the broker or the agent send them again,
+and the idempotent insert stores them once.
+
+Bad input is refused with a reason, counted and logged; it never stops the loop.
 """
 
 from __future__ import annotations
@@ -16,26 +20,56 @@ from datetime import UTC, datetime, timedelta
 from edge import mqtt
 from edge.agent.backoff import Backoff
 from edge.protocol import (
+    SPECS,
+    Ack,
+    Channel,
+    DeviceEvent,
     Direction,
     Heartbeat,
     Presence,
     ProtocolError,
+    Record,
     RejectReason,
+    Review,
+    UnknownUsage,
     decode_message,
+    encode,
+    probe_seq,
 )
 from edge.protocol import topics as wire
 
 from . import registry
+from .batch import BATCH_MAX_RECORDS, BATCH_MAX_WAIT_S, DeviceAck, RecordBatch
 from .fleet import DeviceState, FleetState, health_changed
 from .metrics import ControlPlaneMetrics
+from .records import RecordRow, RejectedRow, store_batch
 
 log = logging.getLogger(__name__)
 
 RECONNECT_INITIAL_S = 0.5
 RECONNECT_MAX_S = 15.0
+SESSION_EXPIRY_S = 600
+"""The broker keeps the ingest's subscriptions and unacknowledged messages this long.
+
+Long enough for a crashed replica to restart and resume; short, because until it expires a
+replica that never comes back still gets its share of the uplink queued (the agents resend
+what is not acknowledged, so that costs delay, not records).
+"""
+LEAVE_TIMEOUT_S = 2.0
 REJECT_LOG_INTERVAL_S = 10.0
 LAST_SEEN_PERSIST_S = 60.0
 """last_seen changes with every heartbeat; the database gets it at most this often per device."""
+
+
+def record_type(payload: Record) -> str:
+    """What kind of record this is, for the ``type`` column: the usage tag, review or event type."""
+    if isinstance(payload, UnknownUsage):
+        return payload.original_type
+    if isinstance(payload, Review):
+        return "review"
+    if isinstance(payload, DeviceEvent):
+        return payload.type.value
+    return str(type(payload).__struct_config__.tag)
 
 
 class Ingest:
@@ -51,40 +85,88 @@ class Ingest:
         self._metrics = metrics
         self._clock = clock
         self.connected = False
+        self._batch = RecordBatch()
+        self._flush_lock = asyncio.Lock()
         self._reject_log: dict[RejectReason, tuple[float, int]] = {}
         self._persisted_last_seen: dict[str, datetime] = {
             s.device_id: s.last_seen for s in fleet if s.last_seen is not None
         }
 
-    async def handle(self, incoming: mqtt.Incoming) -> None:
-        """Handle one message; never raises for bad input."""
+    @property
+    def batch(self) -> RecordBatch:
+        return self._batch
+
+    async def handle(self, incoming: mqtt.Incoming) -> bool:
+        """Handle one message; never raises for bad input.
+
+        Returns True when the message is finished with (acknowledge it now) and False when it
+        waits in the record batch (acknowledge it after the batch is committed).
+        """
+        now = self._clock()
         try:
             message = decode_message(incoming.topic, incoming.payload)
         except ProtocolError as exc:
-            if not incoming.payload and _is_retained_state(incoming.topic):
-                return  # a retained message being cleared: housekeeping, not bad input
-            self._reject(exc.reason, incoming.topic, str(exc))
-            return
+            return self._refuse(incoming, exc, now)
         if message.topic.direction is not Direction.UP:
             self._reject(RejectReason.TOPIC, incoming.topic, "not an uplink topic")
-            return
-        self._metrics.ingest_messages.labels(message.topic.channel.value).inc()
+            return True
+        channel = message.topic.channel
+        self._metrics.ingest_messages.labels(channel.value).inc()
         device_id = message.topic.subject
         payload = message.payload
-        now = self._clock()
+        if isinstance(payload, Record):
+            row = RecordRow(
+                device_id=device_id,
+                seq=payload.seq,
+                channel=channel.value,
+                type=record_type(payload),
+                device_time=payload.at,
+                received_at=now,
+                payload=bytes(incoming.payload).decode(),
+            )
+            self._batch.add_record(row, incoming, time.monotonic())
+            return False
         updated: DeviceState | None = None
         if isinstance(payload, Presence):
-            updated = self._fleet.presence_update(
-                device_id, payload, None if incoming.retain else now
-            )
+            retained = incoming.retain
+            updated = self._fleet.presence_update(device_id, payload, None if retained else now)
         elif isinstance(payload, Heartbeat):
             updated = self._fleet.heartbeat_update(device_id, payload, now)
         else:
-            # Records, reported config and command results are stored by the delivery issue's
-            # pipeline; until then they are counted and left for the agent to resend.
-            log.debug("%s from %s not stored yet", message.topic.channel.value, device_id)
+            # Reported config and command results are acted on by the issues that send config
+            # and commands; until then they are counted.
+            log.debug("%s from %s not acted on yet", channel.value, device_id)
         if updated is not None:
             await self._store(updated, now)
+        return True
+
+    def _refuse(self, incoming: mqtt.Incoming, exc: ProtocolError, now: datetime) -> bool:
+        try:
+            topic = wire.parse(incoming.topic)
+        except ProtocolError:
+            topic = None
+        if (
+            topic is not None
+            and not incoming.payload
+            and topic.channel in wire.RETAINED_STATE_CHANNELS
+        ):
+            return True  # a retained message being cleared: housekeeping, not bad input
+        self._reject(exc.reason, incoming.topic, str(exc))
+        if topic is None or not SPECS[topic.channel].record:
+            return True
+        # A record that can never be stored as sent is kept raw for an operator; when its seq can
+        # be read, the device is told (Ack.rejected) so that it stops resending it.
+        dead = RejectedRow(
+            topic=incoming.topic,
+            device_id=topic.subject,
+            seq=probe_seq(incoming.payload),
+            reason=exc.reason.value,
+            detail=str(exc),
+            payload=bytes(incoming.payload).decode(errors="replace"),
+            received_at=now,
+        )
+        self._batch.add_rejected(dead, incoming, time.monotonic())
+        return False
 
     async def _store(self, updated: DeviceState, now: datetime) -> None:
         before = self._fleet.get(updated.device_id)
@@ -118,45 +200,110 @@ class Ingest:
         more = f" ({skipped} more {reason.value} rejects not logged)" if skipped else ""
         log.warning("rejected message on %r (%s): %s%s", topic, reason.value, detail, more)
 
+    async def flush(self, conn: mqtt.Connection | None) -> list[DeviceAck]:
+        """Commit the batch, then acknowledge: an ``Ack`` per device, then each message's PUBACK.
+
+        A failed commit raises, and the caller drops the connection: the broker then delivers
+        every unacknowledged message again (persistent session), and nothing is acknowledged
+        that was not stored. With ``conn`` None (tests) nothing is sent.
+        """
+        async with self._flush_lock:
+            batch, self._batch = self._batch, RecordBatch()
+            if not batch:
+                return []
+            started = time.perf_counter()
+            await store_batch(batch.records, batch.rejected)
+            self._metrics.ingest_commit_seconds.observe(time.perf_counter() - started)
+            self._metrics.ingest_records.inc(len(batch.records))
+            acks = batch.acks()
+            if conn is not None:
+                await asyncio.gather(*(conn.publish(_ack_message(a, self._clock())) for a in acks))
+                for message in batch.messages:
+                    conn.ack(message)
+            return acks
+
+    async def _flush_when_due(self, conn: mqtt.Connection) -> None:
+        while True:
+            await asyncio.sleep(BATCH_MAX_WAIT_S / 2)
+            if self._batch.due(time.monotonic()):
+                await self.flush(conn)
+
     async def run(
         self, address: mqtt.BrokerAddress, client_id: str, *, share_group: str | None = None
     ) -> None:
         """Consume the uplink until cancelled, reconnecting with capped jittered backoff."""
         filters = wire.ingest_filters(shared_group=share_group or wire.INGEST_SHARE_GROUP)
+        options = mqtt.SessionOptions(
+            client_id=client_id,
+            clean_start=False,
+            expiry_s=SESSION_EXPIRY_S,
+            manual_ack=True,
+            max_inflight=2 * BATCH_MAX_RECORDS,
+        )
         backoff = Backoff(RECONNECT_INITIAL_S, RECONNECT_MAX_S)
         while True:
             try:
-                async with mqtt.connect(address, mqtt.SessionOptions(client_id=client_id)) as conn:
+                async with mqtt.connect(address, options) as conn:
                     await conn.subscribe(*filters, qos=1)
                     self._set_connected(value=True)
-                    log.info("ingest subscribed on %s", address)
+                    log.info("ingest subscribed on %s as %s", address, client_id)
                     backoff.reset()
-                    async for incoming in conn.messages():
-                        await self._handle_counted(incoming)
+                    try:
+                        await self._consume(conn)
+                    except asyncio.CancelledError:
+                        await self._leave(conn, filters)
+                        raise
             except mqtt.MqttError as exc:
                 log.warning("ingest lost the broker: %s", exc)
             finally:
                 self._set_connected(value=False)
+                # Whatever was not committed will come again from the broker's session.
+                self._batch = RecordBatch()
             delay = backoff.next()
             log.info("ingest reconnects in %.1fs", delay)
             await asyncio.sleep(delay)
+
+    async def _leave(self, conn: mqtt.Connection, filters: list[str]) -> None:
+        """On a planned stop, leave the share group.
+
+        Otherwise the broker keeps queueing this replica's share of the uplink for its
+        persistent session until the session expires.
+        """
+        try:
+            await asyncio.wait_for(conn.unsubscribe(*filters), LEAVE_TIMEOUT_S)
+        except (mqtt.MqttError, TimeoutError) as exc:
+            log.warning("could not leave the share group cleanly: %s", exc)
+
+    async def _consume(self, conn: mqtt.Connection) -> None:
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._flush_when_due(conn), name="ingest-flush")
+                async for incoming in conn.messages():
+                    if await self._handle_counted(incoming):
+                        conn.ack(incoming)
+                    if self._batch.full():
+                        await self.flush(conn)
+        except* mqtt.MqttError as lost:
+            raise lost.exceptions[0] from None
 
     def _set_connected(self, *, value: bool) -> None:
         self.connected = value
         self._metrics.mqtt_connected.set(1 if value else 0)
 
-    async def _handle_counted(self, incoming: mqtt.Incoming) -> None:
+    async def _handle_counted(self, incoming: mqtt.Incoming) -> bool:
         try:
-            await self.handle(incoming)
+            return await self.handle(incoming)
         except Exception:
-            # A database hiccup must not end the ingest. The update was not applied in memory
-            # either, and the next heartbeat or presence message brings it again.
+            # A database hiccup on a state update must not end the ingest. The update was not
+            # applied in memory either, and the next heartbeat or presence message brings it.
             self._metrics.ingest_errors.inc()
             log.exception("failed to store a message from %r", incoming.topic)
+            return True
 
 
-def _is_retained_state(topic: str) -> bool:
-    try:
-        return wire.parse(topic).channel in wire.RETAINED_STATE_CHANNELS
-    except ProtocolError:
-        return False
+def _ack_message(ack: DeviceAck, now: datetime) -> mqtt.Outgoing:
+    spec = SPECS[Channel.ACK]
+    payload = Ack(seqs=ack.seqs, rejected=ack.rejected, committed_at=now)
+    return mqtt.Outgoing(
+        wire.downlink(ack.device_id, Channel.ACK), encode(payload), spec.qos, spec.retain
+    )

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -46,6 +52,13 @@ class ControlPlaneMetrics:
         self.ingest_messages = _counter(names.INGEST_MESSAGES, self.registry)
         self.ingest_rejected = _counter(names.INGEST_REJECTED, self.registry)
         self.ingest_errors = _counter(names.INGEST_ERRORS, self.registry)
+        self.ingest_records = _counter(names.INGEST_RECORDS, self.registry)
+        self.ingest_commit_seconds = Histogram(
+            names.INGEST_COMMIT_SECONDS.name,
+            names.INGEST_COMMIT_SECONDS.help,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=self.registry,
+        )
         for reason in RejectReason:
             self.ingest_rejected.labels(reason.value)
         self.mqtt_connected = Gauge(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import socket
 from dataclasses import dataclass
@@ -36,7 +35,10 @@ class ServerSettings:
     client_id: str = ""
 
     def ingest_client_id(self) -> str:
-        return self.client_id or f"termfleet-cp-{socket.gethostname()}-{os.getpid()}"
+        # Stable across restarts, so that a restarted control plane resumes its broker session
+        # and receives what was queued and unacknowledged meanwhile. A second replica on the
+        # same host needs its own --client-id.
+        return self.client_id or f"termfleet-cp-{socket.gethostname()}"
 
 
 async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:

@@ -74,6 +74,9 @@ class Incoming:
     topic: str
     payload: bytes
     retain: bool
+    qos: int = 0
+    mid: int = 0
+    """Packet id; with ``SessionOptions.manual_ack`` pass the message to ``Connection.ack``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,9 @@ class SessionOptions:
     keepalive_s: int = KEEPALIVE_S
     will: Outgoing | None = None
     max_inflight: int = 100
+    manual_ack: bool = False
+    """Acknowledge QoS 1 messages only when ``Connection.ack`` is called, e.g. after a database
+    commit, so that a crash before it makes the broker deliver them again."""
 
 
 class Connection:
@@ -97,6 +103,12 @@ class Connection:
 
     def __init__(self, client: aiomqtt.Client) -> None:
         self._client = client
+
+    def ack(self, message: Incoming) -> None:
+        """Send the PUBACK of a message received with manual acknowledgement."""
+        if message.qos > 0:
+            # aiomqtt exposes no manual acks; its paho client does (paho >= 2.0).
+            self._client._client.ack(message.mid, message.qos)  # noqa: SLF001
 
     async def publish(self, message: Outgoing) -> None:
         """Publish; for QoS 1 this returns once the broker has acknowledged (PUBACK)."""
@@ -113,11 +125,23 @@ class Connection:
         except aiomqtt.MqttError as exc:
             raise MqttError(str(exc)) from exc
 
+    async def unsubscribe(self, *filters: str) -> None:
+        try:
+            await self._client.unsubscribe(list(filters))
+        except aiomqtt.MqttError as exc:
+            raise MqttError(str(exc)) from exc
+
     async def messages(self) -> AsyncIterator[Incoming]:
         """Messages as they arrive, until the connection breaks (then MqttError)."""
         try:
             async for message in self._client.messages:
-                yield Incoming(message.topic.value, message.payload, bool(message.retain))
+                yield Incoming(
+                    message.topic.value,
+                    message.payload,
+                    bool(message.retain),
+                    message.qos,
+                    message.mid,
+                )
         except aiomqtt.MqttError as exc:
             raise MqttError(str(exc)) from exc
 
@@ -150,6 +174,8 @@ async def connect(address: BrokerAddress, options: SessionOptions) -> AsyncItera
         tls_context=_tls_context(address),
         will=aiomqtt.Will(will.topic, will.payload, will.qos, will.retain) if will else None,
     )
+    if options.manual_ack:
+        client._client.manual_ack_set(on=True)  # noqa: SLF001 - see Connection.ack
     try:
         async with client:
             yield Connection(client)

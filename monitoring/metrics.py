@@ -37,6 +37,14 @@ INGEST_ERRORS = MetricSpec(
     "Well-formed uplink messages the ingest failed to store (database errors); each is retried "
     "by the device's next message.",
 )
+INGEST_RECORDS = MetricSpec(
+    "termfleet_ingest_records_total",
+    "Usage, review and event records committed by the ingest (duplicates included).",
+)
+INGEST_COMMIT_SECONDS = MetricSpec(
+    "termfleet_ingest_commit_seconds",
+    "Time to commit one batch of records to the database.",
+)
 MQTT_CONNECTED = MetricSpec(
     "termfleet_mqtt_connected",
     "1 while the control plane's ingest is connected to the broker.",

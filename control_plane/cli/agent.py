@@ -26,8 +26,13 @@ def agent() -> None:
     help="The agent's TOML config (written by provisioning).",
 )
 def run(config_path: Path) -> None:
-    """Connect, report presence and health, and follow the downlink until SIGINT or SIGTERM."""
+    """Connect, report presence, health and records, follow the downlink until SIGINT or SIGTERM.
+
+    Records wait in ``state_dir/outbox.sqlite3`` until the control plane acknowledges them.
+    """
     from edge.agent.config import ConfigError, load_config, read_password
+    from edge.agent.delivery import DeliverySettings
+    from edge.agent.outbox import OUTBOX_FILE, Outbox, OutboxError
     from edge.agent.runner import Agent, AgentIdentity, AgentTiming
     from edge.agent.sessions import FileSessionCounter
     from edge.agent.telemetry import SystemHealth
@@ -58,12 +63,21 @@ def run(config_path: Path) -> None:
         session_expiry_s=config.broker.session_expiry_s,
         keepalive_s=config.broker.keepalive_s,
     )
+    try:
+        outbox = Outbox(state_dir / OUTBOX_FILE, max_bytes=config.outbox.max_bytes)
+    except OutboxError as exc:
+        raise click.ClickException(str(exc)) from None
     the_agent = Agent(
         AgentIdentity(config.device_id, config.kind),
         broker,
         SystemHealth(),
         FileSessionCounter(state_dir),
         timing=timing,
+        outbox=outbox,
+        delivery=DeliverySettings(
+            max_in_flight=config.delivery.max_in_flight,
+            ack_timeout_s=config.delivery.ack_timeout_s,
+        ),
     )
 
     async def main() -> None:
@@ -73,4 +87,7 @@ def run(config_path: Path) -> None:
             loop.add_signal_handler(signum, stop.set)
         await the_agent.run(stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        the_agent.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from pathlib import Path
 
 import click
 
@@ -36,6 +37,13 @@ from . import options
     "--seed", type=int, default=7, show_default=True, help="Seed for the simulated readings."
 )
 @click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path(".termfleet/simulator"),
+    show_default=True,
+    help="Where each simulated terminal keeps its outbox (a directory per device).",
+)
+@click.option(
     "--list", "list_only", is_flag=True, help="List the terminals instead of running them."
 )
 @options.json_output
@@ -45,13 +53,15 @@ def simulate(  # noqa: PLR0913 - one parameter per option
     heartbeat_interval: float,
     limit: int | None,
     seed: int,
+    state_dir: Path,
     list_only: bool,
     as_json: bool,
 ) -> None:
     """Run simulated terminals (kiosks, review pads, station PCs, booths) of a demo district."""
+    from edge.agent.outbox import OutboxError
     from edge.agent.runner import AgentTiming
     from edge.simulator.district import DistrictError, terminals
-    from edge.simulator.fleet import build_agents, run_fleet
+    from edge.simulator.fleet import build_agents, close_agents, run_fleet
 
     try:
         chosen = terminals(district)[:limit]
@@ -71,9 +81,12 @@ def simulate(  # noqa: PLR0913 - one parameter per option
 
         print_rows(rows, ["device_id", "kind", "site", "level"], as_json=as_json)
         return
-    agents = build_agents(
-        chosen, broker, AgentTiming(heartbeat_interval_s=heartbeat_interval), seed
-    )
+    try:
+        agents = build_agents(
+            chosen, broker, AgentTiming(heartbeat_interval_s=heartbeat_interval), seed, state_dir
+        )
+    except OutboxError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"simulating {len(agents)} terminals of {district} against {broker}", err=True)
 
     async def main() -> None:
@@ -83,4 +96,7 @@ def simulate(  # noqa: PLR0913 - one parameter per option
             loop.add_signal_handler(signum, stop.set)
         await run_fleet(agents, stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        close_agents(agents)

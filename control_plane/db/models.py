@@ -20,3 +20,40 @@ class Device(Model):
 
     class Meta:
         table = "device"
+
+
+class StoredRecord(Model):
+    """One usage, review or event record, stored exactly once per (device_id, seq).
+
+    ``payload`` keeps the record as the device sent it (JSON text): typed tables for reviews and
+    usage statistics are built from it by the issues that need them, and nothing is lost meanwhile.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    device_id = fields.CharField(max_length=64)
+    seq = fields.BigIntField()
+    channel = fields.CharField(max_length=16)
+    type = fields.CharField(max_length=32)
+    device_time = fields.DatetimeField(null=True)
+    received_at = fields.DatetimeField()
+    payload = fields.TextField()
+
+    class Meta:
+        table = "record"
+        unique_together = (("device_id", "seq"),)
+
+
+class RejectedMessage(Model):
+    """Uplink bytes that could not be stored as sent, kept for an operator (dead letters)."""
+
+    id = fields.BigIntField(primary_key=True)
+    topic = fields.CharField(max_length=255)
+    device_id = fields.CharField(max_length=64, null=True)
+    seq = fields.BigIntField(null=True)
+    reason = fields.CharField(max_length=32)
+    detail = fields.TextField()
+    payload = fields.TextField()
+    received_at = fields.DatetimeField()
+
+    class Meta:
+        table = "rejected_message"

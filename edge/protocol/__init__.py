@@ -5,7 +5,7 @@ old kiosk and a new control plane keep understanding each other during a rollout
 """
 
 from .channels import SPECS, ChannelSpec, spec_for
-from .codec import MAX_PAYLOAD_BYTES, Message, decode, decode_message, encode
+from .codec import MAX_PAYLOAD_BYTES, Message, decode, decode_message, encode, probe_seq
 from .commands import Command, CommandName, CommandResult, CommandStatus
 from .common import SCHEMA_VERSION, SUPPORTED_VERSIONS, OpenEnum, Payload, Record
 from .config import ApplyStatus, DesiredConfig, ReportedConfig
@@ -106,5 +106,6 @@ __all__ = [
     "decode",
     "decode_message",
     "encode",
+    "probe_seq",
     "spec_for",
 ]

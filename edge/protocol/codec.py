@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import msgspec
 
 from .channels import SPECS
-from .common import SCHEMA_VERSION, SUPPORTED_VERSIONS, OpenEnum, Payload, Record
+from .common import SCHEMA_VERSION, SEQ_MAX, SUPPORTED_VERSIONS, OpenEnum, Payload, Record
 from .errors import PayloadError, RejectReason, UnsupportedVersionError
 from .topics import Channel, Topic, parse
 from .usage import USAGE_TYPES, UnknownUsage, UsageEvent
@@ -76,6 +76,25 @@ def decode(channel: Channel, data: bytes | bytearray | memoryview) -> Payload:
     _check_version(channel, payload.v)
     _check_required(channel, payload, data)
     return payload
+
+
+class _SeqProbe(msgspec.Struct):
+    seq: Annotated[int, msgspec.Meta(ge=1, le=SEQ_MAX)] | None = None
+
+
+_seq_probe = msgspec.json.Decoder(_SeqProbe)
+
+
+def probe_seq(data: bytes | bytearray | memoryview) -> int | None:
+    """The ``seq`` of a record that failed to decode, if it can be read at all.
+
+    The control plane stores such a record raw and lists the seq in ``Ack.rejected``, so that
+    the agent stops resending something that can never be stored.
+    """
+    try:
+        return _seq_probe.decode(data).seq
+    except msgspec.DecodeError:
+        return None
 
 
 def decode_message(topic: str, data: bytes | bytearray | memoryview) -> Message:

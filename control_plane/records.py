@@ -1,0 +1,78 @@
+"""Storing records in batches: one transaction, idempotent on (device_id, seq).
+
+This is the ingest's hot path, so it speaks SQL to the driver through tortoise's connection
+(``execute_many``) instead of building model instances; the tables are still tortoise models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from tortoise.transactions import in_transaction
+
+_INSERT_RECORD = {
+    "sqlite": (
+        "INSERT INTO record (device_id, seq, channel, type, device_time, received_at, payload) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, seq) DO NOTHING"
+    ),
+    "postgres": (
+        "INSERT INTO record (device_id, seq, channel, type, device_time, received_at, payload) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (device_id, seq) DO NOTHING"
+    ),
+}
+_INSERT_REJECTED = {
+    "sqlite": (
+        "INSERT INTO rejected_message (topic, device_id, seq, reason, detail, payload, received_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    ),
+    "postgres": (
+        "INSERT INTO rejected_message (topic, device_id, seq, reason, detail, payload, received_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRow:
+    device_id: str
+    seq: int
+    channel: str
+    type: str
+    device_time: datetime | None
+    received_at: datetime
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRow:
+    topic: str
+    device_id: str | None
+    seq: int | None
+    reason: str
+    detail: str
+    payload: str
+    received_at: datetime
+
+
+async def store_batch(records: Sequence[RecordRow], rejected: Sequence[RejectedRow]) -> None:
+    """Commit a batch in one transaction. A record already stored is skipped, not an error."""
+    async with in_transaction() as conn:
+        dialect = conn.capabilities.dialect
+        if records:
+            await conn.execute_many(
+                _INSERT_RECORD[dialect],
+                [
+                    [r.device_id, r.seq, r.channel, r.type, r.device_time, r.received_at, r.payload]
+                    for r in records
+                ],
+            )
+        if rejected:
+            await conn.execute_many(
+                _INSERT_REJECTED[dialect],
+                [
+                    [r.topic, r.device_id, r.seq, r.reason, r.detail, r.payload, r.received_at]
+                    for r in rejected
+                ],
+            )

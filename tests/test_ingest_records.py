@@ -1,0 +1,150 @@
+"""Records through a real broker into a real database.
+
+Stored once per (device_id, seq), acknowledged only after the commit, duplicates acknowledged
+again, the unstorable kept raw and rejected by seq.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+
+from control_plane.db import database
+from control_plane.db.models import RejectedMessage, StoredRecord
+from control_plane.services.broker import BrokerSettings
+from edge import mqtt
+from edge.protocol import (
+    Ack,
+    Channel,
+    DeviceEvent,
+    EventType,
+    PrintJob,
+    Rating,
+    Record,
+    Review,
+    Transaction,
+    decode,
+    encode,
+)
+from edge.protocol import topics as wire
+from tests.support.control_plane import running_control_plane
+
+NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
+
+
+class AckListener:
+    """Collects the Acks the control plane sends one device."""
+
+    def __init__(self) -> None:
+        self.acks: list[Ack] = []
+        self.changed = asyncio.Event()
+
+    def acked(self) -> set[int]:
+        return {s for a in self.acks for s in a.seqs}
+
+    def rejected(self) -> set[int]:
+        return {s for a in self.acks for s in a.rejected}
+
+    async def until(
+        self, want: set[int], *, rejected: frozenset[int] = frozenset(), timeout_s: float = 10
+    ) -> None:
+        async def reached() -> None:
+            while not (want <= self.acked() and rejected <= self.rejected()):
+                self.changed.clear()
+                await self.changed.wait()
+
+        await asyncio.wait_for(reached(), timeout_s)
+
+
+async def listen(conn: mqtt.Connection, device_id: str, listener: AckListener) -> None:
+    async for message in conn.messages():
+        if message.topic == wire.downlink(device_id, Channel.ACK):
+            payload = decode(Channel.ACK, message.payload)
+            assert isinstance(payload, Ack)
+            listener.acks.append(payload)
+            listener.changed.set()
+
+
+@pytest.fixture
+async def device(
+    broker: BrokerSettings, device_prefix: str
+) -> AsyncIterator[tuple[str, mqtt.Connection, AckListener]]:
+    device_id = f"{device_prefix}-kiosk"
+    address = mqtt.BrokerAddress(broker.host, broker.port)
+    async with mqtt.connect(address, mqtt.SessionOptions(client_id=device_id)) as conn:
+        await conn.subscribe(wire.device_downlink_filter(device_id), qos=1)
+        listener = AckListener()
+        task = asyncio.create_task(listen(conn, device_id, listener))
+        yield device_id, conn, listener
+        task.cancel()
+
+
+async def send(conn: mqtt.Connection, device_id: str, channel: Channel, payload: bytes) -> None:
+    await conn.publish(mqtt.Outgoing(wire.uplink(device_id, channel), payload, qos=1))
+
+
+async def stored(database_url: str, device_id: str) -> list[int]:
+    # A second database context of our own, read-only, beside the control plane's.
+    async with database(database_url):
+        rows = await StoredRecord.filter(device_id=device_id).order_by("seq")
+        return [r.seq for r in rows]
+
+
+async def test_records_are_stored_once_and_acknowledged_after_commit(
+    broker: BrokerSettings, database_url: str, device: tuple[str, mqtt.Connection, AckListener]
+) -> None:
+    device_id, conn, listener = device
+    records: list[tuple[Channel, Record]] = [
+        (Channel.USAGE, Transaction(seq=s, at=NOW, department="rs", item_code="RS-0012"))
+        for s in range(1, 301)
+    ]
+    records += [
+        (
+            Channel.REVIEW,
+            Review(seq=301, at=NOW, case_number="4401172026112200001", rating=Rating.SATISFIED),
+        ),
+        (Channel.EVENT, DeviceEvent(seq=302, at=NOW, type=EventType.AGENT_STARTED)),
+        (Channel.USAGE, PrintJob(seq=303, at=NOW, pages=2)),
+    ]
+    async with running_control_plane(broker, database_url):
+        for channel, payload in records:
+            await send(conn, device_id, channel, encode(payload))
+        await listener.until(set(range(1, 304)))
+        # Resent after a lost ack: acknowledged again, stored once.
+        for channel, payload in records[:50]:
+            await send(conn, device_id, channel, encode(payload))
+        acks_before = len(listener.acks)
+        await listener.until(set(range(1, 51)))
+        await asyncio.wait_for(_more_acks(listener, acks_before), 10)
+    assert await stored(database_url, device_id) == list(range(1, 304))
+    async with database(database_url):
+        review = await StoredRecord.get(device_id=device_id, seq=301)
+        assert (review.channel, review.type) == ("review", "review")
+        event = await StoredRecord.get(device_id=device_id, seq=302)
+        assert event.type == "agent_started"
+        # The payload is kept exactly as the device sent it.
+        assert decode(Channel.EVENT, event.payload.encode()) == records[-2][1]
+
+
+async def _more_acks(listener: AckListener, count: int) -> None:
+    while len(listener.acks) <= count:
+        listener.changed.clear()
+        await listener.changed.wait()
+
+
+async def test_unstorable_record_is_kept_raw_and_rejected_by_seq(
+    broker: BrokerSettings, database_url: str, device: tuple[str, mqtt.Connection, AckListener]
+) -> None:
+    device_id, conn, listener = device
+    async with running_control_plane(broker, database_url):
+        await send(conn, device_id, Channel.USAGE, b'{"type":"print","seq":7,"pages":"many"}')
+        await send(conn, device_id, Channel.USAGE, encode(PrintJob(seq=8, pages=1)))
+        await listener.until({8}, rejected=frozenset({7}))
+    assert await stored(database_url, device_id) == [8]
+    async with database(database_url):
+        dead = await RejectedMessage.get(device_id=device_id)
+        assert (dead.seq, dead.reason) == (7, "schema")
+        assert '"pages":"many"' in dead.payload
