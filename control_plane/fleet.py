@@ -9,12 +9,17 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 
-from edge.protocol import DeviceKind, Heartbeat, Presence, PresenceState
+from edge.protocol import DeviceKind, Heartbeat, OfflineReason, Presence, PresenceState
+
+DEFAULT_HEARTBEAT_TIMEOUT_S = 90.0
+"""Silence after which an online device counts as offline: three default heartbeat intervals."""
+SILENT = "silent"
+"""The presence reason of a device that says it is online but has not been heard from."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +32,7 @@ class DeviceState:
     last_seen: datetime | None = None
     health: Heartbeat | None = None
     """The latest heartbeat merged over the last full snapshot: what we know of its health now."""
+    offline_reason: OfflineReason = OfflineReason.NONE
 
 
 def presence_rank(session: int, state: PresenceState) -> tuple[int, int]:
@@ -70,11 +76,35 @@ def health_changed(before: Heartbeat | None, after: Heartbeat | None) -> bool:
     return readings(before) != readings(after)
 
 
-class FleetState:
-    """Every device's live state, keyed by device id."""
+@dataclass(frozen=True, slots=True)
+class EffectivePresence:
+    """Presence as operators should read it: what the device said, checked against its silence."""
 
-    def __init__(self, devices: Iterable[DeviceState] = ()) -> None:
+    state: PresenceState
+    reason: str
+    """``will``, ``shutdown`` or ``silent`` when offline; empty otherwise."""
+
+
+class FleetState:
+    """Every device's live state, keyed by device id.
+
+    With a ``heartbeat_timeout_s``, a device whose last presence says online but that has not
+    been heard from for that long counts as offline (reason ``silent``): a will can be lost
+    with the broker that should have sent it. Silence is measured from the later of its last
+    contact and ``started_at``, so a restarted control plane gives every device one timeout to
+    be heard from before calling it silent.
+    """
+
+    def __init__(
+        self,
+        devices: Iterable[DeviceState] = (),
+        *,
+        heartbeat_timeout_s: float | None = None,
+        started_at: datetime | None = None,
+    ) -> None:
         self._devices = {d.device_id: d for d in devices}
+        self._timeout = timedelta(seconds=heartbeat_timeout_s) if heartbeat_timeout_s else None
+        self._started_at = started_at
 
     def __len__(self) -> int:
         return len(self._devices)
@@ -109,6 +139,7 @@ class FleetState:
             kind=presence.kind if presence.kind is not DeviceKind.UNKNOWN else current.kind,
             agent_version=presence.agent_version or current.agent_version,
             last_seen=received_at or current.last_seen,
+            offline_reason=presence.reason,
         )
 
     def heartbeat_update(
@@ -147,6 +178,18 @@ class FleetState:
             self.put(updated)
         return updated
 
-    def counts(self) -> Counter[tuple[DeviceKind, PresenceState]]:
-        """Devices by (kind, presence)."""
-        return Counter((d.kind, d.presence) for d in self._devices.values())
+    def effective(self, state: DeviceState, now: datetime | None) -> EffectivePresence:
+        """The device's presence at ``now`` (None: as last reported, without the silence check)."""
+        if state.presence is PresenceState.OFFLINE:
+            return EffectivePresence(PresenceState.OFFLINE, state.offline_reason.value)
+        if state.presence is PresenceState.ONLINE and now is not None and self._timeout:
+            heard = max(
+                (t for t in (state.last_seen, self._started_at) if t is not None), default=None
+            )
+            if heard is not None and now - heard > self._timeout:
+                return EffectivePresence(PresenceState.OFFLINE, SILENT)
+        return EffectivePresence(state.presence, "")
+
+    def counts(self, now: datetime | None = None) -> Counter[tuple[DeviceKind, PresenceState]]:
+        """Devices by (kind, effective presence at ``now``)."""
+        return Counter((d.kind, self.effective(d, now).state) for d in self._devices.values())

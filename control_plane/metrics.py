@@ -6,7 +6,8 @@ series are ever created and nothing churns between scrapes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 from prometheus_client import (
     CollectorRegistry,
@@ -30,13 +31,14 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 class FleetCollector(Collector):
     """Devices by kind and presence; every combination is always present, zero or not."""
 
-    def __init__(self, fleet: FleetState) -> None:
+    def __init__(self, fleet: FleetState, clock: Callable[[], datetime]) -> None:
         self._fleet = fleet
+        self._clock = clock
 
     def collect(self) -> Iterator[Metric]:
         spec = names.DEVICES
         family = GaugeMetricFamily(spec.name, spec.help, labels=list(spec.labels))
-        counts = self._fleet.counts()
+        counts = self._fleet.counts(self._clock())
         for kind in DeviceKind:
             for presence in PresenceState:
                 family.add_metric([kind.value, presence.value], counts.get((kind, presence), 0))
@@ -46,9 +48,11 @@ class FleetCollector(Collector):
 class ControlPlaneMetrics:
     """The process's registry and the counters the ingest increments."""
 
-    def __init__(self, fleet: FleetState) -> None:
+    def __init__(
+        self, fleet: FleetState, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(FleetCollector(fleet))
+        self.registry.register(FleetCollector(fleet, clock))
         self.ingest_messages = _counter(names.INGEST_MESSAGES, self.registry)
         self.ingest_rejected = _counter(names.INGEST_REJECTED, self.registry)
         self.ingest_errors = _counter(names.INGEST_ERRORS, self.registry)

@@ -7,6 +7,7 @@ import logging
 import signal
 import socket
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -14,7 +15,7 @@ from edge.mqtt import BrokerAddress
 
 from . import registry
 from .db import database
-from .fleet import FleetState
+from .fleet import DEFAULT_HEARTBEAT_TIMEOUT_S, FleetState
 from .http.app import make_app
 from .ingest import Ingest
 from .metrics import ControlPlaneMetrics
@@ -33,6 +34,7 @@ class ServerSettings:
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     client_id: str = ""
+    heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S
 
     def ingest_client_id(self) -> str:
         # Stable across restarts, so that a restarted control plane resumes its broker session
@@ -44,7 +46,11 @@ class ServerSettings:
 async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
     """Run until ``stop`` is set."""
     async with database(settings.database_url):
-        fleet = FleetState(await registry.load_states())
+        fleet = FleetState(
+            await registry.load_states(),
+            heartbeat_timeout_s=settings.heartbeat_timeout_s,
+            started_at=datetime.now(UTC),
+        )
         metrics = ControlPlaneMetrics(fleet)
         ingest = Ingest(fleet, metrics)
         runner = web.AppRunner(make_app(fleet, metrics, ingest), access_log=None)

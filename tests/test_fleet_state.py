@@ -137,6 +137,7 @@ def test_presence_ordering(steps: list[Step], expected: Expect | None) -> None:
         session=expected.session,
         agent_version=expected.agent_version,
         last_seen=last_applied_at,
+        offline_reason=OfflineReason.WILL if expected.presence is OFFLINE else OfflineReason.NONE,
     )
 
 
@@ -256,7 +257,7 @@ def test_counts_of_an_empty_fleet() -> None:
 
 def scrape(fleet: FleetState) -> dict[tuple[str, str], float]:
     registry = CollectorRegistry()
-    registry.register(FleetCollector(fleet))
+    registry.register(FleetCollector(fleet, lambda: T0))
     text = generate_latest(registry).decode()
     samples: dict[tuple[str, str], float] = {}
     for family in text_string_to_metric_families(text):
@@ -290,7 +291,7 @@ def test_collector_exposes_zeros_for_an_empty_fleet() -> None:
 def test_collector_reads_the_fleet_at_scrape_time() -> None:
     fleet = FleetState()
     registry = CollectorRegistry()
-    registry.register(FleetCollector(fleet))
+    registry.register(FleetCollector(fleet, lambda: T0))
     fleet.apply_presence("k1", Presence(state=ONLINE, session=1, kind=DeviceKind.KIOSK), T0)
 
     first = registry.get_sample_value("termfleet_devices", {"kind": "kiosk", "presence": "online"})
@@ -301,3 +302,61 @@ def test_collector_reads_the_fleet_at_scrape_time() -> None:
     )
 
     assert (first, online, offline) == (1.0, 0.0, 1.0)
+
+
+# Silence: an online device that is not heard from counts as offline.
+
+TIMEOUT_S = 90.0
+
+
+def silent_fleet() -> tuple[FleetState, DeviceState]:
+    fleet = FleetState(heartbeat_timeout_s=TIMEOUT_S, started_at=T0)
+    fleet.apply_presence(DEVICE, Presence(state=ONLINE, session=1, kind=DeviceKind.KIOSK), T0)
+    found = fleet.get(DEVICE)
+    assert found is not None
+    return fleet, found
+
+
+@pytest.mark.parametrize(
+    ("silent_for_s", "presence", "reason"),
+    [(0, ONLINE, ""), (TIMEOUT_S, ONLINE, ""), (TIMEOUT_S + 1, OFFLINE, "silent")],
+)
+def test_online_device_goes_silent_after_the_timeout(
+    silent_for_s: float, presence: PresenceState, reason: str
+) -> None:
+    fleet, state = silent_fleet()
+    now = T0 + timedelta(seconds=silent_for_s)
+
+    effective = fleet.effective(state, now)
+
+    assert (effective.state, effective.reason) == (presence, reason)
+    assert fleet.counts(now) == Counter({(DeviceKind.KIOSK, presence): 1})
+
+
+def test_a_heartbeat_ends_the_silence() -> None:
+    fleet, _ = silent_fleet()
+    later = T0 + timedelta(seconds=TIMEOUT_S * 2)
+    updated = fleet.apply_heartbeat(DEVICE, Heartbeat(session=1, seq=1), later)
+    assert updated is not None
+    assert fleet.effective(updated, later + timedelta(seconds=1)).state is ONLINE
+
+
+def test_silence_counts_from_the_control_plane_start_when_contact_is_older() -> None:
+    stale = DeviceState(DEVICE, presence=ONLINE, session=1, last_seen=T0 - timedelta(hours=5))
+    fleet = FleetState([stale], heartbeat_timeout_s=TIMEOUT_S, started_at=T0)
+    assert fleet.effective(stale, T0 + timedelta(seconds=30)).state is ONLINE
+    assert fleet.effective(stale, T0 + timedelta(seconds=TIMEOUT_S + 1)).reason == "silent"
+
+
+def test_offline_keeps_its_reported_reason_and_no_timeout_means_no_silence() -> None:
+    fleet = FleetState()
+    fleet.apply_presence(
+        DEVICE, Presence(state=OFFLINE, session=1, reason=OfflineReason.SHUTDOWN), T0
+    )
+    state = fleet.get(DEVICE)
+    assert state is not None
+    assert fleet.effective(state, T0).reason == "shutdown"
+    fleet.apply_presence(DEVICE, Presence(state=ONLINE, session=2), T0)
+    online = fleet.get(DEVICE)
+    assert online is not None
+    assert fleet.effective(online, T0 + timedelta(days=1)).state is ONLINE

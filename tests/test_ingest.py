@@ -197,3 +197,32 @@ async def test_api_refuses_out_of_range_requests(
         body = await resp.json()
         assert body["error"]["code"] == "invalid_parameter"
         assert message in body["error"]["message"]
+
+
+async def test_a_silent_online_device_is_shown_offline_until_it_is_heard_again(
+    broker: BrokerSettings, sqlite_url: str, device_prefix: str
+) -> None:
+    kiosk = f"{device_prefix}-kiosk"
+    async with running_control_plane(broker, sqlite_url, heartbeat_timeout_s=1.0) as cp:
+        await publish(
+            broker, (wire.uplink(kiosk, Channel.PRESENCE), presence(PresenceState.ONLINE, 3))
+        )
+
+        async def silent() -> dict | None:  # type: ignore[type-arg]
+            found = await find_device(cp, kiosk)
+            return found if found and found["presence_reason"] == "silent" else None
+
+        found = await cp.wait_for(silent, timeout_s=10)
+        assert found["presence"] == "offline"
+        text = await cp.metrics()
+        assert metric_value(text, "termfleet_devices", kind="kiosk", presence="offline") >= 1
+
+        await publish(
+            broker, (wire.uplink(kiosk, Channel.HEALTH), encode(Heartbeat(session=3, seq=1)))
+        )
+
+        async def heard() -> bool:
+            found = await find_device(cp, kiosk)
+            return bool(found and found["presence"] == "online")
+
+        await cp.wait_for(heard)

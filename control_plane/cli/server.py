@@ -32,10 +32,24 @@ def server() -> None:
     envvar="TERMFLEET_HTTP_PORT",
 )
 @click.option(
-    "--client-id", default="", help="MQTT client id of the ingest (default: host and pid)."
+    "--client-id",
+    default="",
+    help="MQTT client id of the ingest; unique per replica (default: termfleet-cp-HOSTNAME).",
 )
-def run(
-    database_url: str, broker: BrokerAddress, http_host: str, http_port: int, client_id: str
+@click.option(
+    "--heartbeat-timeout",
+    type=click.FloatRange(min=1),
+    default=90.0,
+    show_default=True,
+    help="Seconds of silence after which an online terminal counts as offline (silent).",
+)
+def run(  # noqa: PLR0913 - one parameter per option
+    database_url: str,
+    broker: BrokerAddress,
+    http_host: str,
+    http_port: int,
+    client_id: str,
+    heartbeat_timeout: float,
 ) -> None:
     """Run the control plane until SIGINT or SIGTERM."""
     from control_plane.db import DatabaseError
@@ -43,6 +57,9 @@ def run(
     from control_plane.server import run as run_server
 
     try:
-        run_server(ServerSettings(database_url, broker, http_host, http_port, client_id))
+        settings = ServerSettings(
+            database_url, broker, http_host, http_port, client_id, heartbeat_timeout
+        )
+        run_server(settings)
     except (DatabaseError, ServerError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -26,12 +29,17 @@ async def health_handler(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "mqtt_connected": request.app[INGEST].connected})
 
 
-def make_app(fleet: FleetState, metrics: ControlPlaneMetrics, ingest: Ingest) -> web.Application:
+def make_app(
+    fleet: FleetState,
+    metrics: ControlPlaneMetrics,
+    ingest: Ingest,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> web.Application:
     app = web.Application(middlewares=[error_middleware])
     app[FLEET] = fleet
     app[METRICS] = metrics
     app[INGEST] = ingest
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health_handler)
-    app.router.add_get("/api/v1/devices", devices.list_handler)
+    app.router.add_get("/api/v1/devices", devices.list_handler(fleet, clock))
     return app

@@ -1,23 +1,28 @@
-"""/api/v1/devices: the device registry as seen by operators and scripts."""
+"""/api/v1/devices: the fleet as operators and scripts see it, live from the fleet state."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import msgspec
 from aiohttp import web
 
-from control_plane import registry
+from control_plane.fleet import DeviceState, FleetState
 from edge.protocol import DeviceKind, PresenceState
 
 from .errors import ApiError
 
 DEFAULT_LIMIT = 100
+MAX_LIMIT = 500
 
 
 def _choice(request: web.Request, name: str, allowed: set[str]) -> str | None:
     value = request.query.get(name)
     if value is not None and value not in allowed:
-        raise ApiError(
-            400, "invalid_parameter", f"{name} must be one of {sorted(allowed)}, not {value!r}"
-        )
+        msg = f"{name} must be one of {sorted(allowed)}, not {value!r}"
+        raise ApiError(400, "invalid_parameter", msg)
     return value
 
 
@@ -27,18 +32,50 @@ def _limit(request: web.Request) -> int:
         limit = int(raw)
     except ValueError:
         raise ApiError(400, "invalid_parameter", f"limit must be an integer, not {raw!r}") from None
-    if not 1 <= limit <= registry.MAX_PAGE:
-        raise ApiError(400, "invalid_parameter", f"limit must be between 1 and {registry.MAX_PAGE}")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ApiError(400, "invalid_parameter", f"limit must be between 1 and {MAX_LIMIT}")
     return limit
 
 
-async def list_handler(request: web.Request) -> web.Response:
-    """List devices: ?kind=&presence=&limit=&cursor= ; the response carries next_cursor."""
-    flt = registry.DeviceFilter(
-        kind=_choice(request, "kind", {k.value for k in DeviceKind}),
-        presence=_choice(request, "presence", {p.value for p in PresenceState}),
-    )
-    items, next_cursor = await registry.list_devices(
-        flt, request.query.get("cursor"), _limit(request)
-    )
-    return web.json_response({"items": items, "next_cursor": next_cursor})
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def device_view(fleet: FleetState, state: DeviceState, now: datetime) -> dict[str, Any]:
+    presence = fleet.effective(state, now)
+    health = state.health
+    return {
+        "device_id": state.device_id,
+        "kind": state.kind.value,
+        "presence": presence.state.value,
+        "presence_reason": presence.reason,
+        "session": state.session,
+        "agent_version": state.agent_version,
+        "last_seen": _iso(state.last_seen),
+        "health": msgspec.to_builtins(health) if health else None,
+    }
+
+
+def list_handler(
+    fleet: FleetState, clock: Callable[[], datetime]
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        """List devices: ?kind=&presence=&limit=&cursor= ; the response carries next_cursor."""
+        kind = _choice(request, "kind", {k.value for k in DeviceKind})
+        presence = _choice(request, "presence", {p.value for p in PresenceState})
+        limit = _limit(request)
+        after = request.query.get("cursor", "")
+        now = clock()
+        page: list[dict[str, Any]] = []
+        for state in sorted(fleet, key=lambda s: s.device_id):
+            if state.device_id <= after or (kind and state.kind.value != kind):
+                continue
+            view = device_view(fleet, state, now)
+            if presence and view["presence"] != presence:
+                continue
+            if len(page) == limit:
+                return web.json_response({"items": page, "next_cursor": page[-1]["device_id"]})
+            page.append(view)
+        return web.json_response({"items": page, "next_cursor": None})
+
+    return handler

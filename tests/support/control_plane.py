@@ -49,7 +49,7 @@ class RunningControlPlane:
 
 @contextlib.asynccontextmanager
 async def running_control_plane(
-    broker: BrokerSettings, database_url: str
+    broker: BrokerSettings, database_url: str, *, heartbeat_timeout_s: float = 90.0
 ) -> AsyncIterator[RunningControlPlane]:
     port = free_port()
     settings = ServerSettings(
@@ -57,6 +57,7 @@ async def running_control_plane(
         mqtt=BrokerAddress(broker.host, broker.port),
         http_port=port,
         client_id=f"cp-test-{port}",
+        heartbeat_timeout_s=heartbeat_timeout_s,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(serve(settings, stop), name="control-plane")
