@@ -11,6 +11,8 @@ from edge.agent.config import (
     AgentConfig,
     BrokerConfig,
     ConfigError,
+    DeliveryConfig,
+    OutboxConfig,
     TelemetryConfig,
     load_config,
     read_password,
@@ -35,6 +37,13 @@ keepalive_s = 45
 [telemetry]
 heartbeat_interval_s = 12.5
 full_snapshot_every = 4
+
+[outbox]
+max_bytes = 67108864
+
+[delivery]
+max_in_flight = 200
+ack_timeout_s = 45.5
 """
 
 
@@ -70,6 +79,8 @@ def test_full_config_loads_every_field_with_paths_relative_to_the_file(tmp_path:
             keepalive_s=45,
         ),
         telemetry=TelemetryConfig(heartbeat_interval_s=12.5, full_snapshot_every=4),
+        outbox=OutboxConfig(max_bytes=64 * 1024 * 1024),
+        delivery=DeliveryConfig(max_in_flight=200, ack_timeout_s=45.5),
     )
 
 
@@ -87,13 +98,17 @@ def test_minimal_config_takes_the_defaults(tmp_path: Path) -> None:
     assert config.broker.keepalive_s == 30
     assert config.telemetry.heartbeat_interval_s == 30.0
     assert config.telemetry.full_snapshot_every == 10
+    assert config.outbox.max_bytes == 256 * 1024 * 1024
+    assert (config.delivery.max_in_flight, config.delivery.ack_timeout_s) == (500, 30.0)
 
 
 def test_an_empty_table_takes_the_defaults_too(tmp_path: Path) -> None:
-    config = load_text(tmp_path, MINIMAL + "[broker]\n[telemetry]\n")
+    config = load_text(tmp_path, MINIMAL + "[broker]\n[telemetry]\n[outbox]\n[delivery]\n")
 
     assert config.broker == BrokerConfig()
     assert config.telemetry == TelemetryConfig()
+    assert config.outbox == OutboxConfig()
+    assert config.delivery == DeliveryConfig()
 
 
 @pytest.mark.parametrize(
@@ -104,6 +119,9 @@ def test_an_empty_table_takes_the_defaults_too(tmp_path: Path) -> None:
         ('[broker]\npassword = "in-the-clear"\n', "password", "$.broker"),
         ("[telemetry]\nheartbeat_intervall_s = 5\n", "heartbeat_intervall_s", "$.telemetry"),
         ("[logging]\nlevel = 1\n", "logging", None),
+        ("[outbox]\nmax_size = 1000000000\n", "max_size", "$.outbox"),
+        ("[delivery]\nack_timeout = 5\n", "ack_timeout", "$.delivery"),
+        ("[delivery]\nmax_inflight = 5\n", "max_inflight", "$.delivery"),
     ],
 )
 def test_unknown_keys_are_refused_by_name(
@@ -134,6 +152,11 @@ def test_unknown_keys_are_refused_by_name(
         (MINIMAL + "[broker]\nkeepalive_s = 65536\n", "$.broker.keepalive_s"),
         (MINIMAL + "[broker]\nsession_expiry_s = -1\n", "$.broker.session_expiry_s"),
         (MINIMAL + 'broker = "mqtt://x"\n', "$.broker"),
+        (MINIMAL + "[outbox]\nmax_bytes = 1000\n", "$.outbox.max_bytes"),
+        (MINIMAL + '[outbox]\nmax_bytes = "1G"\n', "$.outbox.max_bytes"),
+        (MINIMAL + "[delivery]\nmax_in_flight = 0\n", "$.delivery.max_in_flight"),
+        (MINIMAL + "[delivery]\nmax_in_flight = 10001\n", "$.delivery.max_in_flight"),
+        (MINIMAL + "[delivery]\nack_timeout_s = 0\n", "$.delivery.ack_timeout_s"),
     ],
 )
 def test_wrong_types_and_out_of_range_values_are_refused_with_their_path(

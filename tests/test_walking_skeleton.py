@@ -75,6 +75,11 @@ def write_agent_config(path: Path, device_id: str, broker: BrokerSettings, state
         "[telemetry]\n"
         "heartbeat_interval_s = 0.5\n"
         "full_snapshot_every = 3\n"
+        "[outbox]\n"
+        "max_bytes = 16777216\n"
+        "[delivery]\n"
+        "max_in_flight = 100\n"
+        "ack_timeout_s = 5\n"
     )
     return path
 
@@ -150,6 +155,7 @@ def test_killed_agent_goes_offline_by_last_will_and_comes_back_with_a_newer_sess
     agent = start_agent(device_id)
     eventually(lambda: presence_of(control_plane, device_id) == "online")
     first_session = int((tmp_path / device_id / "session").read_text())
+    assert (tmp_path / device_id / "outbox.sqlite3").is_file()
     os.kill(agent.pid, signal.SIGKILL)
     # keepalive 1 s: the broker declares the client gone after 1.5 s and publishes the will.
     eventually(lambda: presence_of(control_plane, device_id) == "offline")

@@ -15,6 +15,9 @@ import msgspec
 from edge.protocol import DeviceKind
 from edge.protocol.common import DeviceId
 
+from .delivery import ACK_TIMEOUT_S, MAX_IN_FLIGHT
+from .outbox import DEFAULT_MAX_BYTES
+
 PASSWORD_ENV = "TERMFLEET_MQTT_PASSWORD"  # noqa: S105 - a variable name, not a secret
 
 
@@ -39,12 +42,27 @@ class TelemetryConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     """Every Nth heartbeat is a full snapshot; the others carry only what changed."""
 
 
+class OutboxConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    max_bytes: Annotated[int, msgspec.Meta(ge=1024 * 1024)] = DEFAULT_MAX_BYTES
+    """Disk the outbox (``state_dir/outbox.sqlite3``) may use before the near-full alarm fires
+    at 80 %; records are kept past it, never dropped."""
+
+
+class DeliveryConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = MAX_IN_FLIGHT
+    """Records published and not yet acknowledged by the control plane, at most."""
+    ack_timeout_s: Annotated[float, msgspec.Meta(ge=0.1)] = ACK_TIMEOUT_S
+    """A record unacknowledged this long after publishing is published again."""
+
+
 class AgentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     device_id: DeviceId
     kind: DeviceKind
     state_dir: str = "/var/lib/termfleet-agent"
     broker: BrokerConfig = BrokerConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
 
 
 def load_config(path: Path) -> AgentConfig:

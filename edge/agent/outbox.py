@@ -23,6 +23,11 @@ from edge.protocol import Channel
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 WARN_RATIO = 0.8
+OUTBOX_FILE = "outbox.sqlite3"
+"""The outbox's file name in the agent's ``state_dir``."""
+IN_MEMORY = ":memory:"
+_MAX_VARIABLES = 500
+"""Seqs per ``IN (...)`` query: well under SQLite's smallest limit on bound parameters (999)."""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS record (
@@ -54,25 +59,36 @@ class Outbox:
 
     def __init__(
         self,
-        path: Path,
+        path: Path | str,
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
         clock_ms: Callable[[], int] = _wall_clock_ms,
     ) -> None:
         self.path = path
         self.max_bytes = max_bytes
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            if path != IN_MEMORY:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a sequence number is
             # read and taken under the write lock.
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            msg = f"cannot open outbox {path}: {exc}"
+            raise OutboxError(msg) from exc
+        try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
             self._initialise_sequence(clock_ms)
         except sqlite3.Error as exc:
+            self._db.close()
             msg = f"cannot open outbox {path}: {exc}"
             raise OutboxError(msg) from exc
+
+    @classmethod
+    def in_memory(cls, *, clock_ms: Callable[[], int] = _wall_clock_ms) -> Outbox:
+        """An outbox that lives only as long as the process: for tests and tools, not terminals."""
+        return cls(IN_MEMORY, clock_ms=clock_ms)
 
     def _initialise_sequence(self, clock_ms: Callable[[], int]) -> None:
         # A new outbox starts its numbers at the wall clock in microsecond-sized steps, so that a
@@ -88,15 +104,21 @@ class Outbox:
     def append(self, channel: Channel, encode_with_seq: Callable[[int], bytes]) -> int:
         """Store one record; ``encode_with_seq`` gets its sequence number and returns the payload.
 
-        Returns once the record is durable on disk.
+        Returns once the record is durable on disk. If ``encode_with_seq`` raises, nothing is
+        stored, the number stays unused and its exception reaches the caller unchanged.
         """
-        with self._write() as db:
-            (seq,) = db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()
-            db.execute(
-                "INSERT INTO record (seq, channel, payload, created_at) VALUES (?, ?, ?, ?)",
-                (seq, channel.value, encode_with_seq(seq), time.time()),
-            )
-            db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (seq + 1,))
+        try:
+            with self._write() as db:
+                (seq,) = db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()
+                payload = encode_with_seq(seq)
+                db.execute(
+                    "INSERT INTO record (seq, channel, payload, created_at) VALUES (?, ?, ?, ?)",
+                    (seq, channel.value, payload, time.time()),
+                )
+                db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (seq + 1,))
+        except sqlite3.Error as exc:
+            msg = f"cannot append to outbox {self.path}: {exc}"
+            raise OutboxError(msg) from exc
         return int(seq)
 
     @contextlib.contextmanager
@@ -106,33 +128,67 @@ class Outbox:
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            # A failed COMMIT (disk full, I/O error) may or may not have ended the transaction.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
 
     def pending(self, after_seq: int = -1, limit: int = 1000) -> list[PendingRecord]:
         """Unacknowledged records with seq > ``after_seq``, oldest first."""
-        rows = self._db.execute(
+        return self._select(
             "SELECT seq, channel, payload FROM record WHERE seq > ? ORDER BY seq LIMIT ?",
             (after_seq, limit),
-        ).fetchall()
+        )
+
+    def records(self, seqs: Iterable[int]) -> list[PendingRecord]:
+        """The records among ``seqs`` still in the outbox, oldest first."""
+        wanted = sorted(set(seqs))
+        found: list[PendingRecord] = []
+        for start in range(0, len(wanted), _MAX_VARIABLES):
+            chunk = wanted[start : start + _MAX_VARIABLES]
+            marks = ",".join("?" * len(chunk))
+            found += self._select(
+                f"SELECT seq, channel, payload FROM record WHERE seq IN ({marks}) ORDER BY seq",  # noqa: S608 - only "?" marks are formatted in
+                chunk,
+            )
+        return found
+
+    def _select(self, sql: str, params: Iterable[object]) -> list[PendingRecord]:
+        try:
+            rows = self._db.execute(sql, tuple(params)).fetchall()
+        except sqlite3.Error as exc:
+            msg = f"cannot read outbox {self.path}: {exc}"
+            raise OutboxError(msg) from exc
         return [
             PendingRecord(seq, Channel(channel), bytes(payload)) for seq, channel, payload in rows
         ]
 
     def acknowledge(self, seqs: Iterable[int]) -> int:
-        """Delete acknowledged records; returns how many were still there."""
+        """Delete acknowledged records; returns how many were still there.
+
+        Unknown and repeated seqs are ignored: the control plane acknowledges duplicates again.
+        """
         params = [(s,) for s in seqs]
         if not params:
             return 0
-        with self._write() as db:
-            cursor = db.executemany("DELETE FROM record WHERE seq = ?", params)
+        try:
+            with self._write() as db:
+                cursor = db.executemany("DELETE FROM record WHERE seq = ?", params)
+        except sqlite3.Error as exc:
+            msg = f"cannot delete acknowledged records from outbox {self.path}: {exc}"
+            raise OutboxError(msg) from exc
         return cursor.rowcount
 
     def backlog(self) -> int:
+        """How many records wait for their acknowledgement."""
         (count,) = self._db.execute("SELECT count(*) FROM record").fetchone()
         return int(count)
+
+    def empty(self) -> bool:
+        """True when every record has been acknowledged (cheaper than ``backlog() == 0``)."""
+        return self._db.execute("SELECT 1 FROM record LIMIT 1").fetchone() is None
 
     def used_bytes(self) -> int:
         """Bytes the stored records occupy (pages in use; freed pages are reused, not counted)."""
@@ -142,4 +198,5 @@ class Outbox:
         return int((pages - free) * size)
 
     def near_full(self) -> bool:
+        """True once the records use ``WARN_RATIO`` of ``max_bytes``: time to raise the alarm."""
         return self.used_bytes() >= self.max_bytes * WARN_RATIO

@@ -1,4 +1,4 @@
-"""The agent's connection loop: presence with a last will, heartbeats, and the device's downlink."""
+"""The agent's connection loop: presence with a last will, heartbeats, records and the downlink."""
 
 from __future__ import annotations
 
@@ -14,21 +14,31 @@ import msgspec
 
 from edge import __version__, mqtt
 from edge.protocol import (
+    MAX_PAYLOAD_BYTES,
+    Ack,
     Channel,
+    DeviceEvent,
     DeviceKind,
+    EventType,
     Heartbeat,
     OfflineReason,
     Payload,
     Presence,
     PresenceState,
     ProtocolError,
+    Record,
+    Severity,
+    decode,
     decode_message,
     encode,
+    spec_for,
 )
 from edge.protocol import topics as wire
 from edge.protocol.channels import SPECS
 
 from .backoff import Backoff
+from .delivery import DeliverySettings, RecordSender
+from .outbox import Outbox, OutboxError, PendingRecord
 from .telemetry import HealthSource, heartbeat_diff
 
 log = logging.getLogger(__name__)
@@ -56,8 +66,16 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+class RecordError(ValueError):
+    """A record the control plane could never store; refused before it reaches the outbox."""
+
+
 class Agent:
-    """Keeps one terminal connected and reporting until ``stop`` is set."""
+    """Keeps one terminal connected and reporting until ``stop`` is set.
+
+    Records (usage, reviews, events) go through ``record`` into the outbox, which the agent
+    owns from here on (``close`` closes it); without one, records live in memory only.
+    """
 
     def __init__(  # noqa: PLR0913 - the agent's collaborators, each injected for tests
         self,
@@ -69,6 +87,8 @@ class Agent:
         timing: AgentTiming = AgentTiming(),
         backoff: Backoff | None = None,
         clock: Callable[[], datetime] = _now,
+        outbox: Outbox | None = None,
+        delivery: DeliverySettings | None = None,
     ) -> None:
         self.identity = identity
         self._broker = broker
@@ -77,10 +97,75 @@ class Agent:
         self._timing = timing
         self._backoff = backoff or Backoff()
         self._clock = clock
+        self.outbox = outbox or Outbox.in_memory()
+        self.sender = RecordSender(self.outbox, delivery or DeliverySettings())
+        self._outbox_near_full = False
         self._session = 0
         self._heartbeat_seq = 0
         self._last_reading: Heartbeat | None = None
         self.connected = asyncio.Event()
+
+    def close(self) -> None:
+        self.outbox.close()
+
+    async def record(self, payload: Record) -> int:
+        """Store a record durably with the next seq and hand it to the sender; returns the seq.
+
+        Works connected or not: the record waits in the outbox until the control plane
+        acknowledges it. A record the control plane would refuse raises RecordError instead.
+        """
+        seq = self._append(payload)
+        try:
+            self._check_outbox_space()
+        except OutboxError:
+            # The record is stored; failing here would have the caller record it twice.
+            log.exception("%s: cannot raise the outbox alarm", self.identity.device_id)
+        return seq
+
+    def _append(self, payload: Record) -> int:
+        channel, spec = spec_for(payload)
+        if not spec.record:
+            msg = f"{type(payload).__name__} is not a record"
+            raise RecordError(msg)
+        at = payload.at or self._clock()
+
+        def encode_with_seq(seq: int) -> bytes:
+            data = encode(msgspec.structs.replace(payload, seq=seq, at=at))
+            if len(data) > MAX_PAYLOAD_BYTES:
+                # The broker would drop the connection over it on every resend, forever.
+                msg = f"{channel.value} record of {len(data)} bytes exceeds {MAX_PAYLOAD_BYTES}"
+                raise RecordError(msg)
+            try:
+                decode(channel, data)  # what the ingest will check, checked before storing
+            except ProtocolError as exc:
+                raise RecordError(str(exc)) from None
+            return data
+
+        seq = self.outbox.append(channel, encode_with_seq)
+        self.sender.appended()
+        return seq
+
+    def _check_outbox_space(self) -> None:
+        """Raise the near-full alarm once each time the outbox crosses its warning level."""
+        near_full = self.outbox.near_full()
+        if near_full and not self._outbox_near_full:
+            used, limit = self.outbox.used_bytes(), self.outbox.max_bytes
+            log.warning(
+                "%s: outbox near full (%d of %d bytes)", self.identity.device_id, used, limit
+            )
+            self._append(
+                DeviceEvent(
+                    type=EventType.OUTBOX_NEAR_FULL,
+                    severity=Severity.WARNING,
+                    message="outbox near full; records are kept, none dropped",
+                    details={
+                        "used_bytes": str(used),
+                        "max_bytes": str(limit),
+                        "backlog": str(self.outbox.backlog()),
+                    },
+                )
+            )
+        self._outbox_near_full = near_full
 
     def _outgoing(self, channel: Channel, payload: Payload) -> mqtt.Outgoing:
         spec = SPECS[channel]
@@ -140,11 +225,14 @@ class Agent:
         self.connected.set()
         try:
             async with asyncio.TaskGroup() as tasks:
-                heartbeat = tasks.create_task(self._heartbeats(conn), name="heartbeats")
-                downlink = tasks.create_task(self._downlink(conn), name="downlink")
+                running = [
+                    tasks.create_task(self._heartbeats(conn), name="heartbeats"),
+                    tasks.create_task(self._downlink(conn), name="downlink"),
+                    tasks.create_task(self._send_records(conn), name="records"),
+                ]
                 await stop.wait()
-                heartbeat.cancel()
-                downlink.cancel()
+                for task in running:
+                    task.cancel()
         except* mqtt.MqttError as lost:
             # A lost connection surfaces in whichever task noticed it first; unwrap it so that
             # run() reconnects instead of dying with an ExceptionGroup.
@@ -154,6 +242,16 @@ class Agent:
         # A planned stop says goodbye itself, so the control plane can tell it from a lost link.
         await conn.publish(self._presence(PresenceState.OFFLINE, session, OfflineReason.SHUTDOWN))
 
+    async def _send_records(self, conn: mqtt.Connection) -> None:
+        device_id = self.identity.device_id
+
+        async def publish(record: PendingRecord) -> None:
+            spec = SPECS[record.channel]
+            topic = wire.uplink(device_id, record.channel)
+            await conn.publish(mqtt.Outgoing(topic, record.payload, spec.qos, spec.retain))
+
+        await self.sender.run(publish)
+
     async def _heartbeats(self, conn: mqtt.Connection) -> None:
         while True:
             await conn.publish(self._next_heartbeat())
@@ -161,8 +259,13 @@ class Agent:
 
     def _next_heartbeat(self) -> mqtt.Outgoing:
         self._heartbeat_seq += 1
+        self._check_outbox_space()
         reading = msgspec.structs.replace(
-            self._health.read(), session=self._session, seq=self._heartbeat_seq, at=self._clock()
+            self._health.read(),
+            session=self._session,
+            seq=self._heartbeat_seq,
+            at=self._clock(),
+            outbox_backlog=self.outbox.backlog(),
         )
         snapshot_due = self._heartbeat_seq % self._timing.full_snapshot_every == 1
         if self._last_reading is None or snapshot_due or self._timing.full_snapshot_every == 1:
@@ -179,5 +282,8 @@ class Agent:
             except ProtocolError as exc:
                 log.warning("%s: refused downlink message: %s", self.identity.device_id, exc)
                 continue
-            # Acks, config, catalogs, content and commands are acted on by later issues' parts.
+            if isinstance(message.payload, Ack):
+                self.sender.acknowledge(message.payload)
+                continue
+            # Config, catalogs, content and commands are acted on by later issues' parts.
             log.info("%s: %s received", self.identity.device_id, message.topic.channel.value)

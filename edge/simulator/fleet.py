@@ -6,8 +6,10 @@ import asyncio
 import logging
 import random
 import time
+from pathlib import Path
 
 from edge import mqtt
+from edge.agent.outbox import OUTBOX_FILE, Outbox
 from edge.agent.runner import Agent, AgentIdentity, AgentTiming
 from edge.agent.sessions import MemorySessionCounter
 
@@ -21,21 +23,43 @@ CONNECT_SPREAD_S = 0.01
 
 
 def build_agents(
-    terminals: list[SimulatedTerminal], broker: mqtt.BrokerAddress, timing: AgentTiming, seed: int
+    terminals: list[SimulatedTerminal],
+    broker: mqtt.BrokerAddress,
+    timing: AgentTiming,
+    seed: int,
+    state_dir: Path,
 ) -> list[Agent]:
+    """One agent per terminal, each with its outbox in ``state_dir/<device_id>/``.
+
+    The outboxes outlive the simulator, as a terminal's would: records a run left unacknowledged
+    are delivered by the next. Close the agents (``close_agents``) when done.
+    """
     # Sessions start from wall-clock milliseconds so that a restarted simulator's presence
     # outranks the retained messages of its previous run.
     session_base = int(time.time() * 1000)
-    return [
-        Agent(
-            AgentIdentity(t.device_id, t.kind),
-            broker,
-            SimulatedHealth(t.kind, random.Random(f"{seed}:{t.device_id}")),
-            MemorySessionCounter(session_base),
-            timing=timing,
-        )
-        for t in terminals
-    ]
+    agents: list[Agent] = []
+    try:
+        for t in terminals:
+            outbox = Outbox(state_dir / t.device_id / OUTBOX_FILE)
+            agents.append(
+                Agent(
+                    AgentIdentity(t.device_id, t.kind),
+                    broker,
+                    SimulatedHealth(t.kind, random.Random(f"{seed}:{t.device_id}")),
+                    MemorySessionCounter(session_base),
+                    timing=timing,
+                    outbox=outbox,
+                )
+            )
+    except BaseException:
+        close_agents(agents)
+        raise
+    return agents
+
+
+def close_agents(agents: list[Agent]) -> None:
+    for agent in agents:
+        agent.close()
 
 
 async def run_fleet(agents: list[Agent], stop: asyncio.Event) -> None:
