@@ -125,6 +125,8 @@ class Demo:
             self.broker.url,
             "--heartbeat-interval",
             str(s.heartbeat_interval_s),
+            "--state-dir",
+            str(s.workdir / "simulator"),
         )
         self._children.append(
             ManagedProcess("simulator", argv, s.workdir / "simulator.log").start()

@@ -8,6 +8,7 @@ never imports paho or aiomqtt.
 from __future__ import annotations
 
 import contextlib
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -172,6 +173,9 @@ async def connect(address: BrokerAddress, options: SessionOptions) -> AsyncItera
         properties=properties,
         max_inflight_messages=options.max_inflight,
         tls_context=_tls_context(address),
+        # Small QoS 1 packets and their PUBACKs go both ways; without NODELAY, Nagle's algorithm
+        # meets delayed ACKs and every round trip waits ~40 ms.
+        socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
         will=aiomqtt.Will(will.topic, will.payload, will.qos, will.retain) if will else None,
     )
     if options.manual_ack:
