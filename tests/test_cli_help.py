@@ -93,7 +93,7 @@ def test_version() -> None:
 
 
 def test_simulate_list_json_prints_the_first_terminals() -> None:
-    result = run("simulate", "--list", "--json", "--limit", "3")
+    result = run("simulate", "--list", "--json", "--devices", "3")
 
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
@@ -105,7 +105,7 @@ def test_simulate_list_json_prints_the_first_terminals() -> None:
 
 
 def test_simulate_list_as_a_table() -> None:
-    result = run("simulate", "--list", "--limit", "2")
+    result = run("simulate", "--list", "--devices", "2")
 
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
@@ -155,7 +155,7 @@ def test_simulate_refuses_a_non_mqtt_url_as_a_usage_error(url: str) -> None:
 def test_mqtt_url_from_the_environment_is_checked_too(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TERMFLEET_MQTT_URL", "http://x")
 
-    result = run("simulate", "--list", "--limit", "1")
+    result = run("simulate", "--list", "--devices", "1")
 
     assert result.exit_code == 2
     assert "--mqtt-url" in result.stderr

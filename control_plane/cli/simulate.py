@@ -31,7 +31,17 @@ from . import options
     help="Seconds between heartbeats.",
 )
 @click.option(
-    "--limit", type=click.IntRange(min=1), default=None, help="Simulate only the first N terminals."
+    "--devices",
+    type=click.IntRange(min=1),
+    default=None,
+    help="How many terminals: the district's first N, or more copies in its mix [default: all].",
+)
+@click.option(
+    "--activity-rate",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Citizen visits per terminal per minute (usage records and reviews); 0 for none.",
 )
 @click.option(
     "--seed", type=int, default=7, show_default=True, help="Seed for the simulated readings."
@@ -51,7 +61,8 @@ def simulate(  # noqa: PLR0913 - one parameter per option
     district: str,
     broker: BrokerAddress,
     heartbeat_interval: float,
-    limit: int | None,
+    devices: int | None,
+    activity_rate: float,
     seed: int,
     state_dir: Path,
     list_only: bool,
@@ -60,11 +71,12 @@ def simulate(  # noqa: PLR0913 - one parameter per option
     """Run simulated terminals (kiosks, review pads, station PCs, booths) of a demo district."""
     from edge.agent.outbox import OutboxError
     from edge.agent.runner import AgentTiming
-    from edge.simulator.district import DistrictError, terminals
+    from edge.simulator.district import DistrictError, scaled, terminals
     from edge.simulator.fleet import build_agents, close_agents, run_fleet
 
     try:
-        chosen = terminals(district)[:limit]
+        base = terminals(district)
+        chosen = scaled(base, devices or len(base))
     except DistrictError as exc:
         raise click.ClickException(str(exc)) from None
     if list_only:
@@ -94,7 +106,7 @@ def simulate(  # noqa: PLR0913 - one parameter per option
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        await run_fleet(agents, stop)
+        await run_fleet(agents, stop, visits_per_minute=activity_rate, seed=seed)
 
     try:
         asyncio.run(main())

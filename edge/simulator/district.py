@@ -70,3 +70,27 @@ def terminals(name: str) -> list[SimulatedTerminal]:
                 for w in range(1, site.get("windows", 0) + 1)
             )
     return result
+
+
+def scaled(base: list[SimulatedTerminal], count: int) -> list[SimulatedTerminal]:
+    """``count`` terminals with the district's mix: its own first, then copies with a suffix.
+
+    Copies keep the site and kind of the terminal they copy, so a fleet of any size has the
+    district's proportions of kiosks, review pads, station PCs and booths.
+    """
+    if count <= len(base):
+        return base[:count]
+    result = list(base)
+    for n in range(len(base), count):
+        original = base[n % len(base)]
+        copy_no = n // len(base)
+        result.append(
+            SimulatedTerminal(
+                f"{original.device_id}-c{copy_no}",
+                original.kind,
+                original.site_code,
+                original.site_level,
+                original.window,
+            )
+        )
+    return result

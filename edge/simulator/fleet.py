@@ -13,6 +13,7 @@ from edge.agent.outbox import OUTBOX_FILE, Outbox
 from edge.agent.runner import Agent, AgentIdentity, AgentTiming
 from edge.agent.sessions import MemorySessionCounter
 
+from .activity import VisitGenerator, run_activity
 from .district import SimulatedTerminal
 from .health import SimulatedHealth
 
@@ -62,10 +63,23 @@ def close_agents(agents: list[Agent]) -> None:
         agent.close()
 
 
-async def run_fleet(agents: list[Agent], stop: asyncio.Event) -> None:
-    """Run every agent until ``stop`` is set; each publishes its offline presence on the way out."""
+async def run_fleet(
+    agents: list[Agent], stop: asyncio.Event, *, visits_per_minute: float = 0.0, seed: int = 7
+) -> None:
+    """Run every agent until ``stop`` is set; each publishes its offline presence on the way out.
+
+    With ``visits_per_minute``, each terminal also records simulated citizen visits (usage
+    records, reviews) at that mean rate, connected or not, as a real terminal would.
+    """
     async with asyncio.TaskGroup() as tasks:
         for agent in agents:
-            tasks.create_task(agent.run(stop), name=f"agent-{agent.identity.device_id}")
+            device_id = agent.identity.device_id
+            tasks.create_task(agent.run(stop), name=f"agent-{device_id}")
+            rng = random.Random(f"{seed}:visits:{device_id}")
+            visits = VisitGenerator(device_id, agent.identity.kind, rng)
+            tasks.create_task(
+                run_activity(agent, visits, visits_per_minute, stop, rng),
+                name=f"visits-{device_id}",
+            )
             await asyncio.sleep(CONNECT_SPREAD_S)
         log.info("%d simulated terminals started", len(agents))

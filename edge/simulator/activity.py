@@ -1,0 +1,130 @@
+"""What citizens do at simulated terminals: visits that become usage records and reviews.
+
+A visit at a kiosk is a session: an ID-card read, a service-item transaction, perhaps a print,
+now and then a press of the call-for-help button. A review pad (评价器) rates one handled case
+per visit, mostly well (the seeds report satisfaction near 9.9 of 10), now and then badly.
+Visits arrive at random (Poisson) at a rate per terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Iterator
+from typing import TypeVar
+
+from edge.agent.runner import Agent
+from edge.protocol import (
+    CallForHelp,
+    DeviceKind,
+    IdCardRead,
+    IdCardResult,
+    PrintJob,
+    Rating,
+    Record,
+    Review,
+    ReviewChannel,
+    SessionEnded,
+    SessionStarted,
+    Transaction,
+    TransactionOutcome,
+)
+
+log = logging.getLogger(__name__)
+
+# (department code, item code): a sample of the 事项清单 items kiosks offer in the seeds.
+ITEMS: tuple[tuple[str, str], ...] = (
+    ("rs", "RS-0012"),  # 人社: social-security payment statement
+    ("rs", "RS-0031"),  # 人社: pension qualification check
+    ("sw", "SW-0105"),  # 税务: individual income tax record
+    ("ga", "GA-0007"),  # 公安: household register copy
+    ("gjj", "GJJ-0002"),  # 公积金: housing fund statement
+    ("scjg", "SCJG-0044"),  # 市场监管: business licence 秒批 instant approval
+    ("mz", "MZ-0019"),  # 民政: marriage registration appointment
+)
+RATINGS = (
+    (Rating.VERY_SATISFIED, 0.80),
+    (Rating.SATISFIED, 0.14),
+    (Rating.BASIC, 0.04),
+    (Rating.DISSATISFIED, 0.015),
+    (Rating.VERY_DISSATISFIED, 0.005),
+)
+ID_READS = ((IdCardResult.OK, 0.85), (IdCardResult.FAILED, 0.08), (IdCardResult.NO_CARD, 0.07))
+PRINT_SHARE = 0.6
+HELP_SHARE = {DeviceKind.KIOSK: 0.02, DeviceKind.BOOTH: 0.3, DeviceKind.STATION_PC: 0.01}
+
+
+T = TypeVar("T")
+
+
+def _pick(rng: random.Random, weighted: tuple[tuple[T, float], ...]) -> T:
+    values = [value for value, _ in weighted]
+    return rng.choices(values, [weight for _, weight in weighted])[0]
+
+
+class VisitGenerator:
+    """The records of one simulated visit at a terminal of ``kind``; deterministic per ``rng``."""
+
+    def __init__(self, device_id: str, kind: DeviceKind, rng: random.Random) -> None:
+        self._device_id = device_id
+        self._kind = kind
+        self._rng = rng
+        self._visits = 0
+
+    def visit(self) -> list[Record]:
+        self._visits += 1
+        if self._kind is DeviceKind.REVIEW_PAD:
+            return [self._review()]
+        return list(self._session())
+
+    def _review(self) -> Review:
+        department, item = self._rng.choice(ITEMS)
+        return Review(
+            case_number=f"{self._device_id}-{self._visits:06d}",
+            item_code=item,
+            channel=ReviewChannel.WINDOW_PAD,
+            rating=_pick(self._rng, RATINGS),
+            institution=department,
+        )
+
+    def _session(self) -> Iterator[Record]:
+        rng = self._rng
+        session_id = f"{self._visits:06d}"
+        yield SessionStarted(session_id=session_id)
+        if self._kind is not DeviceKind.BOOTH:
+            yield IdCardRead(session_id=session_id, result=_pick(rng, ID_READS))
+            department, item = rng.choice(ITEMS)
+            yield Transaction(
+                session_id=session_id,
+                department=department,
+                item_code=item,
+                outcome=TransactionOutcome.COMPLETED
+                if rng.random() < 0.93  # noqa: PLR2004 - share of completed transactions
+                else TransactionOutcome.ABANDONED,
+                duration_s=round(rng.uniform(40, 400), 1),
+            )
+            if rng.random() < PRINT_SHARE:
+                yield PrintJob(session_id=session_id, pages=rng.randint(1, 4), printer="printer0")
+        if rng.random() < HELP_SHARE.get(self._kind, 0.0):
+            yield CallForHelp(session_id=session_id, answered=rng.random() < 0.9)  # noqa: PLR2004
+        yield SessionEnded(session_id=session_id, duration_s=round(rng.uniform(60, 600), 1))
+
+
+async def run_activity(
+    agent: Agent,
+    visits: VisitGenerator,
+    visits_per_minute: float,
+    stop: asyncio.Event,
+    rng: random.Random,
+) -> None:
+    """Record visits at random intervals until ``stop`` is set."""
+    if visits_per_minute <= 0:
+        return
+    mean_gap_s = 60.0 / visits_per_minute
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), rng.expovariate(1 / mean_gap_s))
+        except TimeoutError:
+            for record in visits.visit():
+                await agent.record(record)
