@@ -94,9 +94,20 @@ class Outbox:
         # A new outbox starts its numbers at the wall clock in microsecond-sized steps, so that a
         # terminal whose disk was wiped never reuses a (device_id, seq) the control plane has
         # already stored (the ingest would take the new record for a duplicate and drop it).
-        self._db.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('next_seq', ?)", (clock_ms() * 1000,)
-        )
+        first = clock_ms() * 1000
+        with self._write() as db:
+            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('next_seq', ?)", (first,))
+            # Kept for audits: every seq from first_seq to next_seq - 1 was given to a record.
+            # (An outbox made before this key existed counts from its first open since.)
+            db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) "
+                "SELECT 'first_seq', value FROM meta WHERE key = 'next_seq'"
+            )
+
+    def allocated(self) -> range:
+        """Every sequence number this outbox has ever given out (acknowledged ones included)."""
+        rows = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        return range(int(rows["first_seq"]), int(rows["next_seq"]))
 
     def close(self) -> None:
         self._db.close()
