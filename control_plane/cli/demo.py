@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edge.simulator.district import available_districts
+from . import options
 
 
 @click.command()
@@ -17,13 +17,7 @@ from edge.simulator.district import available_districts
     show_default=True,
     help="Where the broker, database, Prometheus data and logs go.",
 )
-@click.option(
-    "--district",
-    type=click.Choice(available_districts()),
-    default="conghua",
-    show_default=True,
-    help="Demo district dataset.",
-)
+@options.district
 @click.option("--mqtt-port", type=click.IntRange(1, 65535), default=18830, show_default=True)
 @click.option("--http-port", type=click.IntRange(1, 65535), default=8080, show_default=True)
 @click.option("--prometheus-port", type=click.IntRange(1, 65535), default=9090, show_default=True)

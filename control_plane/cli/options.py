@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from edge.mqtt import BrokerAddress
+from edge.simulator.district import available_districts
 
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 DEFAULT_SERVER_URL = "http://127.0.0.1:8080"
@@ -36,3 +37,11 @@ server_url = click.option(
 )
 
 json_output = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+district = click.option(
+    "--district",
+    type=click.Choice(available_districts()),
+    default="conghua",
+    show_default=True,
+    help="Demo district dataset.",
+)

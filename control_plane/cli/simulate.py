@@ -9,19 +9,12 @@ from pathlib import Path
 import click
 
 from edge.mqtt import BrokerAddress
-from edge.simulator.district import available_districts
 
 from . import options
 
 
 @click.command()
-@click.option(
-    "--district",
-    type=click.Choice(available_districts()),
-    default="conghua",
-    show_default=True,
-    help="Demo district dataset.",
-)
+@options.district
 @options.mqtt_url
 @click.option(
     "--heartbeat-interval",
