@@ -282,3 +282,16 @@ def test_append_returns_only_after_the_commit(box: Outbox, path: Path) -> None:
     finally:
         other.close()
     assert rows == [(seq,)]
+
+
+def test_append_many_numbers_densely_in_one_transaction(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite3", clock_ms=lambda: 7)
+    first = outbox.append(Channel.USAGE, lambda seq: b'{"seq":%d}' % seq)
+    bulk = outbox.append_many(Channel.USAGE, 1_000, lambda seq: b'{"seq":%d}' % seq)
+    after = outbox.append(Channel.USAGE, lambda seq: b'{"seq":%d}' % seq)
+
+    assert bulk == range(first + 1, first + 1_001)
+    assert after == bulk.stop
+    assert outbox.backlog() == 1_002
+    assert outbox.allocated() == range(first, after + 1)
+    outbox.close()
