@@ -15,16 +15,26 @@ SHARED_CONF_DIR = "mosquitto.d"
 
 
 @dataclass(frozen=True)
+class TlsFiles:
+    """The broker's certificate and key (PEM) for an MQTT-over-TLS listener."""
+
+    certfile: Path
+    keyfile: Path
+
+
+@dataclass(frozen=True)
 class BrokerSettings:
     """Where one broker instance listens and keeps its state."""
 
     workdir: Path
     port: int
     host: str = "127.0.0.1"
+    tls: TlsFiles | None = None
 
     @property
     def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        scheme = "mqtts" if self.tls else "mqtt"
+        return f"{scheme}://{self.host}:{self.port}"
 
 
 def mosquitto_binary() -> str:
@@ -60,6 +70,11 @@ def write_config(settings: BrokerSettings) -> Path:
                 # (dynamic security, one client per terminal) replaces it.
                 "allow_anonymous true",
                 f"listener {settings.port} {settings.host}",
+                *(
+                    [f"certfile {settings.tls.certfile}", f"keyfile {settings.tls.keyfile}"]
+                    if settings.tls
+                    else []
+                ),
                 "persistence true",
                 f"persistence_location {data_dir}/",
                 f"include_dir {conf_dir}",
