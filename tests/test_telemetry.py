@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from edge import __version__
-from edge.agent.telemetry import HealthSource, SystemHealth, heartbeat_diff
+from edge.agent.telemetry import HealthSource, SystemHealth, heartbeat_diff, network_type
 from edge.protocol import (
     Channel,
     Heartbeat,
@@ -193,3 +193,25 @@ def test_system_health_round_trips_on_the_health_channel_once_sequenced() -> Non
 def test_an_unsequenced_reading_is_not_a_valid_message() -> None:
     with pytest.raises(PayloadError, match=r"missing required field `seq`"):
         decode(Channel.HEALTH, encode(SystemHealth().read()))
+
+
+class _If:
+    def __init__(self, *, up: bool) -> None:
+        self.isup = up
+
+
+@pytest.mark.parametrize(
+    ("interfaces", "expected"),
+    [
+        ({"lo": _If(up=True), "eth0": _If(up=True)}, NetworkType.ETHERNET),
+        ({"lo": _If(up=True), "enp3s0": _If(up=False), "wlp2s0": _If(up=True)}, NetworkType.WIFI),
+        ({"wwan0": _If(up=True), "wlan0": _If(up=False)}, NetworkType.CELLULAR_4G),
+        ({"eth0": _If(up=True), "wwan0": _If(up=True)}, NetworkType.ETHERNET),
+        ({"lo": _If(up=True)}, NetworkType.UNKNOWN),
+        ({}, NetworkType.UNKNOWN),
+    ],
+)
+def test_network_type_from_interface_names(
+    interfaces: dict[str, _If], expected: NetworkType
+) -> None:
+    assert network_type(interfaces) is expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import msgspec
@@ -32,11 +33,32 @@ class SystemHealth:
             memory_percent=psutil.virtual_memory().percent,
             disk_percent=psutil.disk_usage("/").percent,
             temperature_c=_temperature(),
-            network=Network(type=NetworkType.UNKNOWN),
+            network=Network(type=network_type(psutil.net_if_stats())),
             agent_version=__version__,
             outbox_backlog=0,
             peripherals=self._peripherals,
         )
+
+
+# Linux interface names by kind (systemd's predictable names and the classic ones), in the order
+# a terminal with several links normally routes through them.
+_INTERFACE_KINDS = (
+    (("en", "eth"), NetworkType.ETHERNET),
+    (("wl", "wlan"), NetworkType.WIFI),
+    (("wwan", "ppp", "usb", "rmnet"), NetworkType.CELLULAR_4G),
+)
+
+
+def network_type(interfaces: Mapping[str, Any]) -> NetworkType:
+    """The kind of link in use, told by the names of the interfaces that are up.
+
+    A cellular modem is reported as 4G: telling 4G from 5G needs the modem's own interface.
+    """
+    for prefixes, kind in _INTERFACE_KINDS:
+        for name, stats in sorted(interfaces.items()):
+            if getattr(stats, "isup", False) and name.startswith(prefixes):
+                return kind
+    return NetworkType.UNKNOWN
 
 
 def _temperature() -> float | None:
