@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 
 import msgspec
+import psutil
 import pytest
 
 from edge import __version__
@@ -167,7 +168,7 @@ def test_system_health_reads_plausible_values() -> None:
     assert reading.agent_version == __version__
     assert reading.agent_version
     assert reading.outbox_backlog == 0
-    assert reading.network == Network(type=NetworkType.UNKNOWN)
+    assert reading.network == Network(type=network_type(psutil.net_if_stats()))
     assert reading.peripherals == ()
 
 
