@@ -22,6 +22,8 @@ DEFAULT_PORT = 1883
 DEFAULT_TLS_PORT = 8883
 KEEPALIVE_S = 30
 CONNECT_TIMEOUT_S = 10.0
+OPERATION_TIMEOUT_S = 10.0
+"""How long a publish, subscribe or unsubscribe may wait for the broker's acknowledgement."""
 
 
 class MqttError(ConnectionError):
@@ -92,6 +94,12 @@ class SessionOptions:
     clean_start: bool = True
     expiry_s: int = 0
     keepalive_s: int = KEEPALIVE_S
+    """A dead link (a hung broker, a black-holed route) is noticed within about this long.
+
+    paho sends PINGREQ only after a keepalive of silence and gives up only after another
+    keepalive without PINGRESP, i.e. after twice the value it is given; so it is given half of
+    this. The broker, seeing the halved value, sends the last will after 0.75 x this.
+    """
     will: Outgoing | None = None
     max_inflight: int = 100
     manual_ack: bool = False
@@ -115,20 +123,24 @@ class Connection:
         """Publish; for QoS 1 this returns once the broker has acknowledged (PUBACK)."""
         try:
             await self._client.publish(
-                message.topic, message.payload, qos=message.qos, retain=message.retain
+                message.topic,
+                message.payload,
+                qos=message.qos,
+                retain=message.retain,
+                timeout=OPERATION_TIMEOUT_S,
             )
         except aiomqtt.MqttError as exc:
             raise MqttError(str(exc)) from exc
 
     async def subscribe(self, *filters: str, qos: int = 1) -> None:
         try:
-            await self._client.subscribe([(f, qos) for f in filters])
+            await self._client.subscribe([(f, qos) for f in filters], timeout=OPERATION_TIMEOUT_S)
         except aiomqtt.MqttError as exc:
             raise MqttError(str(exc)) from exc
 
     async def unsubscribe(self, *filters: str) -> None:
         try:
-            await self._client.unsubscribe(list(filters))
+            await self._client.unsubscribe(list(filters), timeout=OPERATION_TIMEOUT_S)
         except aiomqtt.MqttError as exc:
             raise MqttError(str(exc)) from exc
 
@@ -168,8 +180,10 @@ async def connect(address: BrokerAddress, options: SessionOptions) -> AsyncItera
         identifier=options.client_id,
         protocol=aiomqtt.ProtocolVersion.V5,
         clean_start=options.clean_start,
-        keepalive=options.keepalive_s,
-        timeout=CONNECT_TIMEOUT_S,
+        keepalive=max(1, options.keepalive_s // 2),
+        # paho drops a connection attempt that gets no CONNACK within a keepalive, but aiomqtt
+        # ignores disconnects before the CONNACK and waits out its own timeout; keep that short.
+        timeout=min(CONNECT_TIMEOUT_S, options.keepalive_s),
         properties=properties,
         max_inflight_messages=options.max_inflight,
         tls_context=_tls_context(address),

@@ -149,6 +149,7 @@ def test_unknown_keys_are_refused_by_name(
         (MINIMAL + "[telemetry]\nheartbeat_interval_s = 0\n", "$.telemetry.heartbeat_interval_s"),
         (MINIMAL + "[telemetry]\nfull_snapshot_every = 0\n", "$.telemetry.full_snapshot_every"),
         (MINIMAL + "[broker]\nkeepalive_s = 0\n", "$.broker.keepalive_s"),
+        (MINIMAL + "[broker]\nkeepalive_s = 3\n", "$.broker.keepalive_s"),
         (MINIMAL + "[broker]\nkeepalive_s = 65536\n", "$.broker.keepalive_s"),
         (MINIMAL + "[broker]\nsession_expiry_s = -1\n", "$.broker.session_expiry_s"),
         (MINIMAL + 'broker = "mqtt://x"\n', "$.broker"),

@@ -8,7 +8,6 @@ exactly once: none missing, none twice. Each test prints its figures.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import signal
 import time
@@ -17,14 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from control_plane.db import database
-from control_plane.db.models import StoredRecord
-from tests.support.fleet_run import FleetRun, eventually
+from tests.support.fleet_run import ACTIVITY, FleetRun, assert_exactly_once, drain, eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-ACTIVITY = 600.0
-"""Visits per terminal per minute: about 50 records a second per terminal."""
 KILLS = 3
 
 
@@ -37,34 +32,6 @@ def run(tmp_path: Path, sqlite_url: str) -> Iterator[FleetRun]:
         yield fleet
     finally:
         fleet.close()
-
-
-async def stored(database_url: str) -> dict[str, list[int]]:
-    async with database(database_url):
-        rows = await StoredRecord.all().only("device_id", "seq")
-    result: dict[str, list[int]] = {}
-    for row in rows:
-        result.setdefault(row.device_id, []).append(row.seq)
-    return {device: sorted(seqs) for device, seqs in result.items()}
-
-
-def drain(run: FleetRun) -> float:
-    """Stop the activity, let every outbox empty, stop the simulator; returns the drain time."""
-    assert run.simulator is not None
-    run.simulator.stop()
-    run.start_simulator(activity_rate=0)
-    took = eventually(lambda: run.backlog() == 0, 120, "every outbox drained")
-    run.simulator.stop()
-    return took
-
-
-def assert_exactly_once(run: FleetRun) -> int:
-    allocated = run.allocated()
-    in_db = asyncio.run(stored(run.database_url))
-    assert set(allocated) == set(in_db), "a terminal's records are missing altogether"
-    for device, seqs in allocated.items():
-        assert in_db[device] == list(seqs), f"{device}: database differs from what was recorded"
-    return sum(len(seqs) for seqs in allocated.values())
 
 
 def test_agent_killed_at_random_points_loses_and_doubles_nothing(run: FleetRun) -> None:

@@ -71,7 +71,7 @@ def write_agent_config(path: Path, device_id: str, broker: BrokerSettings, state
         f'state_dir = "{state_dir}"\n'
         "[broker]\n"
         f'url = "{broker.url}"\n'
-        "keepalive_s = 1\n"
+        "keepalive_s = 4\n"
         "[telemetry]\n"
         "heartbeat_interval_s = 0.5\n"
         "full_snapshot_every = 3\n"
@@ -157,7 +157,7 @@ def test_killed_agent_goes_offline_by_last_will_and_comes_back_with_a_newer_sess
     first_session = int((tmp_path / device_id / "session").read_text())
     assert (tmp_path / device_id / "outbox.sqlite3").is_file()
     os.kill(agent.pid, signal.SIGKILL)
-    # keepalive 1 s: the broker declares the client gone after 1.5 s and publishes the will.
+    # keepalive 4 s: the broker, told 2 s, declares the client gone after 3 s and sends the will.
     eventually(lambda: presence_of(control_plane, device_id) == "offline")
 
     start_agent(device_id)

@@ -32,8 +32,11 @@ class BrokerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """A file with the broker password, readable by its owner only (0600)."""
     ca_file: str = ""
     session_expiry_s: Annotated[int, msgspec.Meta(ge=0)] = 7 * 24 * 3600
-    keepalive_s: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 30
-    """The broker publishes the last will (offline) after 1.5 x this much silence."""
+    keepalive_s: Annotated[int, msgspec.Meta(ge=4, le=65535)] = 30
+    """A dead link is noticed within about this long; the broker sends the will after 0.75 x.
+
+    At least 4: the MQTT client checks its timers once a second.
+    """
 
 
 class TelemetryConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
@@ -10,9 +11,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from control_plane.db import database
+from control_plane.db.models import StoredRecord
 from control_plane.services.broker import BrokerSettings, start_broker
 from control_plane.services.processes import ManagedProcess, free_port
 from edge.agent.outbox import OUTBOX_FILE, Outbox
+
+ACTIVITY = 600.0
+"""Visits per terminal per minute for a stream test: about 50 records a second per terminal."""
 
 
 def termfleet(*args: str) -> list[str]:
@@ -37,6 +43,8 @@ class FleetRun:
     workdir: Path
     database_url: str
     devices: int = 3
+    simulator_mqtt_url: str | None = None
+    """Where the simulator connects instead of the broker, e.g. a proxy in front of it."""
     broker_settings: BrokerSettings = field(init=False)
     http_port: int = field(init=False, default_factory=free_port)
     broker: ManagedProcess | None = None
@@ -73,7 +81,7 @@ class FleetRun:
             "--activity-rate", str(activity_rate),
             "--heartbeat-interval", "1",
             "--state-dir", str(self.state_dir),
-            "--mqtt-url", self.broker_settings.url,
+            "--mqtt-url", self.simulator_mqtt_url or self.broker_settings.url,
         )  # fmt: skip
         self.simulator = ManagedProcess("simulator", argv, self.workdir / "sim.log").start()
 
@@ -103,3 +111,31 @@ class FleetRun:
         for process in (self.simulator, self.control_plane, self.broker):
             if process is not None:
                 process.stop()
+
+
+async def stored(database_url: str) -> dict[str, list[int]]:
+    async with database(database_url):
+        rows = await StoredRecord.all().only("device_id", "seq")
+    result: dict[str, list[int]] = {}
+    for row in rows:
+        result.setdefault(row.device_id, []).append(row.seq)
+    return {device: sorted(seqs) for device, seqs in result.items()}
+
+
+def drain(run: FleetRun) -> float:
+    """Stop the activity, let every outbox empty, stop the simulator; returns the drain time."""
+    assert run.simulator is not None
+    run.simulator.stop()
+    run.start_simulator(activity_rate=0)
+    took = eventually(lambda: run.backlog() == 0, 120, "every outbox drained")
+    run.simulator.stop()
+    return took
+
+
+def assert_exactly_once(run: FleetRun) -> int:
+    allocated = run.allocated()
+    in_db = asyncio.run(stored(run.database_url))
+    assert set(allocated) == set(in_db), "a terminal's records are missing altogether"
+    for device, seqs in allocated.items():
+        assert in_db[device] == list(seqs), f"{device}: database differs from what was recorded"
+    return sum(len(seqs) for seqs in allocated.values())
