@@ -222,10 +222,13 @@ class Ingest:
                     conn.ack(message)
             return acks
 
-    async def _flush_when_due(self, conn: mqtt.Connection) -> None:
-        while True:
+    async def _flush_when_due(self, conn: mqtt.Connection, over: asyncio.Event) -> None:
+        # Ends when ``over`` is set, not only when cancelled: Python 3.11's asyncio.wait_for
+        # (inside aiomqtt's publish) can swallow a cancellation that meets a completed publish,
+        # and an idle loop that missed its cancellation would hold up the reconnect for ever.
+        while not over.is_set():
             await asyncio.sleep(BATCH_MAX_WAIT_S / 2)
-            if self._batch.due(time.monotonic()):
+            if not over.is_set() and self._batch.due(time.monotonic()):
                 await self.flush(conn)
 
     async def run(
@@ -275,16 +278,20 @@ class Ingest:
             log.warning("could not leave the share group cleanly: %s", exc)
 
     async def _consume(self, conn: mqtt.Connection) -> None:
+        over = asyncio.Event()
+        flusher = asyncio.create_task(self._flush_when_due(conn, over), name="ingest-flush")
         try:
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._flush_when_due(conn), name="ingest-flush")
-                async for incoming in conn.messages():
-                    if await self._handle_counted(incoming):
-                        conn.ack(incoming)
-                    if self._batch.full():
-                        await self.flush(conn)
-        except* mqtt.MqttError as lost:
-            raise lost.exceptions[0] from None
+            async for incoming in conn.messages():
+                if flusher.done():
+                    flusher.result()  # a failed timed flush ends this connection
+                if await self._handle_counted(incoming):
+                    conn.ack(incoming)
+                if self._batch.full():
+                    await self.flush(conn)
+        finally:
+            over.set()
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
 
     def _set_connected(self, *, value: bool) -> None:
         self.connected = value
