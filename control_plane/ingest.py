@@ -212,7 +212,8 @@ class Ingest:
             if not batch:
                 return []
             started = time.perf_counter()
-            await store_batch(batch.records, batch.rejected)
+            # Shielded: a commit cut off by a cancellation could leave the transaction lock held.
+            await asyncio.shield(store_batch(batch.records, batch.rejected))
             self._metrics.ingest_commit_seconds.observe(time.perf_counter() - started)
             self._metrics.ingest_records.inc(len(batch.records))
             acks = batch.acks()
@@ -223,9 +224,7 @@ class Ingest:
             return acks
 
     async def _flush_when_due(self, conn: mqtt.Connection, over: asyncio.Event) -> None:
-        # Ends when ``over`` is set, not only when cancelled: Python 3.11's asyncio.wait_for
-        # (inside aiomqtt's publish) can swallow a cancellation that meets a completed publish,
-        # and an idle loop that missed its cancellation would hold up the reconnect for ever.
+        """Commit a batch whose oldest record has waited long enough; ends once ``over`` is set."""
         while not over.is_set():
             await asyncio.sleep(BATCH_MAX_WAIT_S / 2)
             if not over.is_set() and self._batch.due(time.monotonic()):
@@ -289,8 +288,10 @@ class Ingest:
                 if self._batch.full():
                     await self.flush(conn)
         finally:
+            # Not cancelled: a flush cancelled inside its database transaction can leave the
+            # driver's transaction lock held, and every later write would wait on it for ever.
+            # Told to stop, it finishes the flush under way (or fails on the dead connection).
             over.set()
-            flusher.cancel()
             await asyncio.gather(flusher, return_exceptions=True)
 
     def _set_connected(self, *, value: bool) -> None:
