@@ -133,8 +133,9 @@ def run_reference(workdir: Path, rate: float, duration_s: float) -> Result:
     broker_process = start_broker(broker)
     try:
         # -W ends it normally once the load is over, so it flushes what it printed.
+        topic = wire.uplink_filter(Channel.USAGE)
         argv = ["mosquitto_sub", "-V", "mqttv5", "-p", str(broker.port), "-q", "1",
-                "-t", "termfleet/v1/up/+/usage", "-W", str(int(duration_s + 4))]  # fmt: skip
+                "-t", topic, "-W", str(int(duration_s + 4))]  # fmt: skip
         consumer = subprocess.Popen(argv, stdout=subprocess.PIPE)  # noqa: S603
         time.sleep(0.5)
         watch = psutil.Process(consumer.pid)

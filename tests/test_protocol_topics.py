@@ -157,3 +157,9 @@ def test_filters_refuse_bad_ids_and_groups(bad: str) -> None:
         wire.device_uplink_filter(bad)
     with pytest.raises(TopicError, match="invalid share group"):
         wire.shared(bad, wire.all_uplink_filter())
+
+
+def test_uplink_filter_covers_one_channel_of_every_device_and_refuses_downlink() -> None:
+    assert wire.uplink_filter(Channel.USAGE) == "termfleet/v1/up/+/usage"
+    with pytest.raises(TopicError, match="not an uplink channel"):
+        wire.uplink_filter(Channel.ACK)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from control_plane.fleet import DEFAULT_HEARTBEAT_TIMEOUT_S
 from edge.mqtt import BrokerAddress
 
 from . import options
@@ -39,7 +40,7 @@ def server() -> None:
 @click.option(
     "--heartbeat-timeout",
     type=click.FloatRange(min=1),
-    default=90.0,
+    default=DEFAULT_HEARTBEAT_TIMEOUT_S,
     show_default=True,
     help="Seconds of silence after which an online terminal counts as offline (silent).",
 )

@@ -15,7 +15,6 @@ from control_plane.metrics import ControlPlaneMetrics
 from . import devices
 from .errors import error_middleware
 
-FLEET = web.AppKey("fleet", FleetState)
 METRICS = web.AppKey("metrics", ControlPlaneMetrics)
 INGEST = web.AppKey("ingest", Ingest)
 
@@ -36,7 +35,6 @@ def make_app(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> web.Application:
     app = web.Application(middlewares=[error_middleware])
-    app[FLEET] = fleet
     app[METRICS] = metrics
     app[INGEST] = ingest
     app.router.add_get("/metrics", metrics_handler)

@@ -180,12 +180,19 @@ def ingest_filters(*, shared_group: str | None = INGEST_SHARE_GROUP) -> list[str
     restarted replica would never read them; and every replica must know every device's presence.
     The rest of the uplink is split between replicas through ``shared_group`` (None: unshared).
     """
-    up = Direction.UP.value
-    filters = [f"{ROOT}/{up}/+/{c.value}" for c in RETAINED_STATE_CHANNELS]
+    filters = [uplink_filter(c) for c in RETAINED_STATE_CHANNELS]
     for channel in sorted(CHANNELS_BY_DIRECTION[Direction.UP] - set(RETAINED_STATE_CHANNELS)):
-        topic_filter = f"{ROOT}/{up}/+/{channel.value}"
+        topic_filter = uplink_filter(channel)
         filters.append(shared(shared_group, topic_filter) if shared_group else topic_filter)
     return filters
+
+
+def uplink_filter(channel: Channel) -> str:
+    """One uplink channel of every device, e.g. every terminal's usage records."""
+    if channel not in CHANNELS_BY_DIRECTION[Direction.UP]:
+        msg = f"channel {channel.value!r} is not an uplink channel"
+        raise TopicError(msg)
+    return f"{ROOT}/{Direction.UP.value}/+/{channel.value}"
 
 
 def shared(group: str, topic_filter: str) -> str:
