@@ -32,14 +32,15 @@ from edge.protocol import (
     RejectReason,
     Review,
     UnknownUsage,
-    decode_message,
+    decode,
+    decode_records,
     encode,
     probe_seq,
 )
 from edge.protocol import topics as wire
 
 from . import registry
-from .batch import BATCH_MAX_RECORDS, BATCH_MAX_WAIT_S, DeviceAck, RecordBatch
+from .batch import BATCH_MAX_RECORDS, DeviceAck, RecordBatch
 from .fleet import DeviceState, FleetState, health_changed
 from .metrics import ControlPlaneMetrics
 from .records import RecordRow, RejectedRow, store_batch
@@ -87,6 +88,10 @@ class Ingest:
         self.connected = False
         self._batch = RecordBatch()
         self._flush_lock = asyncio.Lock()
+        self._work = asyncio.Event()
+        """Set when the batch has something to commit."""
+        self._committed = asyncio.Event()
+        """Set after each commit, for a consumer waiting for room in the batch."""
         self._reject_log: dict[RejectReason, tuple[float, int]] = {}
         self._persisted_last_seen: dict[str, datetime] = {
             s.device_id: s.last_seen for s in fleet if s.last_seen is not None
@@ -104,28 +109,26 @@ class Ingest:
         """
         now = self._clock()
         try:
-            message = decode_message(incoming.topic, incoming.payload)
+            topic = wire.parse(incoming.topic)
         except ProtocolError as exc:
-            return self._refuse(incoming, exc, now)
-        if message.topic.direction is not Direction.UP:
+            self._reject(exc.reason, incoming.topic, str(exc))
+            return True
+        if topic.direction is not Direction.UP:
             self._reject(RejectReason.TOPIC, incoming.topic, "not an uplink topic")
             return True
-        channel = message.topic.channel
+        channel = topic.channel
         self._metrics.ingest_messages.labels(channel.value).inc()
-        device_id = message.topic.subject
-        payload = message.payload
-        if isinstance(payload, Record):
-            row = RecordRow(
-                device_id=device_id,
-                seq=payload.seq,
-                channel=channel.value,
-                type=record_type(payload),
-                device_time=payload.at,
-                received_at=now,
-                payload=bytes(incoming.payload).decode(),
-            )
-            self._batch.add_record(row, incoming, time.monotonic())
+        if SPECS[channel].record:
+            self._take_records(incoming, topic, now)
             return False
+        try:
+            payload = decode(channel, incoming.payload)
+        except ProtocolError as exc:
+            if not incoming.payload and channel in wire.RETAINED_STATE_CHANNELS:
+                return True  # a retained message being cleared: housekeeping, not bad input
+            self._reject(exc.reason, incoming.topic, str(exc))
+            return True
+        device_id = topic.subject
         updated: DeviceState | None = None
         if isinstance(payload, Presence):
             retained = incoming.retain
@@ -140,33 +143,53 @@ class Ingest:
             await self._store(updated, now)
         return True
 
-    def _refuse(self, incoming: mqtt.Incoming, exc: ProtocolError, now: datetime) -> bool:
+    def _take_records(self, incoming: mqtt.Incoming, topic: wire.Topic, now: datetime) -> None:
+        """Put a record message's records into the batch; refused ones become dead letters.
+
+        A record that can never be stored as sent is kept raw for an operator; when its seq can
+        be read, the device is told (Ack.rejected) so that it stops resending it.
+        """
+        channel = topic.channel
         try:
-            topic = wire.parse(incoming.topic)
-        except ProtocolError:
-            topic = None
-        if (
-            topic is not None
-            and not incoming.payload
-            and topic.channel in wire.RETAINED_STATE_CHANNELS
-        ):
-            return True  # a retained message being cleared: housekeeping, not bad input
-        self._reject(exc.reason, incoming.topic, str(exc))
-        if topic is None or not SPECS[topic.channel].record:
-            return True
-        # A record that can never be stored as sent is kept raw for an operator; when its seq can
-        # be read, the device is told (Ack.rejected) so that it stops resending it.
-        dead = RejectedRow(
-            topic=incoming.topic,
+            items = decode_records(channel, incoming.payload)
+        except ProtocolError as exc:  # the message as a whole: not JSON, too large, ...
+            self._reject(exc.reason, incoming.topic, str(exc))
+            raw = bytes(incoming.payload)
+            self._batch.add(incoming, rejected=[self._dead(topic, raw, None, exc, now)])
+            return
+        rows: list[RecordRow] = []
+        dead: list[RejectedRow] = []
+        for item in items:
+            if item.payload is not None:
+                rows.append(
+                    RecordRow(
+                        device_id=topic.subject,
+                        seq=item.payload.seq,
+                        channel=channel.value,
+                        type=record_type(item.payload),
+                        device_time=item.payload.at,
+                        received_at=now,
+                        payload=item.raw.decode(),
+                    )
+                )
+            elif item.error is not None:
+                self._reject(item.error.reason, incoming.topic, str(item.error))
+                dead.append(self._dead(topic, item.raw, probe_seq(item.raw), item.error, now))
+        self._batch.add(incoming, rows, dead)
+
+    @staticmethod
+    def _dead(
+        topic: wire.Topic, raw: bytes, seq: int | None, exc: ProtocolError, now: datetime
+    ) -> RejectedRow:
+        return RejectedRow(
+            topic=str(topic),
             device_id=topic.subject,
-            seq=probe_seq(incoming.payload),
+            seq=seq,
             reason=exc.reason.value,
             detail=str(exc),
-            payload=bytes(incoming.payload).decode(errors="replace"),
+            payload=raw.decode(errors="replace"),
             received_at=now,
         )
-        self._batch.add_rejected(dead, incoming, time.monotonic())
-        return False
 
     async def _store(self, updated: DeviceState, now: datetime) -> None:
         before = self._fleet.get(updated.device_id)
@@ -218,17 +241,30 @@ class Ingest:
             self._metrics.ingest_records.inc(len(batch.records))
             acks = batch.acks()
             if conn is not None:
-                await asyncio.gather(*(conn.publish(_ack_message(a, self._clock())) for a in acks))
+                committed_at = self._clock()
+                for ack in acks:
+                    conn.publish_nowait(_ack_message(ack, committed_at))
                 for message in batch.messages:
                     conn.ack(message)
             return acks
 
-    async def _flush_when_due(self, conn: mqtt.Connection, over: asyncio.Event) -> None:
-        """Commit a batch whose oldest record has waited long enough; ends once ``over`` is set."""
-        while not over.is_set():
-            await asyncio.sleep(BATCH_MAX_WAIT_S / 2)
-            if not over.is_set() and self._batch.due(time.monotonic()):
+    async def _commit_continuously(self, conn: mqtt.Connection, over: asyncio.Event) -> None:
+        """Group commit: commit whatever arrived while the previous commit ran.
+
+        Under light load a record is committed as soon as it arrives; under heavy load the
+        batches grow by themselves (up to ``BATCH_MAX_RECORDS``) and each commit's fixed cost,
+        the fsync above all, is shared by more records. Ends once ``over`` is set.
+        """
+        try:
+            while True:
+                await self._work.wait()
+                self._work.clear()
+                if over.is_set():
+                    return
                 await self.flush(conn)
+                self._committed.set()
+        finally:
+            self._committed.set()  # a consumer waiting for room must not wait for ever
 
     async def run(
         self, address: mqtt.BrokerAddress, client_id: str, *, share_group: str | None = None
@@ -278,21 +314,28 @@ class Ingest:
 
     async def _consume(self, conn: mqtt.Connection) -> None:
         over = asyncio.Event()
-        flusher = asyncio.create_task(self._flush_when_due(conn, over), name="ingest-flush")
+        committer = asyncio.create_task(self._commit_continuously(conn, over), name="ingest-commit")
         try:
-            async for incoming in conn.messages():
-                if flusher.done():
-                    flusher.result()  # a failed timed flush ends this connection
-                if await self._handle_counted(incoming):
-                    conn.ack(incoming)
-                if self._batch.full():
-                    await self.flush(conn)
+            async for arrived in conn.arrivals():
+                for incoming in arrived:
+                    if await self._handle_counted(incoming):
+                        conn.ack(incoming)
+                if self._batch:
+                    self._work.set()
+                # Back-pressure: a full batch waits for the commit under way; meanwhile the
+                # broker holds the rest (its in-flight window is sized for two batches).
+                while self._batch.full() and not committer.done():
+                    self._committed.clear()
+                    await self._committed.wait()
+                if committer.done():
+                    committer.result()  # a failed commit ends this connection
         finally:
-            # Not cancelled: a flush cancelled inside its database transaction can leave the
+            # Not cancelled: a commit cancelled inside its database transaction can leave the
             # driver's transaction lock held, and every later write would wait on it for ever.
-            # Told to stop, it finishes the flush under way (or fails on the dead connection).
+            # Told to stop, it finishes the commit under way (or fails on the dead connection).
             over.set()
-            await asyncio.gather(flusher, return_exceptions=True)
+            self._work.set()
+            await asyncio.gather(committer, return_exceptions=True)
 
     def _set_connected(self, *, value: bool) -> None:
         self.connected = value

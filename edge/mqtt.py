@@ -7,14 +7,18 @@ never imports paho or aiomqtt.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import ssl
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
+from paho.mqtt.client import MQTT_ERR_SUCCESS, MQTTMessage, error_string
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -75,7 +79,7 @@ class Outgoing:
 @dataclass(frozen=True, slots=True)
 class Incoming:
     topic: str
-    payload: bytes
+    payload: bytes | bytearray
     retain: bool
     qos: int = 0
     mid: int = 0
@@ -112,6 +116,20 @@ class Connection:
 
     def __init__(self, client: aiomqtt.Client) -> None:
         self._client = client
+        # Incoming messages bypass aiomqtt's queue: its iterator costs a task and an
+        # asyncio.wait per message, which at ingest rates is more than decoding and storing
+        # the message. paho runs its callbacks on the event loop (aiomqtt drives its socket),
+        # so the deque needs no lock.
+        self._inbox: deque[Incoming] = deque()
+        self._arrived = asyncio.Event()
+        client._client.on_message = self._on_message  # noqa: SLF001
+        client._disconnected.add_done_callback(lambda _: self._arrived.set())  # noqa: SLF001
+
+    def _on_message(self, _client: object, _userdata: Any, message: MQTTMessage) -> None:  # noqa: ANN401
+        self._inbox.append(
+            Incoming(message.topic, message.payload, message.retain, message.qos, message.mid)
+        )
+        self._arrived.set()
 
     def ack(self, message: Incoming) -> None:
         """Send the PUBACK of a message received with manual acknowledgement."""
@@ -132,6 +150,20 @@ class Connection:
         except aiomqtt.MqttError as exc:
             raise MqttError(str(exc)) from exc
 
+    def publish_nowait(self, message: Outgoing) -> None:
+        """Hand a message to the client and return at once, without waiting for any PUBACK.
+
+        For messages the protocol can afford to lose (an ``Ack``: the agent resends what is not
+        acknowledged), where waiting would only hold up the sender. Raises MqttError when the
+        client cannot take it (not connected).
+        """
+        info = self._client._client.publish(  # noqa: SLF001 - aiomqtt always waits
+            message.topic, message.payload, message.qos, message.retain
+        )
+        if info.rc != MQTT_ERR_SUCCESS:
+            msg = f"could not publish on {message.topic!r}: {error_string(info.rc)}"
+            raise MqttError(msg)
+
     async def subscribe(self, *filters: str, qos: int = 1) -> None:
         try:
             await self._client.subscribe([(f, qos) for f in filters], timeout=OPERATION_TIMEOUT_S)
@@ -144,19 +176,30 @@ class Connection:
         except aiomqtt.MqttError as exc:
             raise MqttError(str(exc)) from exc
 
+    async def arrivals(self) -> AsyncIterator[list[Incoming]]:
+        """Every message that arrived since the last step, in order, until the connection breaks.
+
+        A consumer handling many messages per wake-up pays the event loop's costs once per
+        step instead of once per message. Raises MqttError when the connection is lost.
+        """
+        disconnected = self._client._disconnected  # noqa: SLF001
+        while True:
+            await self._arrived.wait()
+            self._arrived.clear()
+            if disconnected.done():
+                cause = None if disconnected.cancelled() else disconnected.exception()
+                msg = "Disconnected during message iteration"
+                raise MqttError(msg) from cause
+            if self._inbox:
+                arrived = list(self._inbox)
+                self._inbox.clear()
+                yield arrived
+
     async def messages(self) -> AsyncIterator[Incoming]:
-        """Messages as they arrive, until the connection breaks (then MqttError)."""
-        try:
-            async for message in self._client.messages:
-                yield Incoming(
-                    message.topic.value,
-                    message.payload,
-                    bool(message.retain),
-                    message.qos,
-                    message.mid,
-                )
-        except aiomqtt.MqttError as exc:
-            raise MqttError(str(exc)) from exc
+        """Messages one by one as they arrive, until the connection breaks (then MqttError)."""
+        async for arrived in self.arrivals():
+            for message in arrived:
+                yield message
 
 
 def _tls_context(address: BrokerAddress) -> ssl.SSLContext | None:
@@ -194,9 +237,11 @@ async def connect(address: BrokerAddress, options: SessionOptions) -> AsyncItera
     )
     if options.manual_ack:
         client._client.manual_ack_set(on=True)  # noqa: SLF001 - see Connection.ack
+    # Made before connecting: a persistent session's queued messages follow the CONNACK at once.
+    connection = Connection(client)
     try:
         async with client:
-            yield Connection(client)
+            yield connection
     except aiomqtt.MqttError as exc:
         msg = f"{address}: {exc}"
         raise MqttError(msg) from exc

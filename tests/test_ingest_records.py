@@ -28,6 +28,7 @@ from edge.protocol import (
     Transaction,
     decode,
     encode,
+    encode_records,
 )
 from edge.protocol import topics as wire
 from tests.support.control_plane import running_control_plane
@@ -148,3 +149,29 @@ async def test_unstorable_record_is_kept_raw_and_rejected_by_seq(
         dead = await RejectedMessage.get(device_id=device_id)
         assert (dead.seq, dead.reason) == (7, "schema")
         assert '"pages":"many"' in dead.payload
+
+
+async def test_a_record_array_is_stored_record_by_record(
+    broker: BrokerSettings, database_url: str, device: tuple[str, mqtt.Connection, AckListener]
+) -> None:
+    device_id, conn, listener = device
+    batch = [PrintJob(seq=s, at=NOW, pages=1) for s in range(1, 101)]
+    bad = b'[{"type":"print","seq":101,"pages":1},{"type":"print","seq":102,"pages":"x"}]'
+    async with running_control_plane(broker, database_url):
+        await send(conn, device_id, Channel.USAGE, encode_records(batch))
+        await send(conn, device_id, Channel.USAGE, bad)
+        # An array nobody could store (too many records) is kept raw; no seq can be named.
+        too_many = encode_records([PrintJob(seq=s, pages=1) for s in range(200, 301)])
+        await send(conn, device_id, Channel.USAGE, too_many)
+        await listener.until(set(range(1, 102)), rejected=frozenset({102}))
+        await send(conn, device_id, Channel.USAGE, encode_records(batch[:10]))  # a resend
+        acks_before = len(listener.acks)
+        await asyncio.wait_for(_more_acks(listener, acks_before), 10)
+    assert await stored(database_url, device_id) == list(range(1, 102))
+    assert listener.rejected() == {102}
+    async with database(database_url):
+        dead = await RejectedMessage.filter(device_id=device_id).order_by("id")
+        assert [(d.seq, d.reason) for d in dead] == [(102, "schema"), (None, "too_large")]
+        assert dead[0].payload == '{"type":"print","seq":102,"pages":"x"}'
+        first = await StoredRecord.get(device_id=device_id, seq=1)
+        assert decode(Channel.USAGE, first.payload.encode()) == batch[0]

@@ -192,7 +192,7 @@ def test_pub_example_arrives_and_decodes(
     assert payload == (example.value("-m") or "").encode(), f"{example}: other bytes arrived"
     decoded = decode_or_fail(topic, payload, example)
     channel = wire.parse(topic).channel
-    assert isinstance(decoded, SPECS[channel].payload), example
+    assert all(isinstance(d, SPECS[channel].payload) for d in decoded), example
 
 
 @pytest.mark.parametrize("example", SUBS, ids=example_id)
@@ -231,7 +231,7 @@ def _check_last_will(
         sub.kill()
         will = watcher.expect(will_topic)
     assert will == (example.value("--will-payload") or "").encode(), f"{example}: other will"
-    presence = decode_or_fail(will_topic, will, example)
+    [presence] = decode_or_fail(will_topic, will, example)
     assert isinstance(presence, Presence), example
     assert (presence.state, presence.reason) == (PresenceState.OFFLINE, OfflineReason.WILL), (
         f"{example}: a last will is an offline presence with reason `will`"

@@ -18,6 +18,7 @@ import pytest
 
 from edge.protocol import (
     MAX_PAYLOAD_BYTES,
+    MAX_RECORDS_PER_MESSAGE,
     SPECS,
     Channel,
     RejectReason,
@@ -57,8 +58,14 @@ def test_every_example_is_a_complete_mosquitto_command() -> None:
     for example in PUBS:
         assert len(example.values("-t")) == 1, f"{example}: one topic per publish"
         message = json.loads(example.value("-m") or "null")
-        assert isinstance(message, dict), f"{example}: the payload is a JSON object"
-        assert message.get("v") == 1, f"{example}: writers always send v"
+        channel = wire.parse(example.value("-t") or "").channel
+        if isinstance(message, list):
+            assert SPECS[channel].record, f"{example}: only record channels take an array"
+            assert 1 <= len(message) <= MAX_RECORDS_PER_MESSAGE, example
+        objects = message if isinstance(message, list) else [message]
+        for sent in objects:
+            assert isinstance(sent, dict), f"{example}: a payload is a JSON object (or an array)"
+            assert sent.get("v") == 1, f"{example}: writers always send v"
 
 
 @pytest.mark.parametrize("example", PUBS, ids=example_id)
@@ -72,8 +79,8 @@ def _pub_payloads() -> list[tuple[Channel, Any]]:
     result = []
     for example in PUBS:
         topic = example.value("-t") or ""
-        payload = decode_or_fail(topic, (example.value("-m") or "").encode(), example)
-        result.append((wire.parse(topic).channel, payload))
+        payloads = decode_or_fail(topic, (example.value("-m") or "").encode(), example)
+        result.extend((wire.parse(topic).channel, payload) for payload in payloads)
     return result
 
 

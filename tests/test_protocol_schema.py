@@ -6,8 +6,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, cast
 
-from edge.protocol import SPECS, Channel, UnknownUsage
+from edge.protocol import MAX_RECORDS_PER_MESSAGE, SPECS, Channel, UnknownUsage
 from edge.protocol.schema import REGENERATE, json_schema, render, topic_pattern
 from edge.protocol.topics import parse
 from edge.protocol.usage import USAGE_TYPES
@@ -52,12 +53,25 @@ def test_every_channel_has_its_payload_topic_qos_and_retain() -> None:
         concrete = entry["x-topic"].replace("{device_id}", "kiosk-440117000-01")
         assert parse(concrete.replace("{claim_id}", "c5e1a9f04b7d2e36")).channel is channel
         assert topic_pattern(channel) == entry["x-topic"]
+        one = _one_record(entry) if spec.record else entry
         if channel is not Channel.USAGE:
-            assert entry["$ref"] == f"#/$defs/{spec.payload.__name__}"
+            assert one["$ref"] == f"#/$defs/{spec.payload.__name__}"
+
+
+def _one_record(entry: dict[str, Any]) -> dict[str, Any]:
+    """A record channel takes one record or an array of 1 to MAX_RECORDS_PER_MESSAGE of them."""
+    one, many = entry["anyOf"]
+    assert many == {
+        "type": "array",
+        "items": one,
+        "minItems": 1,
+        "maxItems": MAX_RECORDS_PER_MESSAGE,
+    }
+    return cast("dict[str, Any]", one)
 
 
 def test_usage_is_the_tagged_union_of_the_known_event_types() -> None:
-    usage = json_schema()["channels"][Channel.USAGE.value]
+    usage = _one_record(json_schema()["channels"][Channel.USAGE.value])
     mapping = usage["discriminator"]["mapping"]
     assert usage["discriminator"]["propertyName"] == "type"
     assert mapping == {t.__struct_config__.tag: f"#/$defs/{t.__name__}" for t in USAGE_TYPES}

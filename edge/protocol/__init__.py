@@ -5,7 +5,18 @@ old kiosk and a new control plane keep understanding each other during a rollout
 """
 
 from .channels import SPECS, ChannelSpec, spec_for
-from .codec import MAX_PAYLOAD_BYTES, Message, decode, decode_message, encode, probe_seq
+from .codec import (
+    MAX_PAYLOAD_BYTES,
+    MAX_RECORDS_PER_MESSAGE,
+    Message,
+    RecordItem,
+    decode,
+    decode_message,
+    decode_records,
+    encode,
+    encode_records,
+    probe_seq,
+)
 from .commands import Command, CommandName, CommandResult, CommandStatus
 from .common import SCHEMA_VERSION, SUPPORTED_VERSIONS, OpenEnum, Payload, Record
 from .config import ApplyStatus, DesiredConfig, ReportedConfig
@@ -42,6 +53,7 @@ from .usage import (
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
+    "MAX_RECORDS_PER_MESSAGE",
     "SCHEMA_VERSION",
     "SPECS",
     "SUPPORTED_VERSIONS",
@@ -87,6 +99,7 @@ __all__ = [
     "ProtocolError",
     "Rating",
     "Record",
+    "RecordItem",
     "RejectReason",
     "ReportedConfig",
     "Review",
@@ -105,7 +118,9 @@ __all__ = [
     "UsageRecord",
     "decode",
     "decode_message",
+    "decode_records",
     "encode",
+    "encode_records",
     "probe_seq",
     "spec_for",
 ]

@@ -43,7 +43,7 @@ SPECS: dict[Channel, ChannelSpec] = {
     Channel.EVENT: ChannelSpec(DeviceEvent, QOS_AT_LEAST_ONCE, retain=False, record=True),
     Channel.REPORTED: ChannelSpec(ReportedConfig, QOS_AT_LEAST_ONCE, retain=True),
     Channel.RESULT: ChannelSpec(CommandResult, QOS_AT_LEAST_ONCE, retain=False),
-    Channel.ACK: ChannelSpec(Ack, QOS_AT_LEAST_ONCE, retain=False),
+    Channel.ACK: ChannelSpec(Ack, QOS_AT_MOST_ONCE, retain=False),
     Channel.DESIRED: ChannelSpec(DesiredConfig, QOS_AT_LEAST_ONCE, retain=True),
     Channel.CATALOG: ChannelSpec(CatalogNotice, QOS_AT_LEAST_ONCE, retain=True),
     Channel.CONTENT: ChannelSpec(ContentNotice, QOS_AT_LEAST_ONCE, retain=True),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, cast
 
@@ -16,6 +17,9 @@ from .usage import USAGE_TYPES, UnknownUsage, UsageEvent
 
 MAX_PAYLOAD_BYTES = 256 * 1024
 """Larger payloads are refused before parsing; content travels over HTTP, not MQTT."""
+MAX_RECORDS_PER_MESSAGE = 100
+"""A record message carries one record (a JSON object) or up to this many (a JSON array)."""
+_JSON_SPACE = b" \t\r\n"
 
 _encoder = msgspec.json.Encoder()
 
@@ -34,6 +38,7 @@ _UNKNOWN_USAGE_TAG = cast("str", UnknownUsage.__struct_config__.tag)
 _version_probe = msgspec.json.Decoder(_VersionProbe)
 _usage_probe = msgspec.json.Decoder(_UsageProbe)
 _keys_probe = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_array_probe = msgspec.json.Decoder(list[msgspec.Raw])
 _decoders: dict[Channel, msgspec.json.Decoder[Any]] = {
     channel: msgspec.json.Decoder(UsageEvent if channel is Channel.USAGE else spec.payload)
     for channel, spec in SPECS.items()
@@ -76,6 +81,68 @@ def decode(channel: Channel, data: bytes | bytearray | memoryview) -> Payload:
     _check_version(channel, payload.v)
     _check_required(channel, payload, data)
     return payload
+
+
+@dataclass(frozen=True, slots=True)
+class RecordItem:
+    """One record of a record message: its own JSON, and the record or why it was refused."""
+
+    raw: bytes
+    payload: Record | None = None
+    error: PayloadError | None = None
+
+
+def decode_records(channel: Channel, data: bytes | bytearray | memoryview) -> list[RecordItem]:
+    """The records of a record channel's message: one JSON object, or an array of them.
+
+    Each record of an array is decoded on its own, so one bad record is refused alone and the
+    others are kept. A message that is not JSON, too large, an empty array or an array of more
+    than ``MAX_RECORDS_PER_MESSAGE`` raises PayloadError for the whole.
+    """
+    if not SPECS[channel].record:
+        msg = f"{channel.value} is not a record channel"
+        raise ValueError(msg)
+    if not _is_array(data):
+        try:
+            return [RecordItem(bytes(data), cast("Record", decode(channel, data)))]
+        except PayloadError as exc:
+            return [RecordItem(bytes(data), error=exc)]
+    if len(data) > MAX_PAYLOAD_BYTES:
+        msg = f"{channel.value}: payload of {len(data)} bytes exceeds {MAX_PAYLOAD_BYTES}"
+        raise PayloadError(msg, RejectReason.TOO_LARGE)
+    try:
+        elements = _array_probe.decode(data)
+    except msgspec.DecodeError as exc:
+        msg = f"{channel.value}: malformed JSON: {exc}"
+        raise PayloadError(msg, RejectReason.JSON) from None
+    if not 1 <= len(elements) <= MAX_RECORDS_PER_MESSAGE:
+        msg = (
+            f"{channel.value}: an array of {len(elements)} records; "
+            f"send 1 to {MAX_RECORDS_PER_MESSAGE} per message"
+        )
+        raise PayloadError(msg, RejectReason.TOO_LARGE if elements else RejectReason.SCHEMA)
+    items = []
+    for element in elements:
+        raw = bytes(element)
+        try:
+            items.append(RecordItem(raw, cast("Record", decode(channel, raw))))
+        except PayloadError as exc:
+            items.append(RecordItem(raw, error=exc))
+    return items
+
+
+def encode_records(records: Sequence[Record]) -> bytes:
+    """JSON bytes of a record message: the record itself when alone, else an array."""
+    if len(records) == 1:
+        return _encoder.encode(records[0])
+    return _encoder.encode(list(records))
+
+
+def _is_array(data: bytes | bytearray | memoryview) -> bool:
+    head = bytes(data[:1])
+    if head in _JSON_SPACE:  # rare: leading whitespace (or an empty payload)
+        head = bytes(data).lstrip(_JSON_SPACE)[:1]
+    return head == b"["
 
 
 class _SeqProbe(msgspec.Struct):

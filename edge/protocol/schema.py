@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from .channels import SPECS
+from .codec import MAX_RECORDS_PER_MESSAGE
 from .common import SCHEMA_VERSION, Payload
 from .topics import CHANNELS_BY_DIRECTION, ROOT, Channel, Direction
 from .usage import USAGE_TYPES, UsageEvent
@@ -64,7 +65,7 @@ def json_schema() -> dict[str, Any]:
         "description": _DESCRIPTION,
         "channels": {
             channel.value: {
-                **schema,
+                **(_one_or_many(schema) if SPECS[channel].record else schema),
                 "x-topic": topic_pattern(channel),
                 "x-qos": SPECS[channel].qos,
                 "x-retain": SPECS[channel].retain,
@@ -74,6 +75,12 @@ def json_schema() -> dict[str, Any]:
         },
         "$defs": components,
     }
+
+
+def _one_or_many(schema: dict[str, Any]) -> dict[str, Any]:
+    """A record channel's message: one record, or an array of 1 to MAX_RECORDS_PER_MESSAGE."""
+    many = {"type": "array", "items": schema, "minItems": 1, "maxItems": MAX_RECORDS_PER_MESSAGE}
+    return {"anyOf": [schema, many]}
 
 
 def render() -> str:

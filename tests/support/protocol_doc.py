@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from edge.protocol import Channel, ProtocolError, decode_message
+from edge.protocol import SPECS, Channel, ProtocolError, decode_message, decode_records
+from edge.protocol.topics import parse
 
 DOC_PATH = Path(__file__).resolve().parent.parent.parent / "docs" / "protocol.md"
 DOC = DOC_PATH.read_text(encoding="utf-8")
@@ -97,15 +98,25 @@ def example_id(example: Example) -> str:
         return f"line{example.line}-sub-{'+'.join(example.values('-t'))}"
     channel = (example.value("-t") or "").rsplit("/", 1)[-1]
     if channel == Channel.USAGE.value:
-        channel += "-" + str(json.loads(example.value("-m") or "{}").get("type"))
+        sent = json.loads(example.value("-m") or "{}")
+        records = sent if isinstance(sent, list) else [sent]
+        channel += "-" + "+".join(str(r.get("type")) for r in records)
     return f"line{example.line}-pub-{channel}"
 
 
-def decode_or_fail(topic: str, payload: bytes, why: object) -> Any:  # noqa: ANN401 - any payload
+def decode_or_fail(topic: str, payload: bytes, why: object) -> list[Any]:
+    """Every payload the message carries: one, or a record message's array of records."""
     try:
-        return decode_message(topic, payload).payload
+        channel = parse(topic).channel
+        if not SPECS[channel].record:
+            return [decode_message(topic, payload).payload]
+        items = decode_records(channel, payload)
     except ProtocolError as exc:
         pytest.fail(f"{why}\n  does not decode ({exc.reason}): {exc}")
+    for item in items:
+        if item.error is not None:
+            pytest.fail(f"{why}\n  a record does not decode ({item.error.reason}): {item.error}")
+    return [item.payload for item in items]
 
 
 # The tables.
