@@ -7,14 +7,17 @@ metrics collector reads the state at scrape time.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 import msgspec
 
 from edge.protocol import DeviceKind, Heartbeat, OfflineReason, Presence, PresenceState
+
+from .schedule import OpeningHours
 
 DEFAULT_HEARTBEAT_TIMEOUT_S = 90.0
 """Silence after which an online device counts as offline: three default heartbeat intervals."""
@@ -33,6 +36,26 @@ class DeviceState:
     health: Heartbeat | None = None
     """The latest heartbeat merged over the last full snapshot: what we know of its health now."""
     offline_reason: OfflineReason = OfflineReason.NONE
+    site: str = ""
+    """The code of the site (hall or station) the device is placed at; empty if not placed."""
+
+
+class Availability(StrEnum):
+    """Presence as operations staff act on it: is an offline terminal a problem.
+
+    A village station switched off at night is offline as expected; the same station offline
+    on a Tuesday morning is not. A device whose site or opening hours are unknown counts as
+    unexpected: better a needless look than a missed outage.
+    """
+
+    ONLINE = "online"
+    OFFLINE_EXPECTED = "offline_expected"
+    OFFLINE_UNEXPECTED = "offline_unexpected"
+    UNKNOWN = "unknown"
+
+
+PRESENCE_FILTERS = frozenset({p.value for p in PresenceState} | {a.value for a in Availability})
+"""What a device list may be filtered by: a presence, or an availability."""
 
 
 def presence_rank(session: int, state: PresenceState) -> tuple[int, int]:
@@ -78,11 +101,16 @@ def health_changed(before: Heartbeat | None, after: Heartbeat | None) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class EffectivePresence:
-    """Presence as operators should read it: what the device said, checked against its silence."""
+    """Presence as operators should read it.
+
+    What the device said, checked against its silence and, when offline, against its site's
+    opening hours.
+    """
 
     state: PresenceState
     reason: str
     """``will``, ``shutdown`` or ``silent`` when offline; empty otherwise."""
+    availability: Availability = Availability.UNKNOWN
 
 
 class FleetState:
@@ -105,6 +133,18 @@ class FleetState:
         self._devices = {d.device_id: d for d in devices}
         self._timeout = timedelta(seconds=heartbeat_timeout_s) if heartbeat_timeout_s else None
         self._started_at = started_at
+        self._hours: Mapping[str, OpeningHours] = {}
+
+    def set_opening_hours(self, hours: Mapping[str, OpeningHours]) -> None:
+        """Every site's opening hours by site code, replacing what was known."""
+        self._hours = dict(hours)
+
+    def place(self, placements: Mapping[str, str]) -> None:
+        """Set each listed device's site (device id → site code; "" for none)."""
+        for device_id, site in placements.items():
+            current = self._devices.get(device_id)
+            if current is not None and current.site != site:
+                self._devices[device_id] = replace(current, site=site)
 
     def __len__(self) -> int:
         return len(self._devices)
@@ -179,17 +219,31 @@ class FleetState:
         return updated
 
     def effective(self, state: DeviceState, now: datetime | None) -> EffectivePresence:
-        """The device's presence at ``now`` (None: as last reported, without the silence check)."""
+        """The device's presence at ``now``.
+
+        With ``now`` None: as last reported, without the silence check, and an offline device
+        counts as unexpected (no moment to check the opening hours at).
+        """
         if state.presence is PresenceState.OFFLINE:
-            return EffectivePresence(PresenceState.OFFLINE, state.offline_reason.value)
+            return self._offline(state, state.offline_reason.value, now)
         if state.presence is PresenceState.ONLINE and now is not None and self._timeout:
             heard = max(
                 (t for t in (state.last_seen, self._started_at) if t is not None), default=None
             )
             if heard is not None and now - heard > self._timeout:
-                return EffectivePresence(PresenceState.OFFLINE, SILENT)
-        return EffectivePresence(state.presence, "")
+                return self._offline(state, SILENT, now)
+        if state.presence is PresenceState.ONLINE:
+            return EffectivePresence(PresenceState.ONLINE, "", Availability.ONLINE)
+        return EffectivePresence(state.presence, "", Availability.UNKNOWN)
 
-    def counts(self, now: datetime | None = None) -> Counter[tuple[DeviceKind, PresenceState]]:
-        """Devices by (kind, effective presence at ``now``)."""
-        return Counter((d.kind, self.effective(d, now).state) for d in self._devices.values())
+    def _offline(self, state: DeviceState, reason: str, now: datetime | None) -> EffectivePresence:
+        hours = self._hours.get(state.site) if state.site else None
+        closed = hours is not None and now is not None and not hours.is_open(now)
+        availability = Availability.OFFLINE_EXPECTED if closed else Availability.OFFLINE_UNEXPECTED
+        return EffectivePresence(PresenceState.OFFLINE, reason, availability)
+
+    def counts(self, now: datetime | None = None) -> Counter[tuple[DeviceKind, Availability]]:
+        """Devices by (kind, availability at ``now``)."""
+        return Counter(
+            (d.kind, self.effective(d, now).availability) for d in self._devices.values()
+        )

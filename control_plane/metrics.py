@@ -19,17 +19,20 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from edge.protocol import DeviceKind, PresenceState, RejectReason
+from edge.protocol import DeviceKind, RejectReason
 from monitoring import metrics as names
 
-from .fleet import FleetState
+from .fleet import Availability, FleetState
 
 # The *_created series double every counter for no use on our dashboards.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class FleetCollector(Collector):
-    """Devices by kind and presence; every combination is always present, zero or not."""
+    """Devices by kind and availability (online, offline as expected or not, unknown).
+
+    Every combination is always present, zero or not.
+    """
 
     def __init__(self, fleet: FleetState, clock: Callable[[], datetime]) -> None:
         self._fleet = fleet
@@ -40,7 +43,7 @@ class FleetCollector(Collector):
         family = GaugeMetricFamily(spec.name, spec.help, labels=list(spec.labels))
         counts = self._fleet.counts(self._clock())
         for kind in DeviceKind:
-            for presence in PresenceState:
+            for presence in Availability:
                 family.add_metric([kind.value, presence.value], counts.get((kind, presence), 0))
         yield family
 

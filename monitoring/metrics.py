@@ -19,7 +19,8 @@ class MetricSpec:
 
 DEVICES = MetricSpec(
     "termfleet_devices",
-    "Terminals known to the control plane, by kind and presence.",
+    "Terminals known to the control plane, by kind and presence: online, offline_expected (its "
+    "site is closed), offline_unexpected, unknown.",
     ("kind", "presence"),
 )
 INGEST_MESSAGES = MetricSpec(

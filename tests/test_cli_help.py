@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from control_plane.cli import cli
+from control_plane.fleet import Availability
 from control_plane.services.processes import free_port
 from edge.mqtt import DEFAULT_PORT, DEFAULT_TLS_PORT, BrokerAddress
 from edge.protocol import DeviceKind, PresenceState
@@ -140,7 +141,8 @@ def test_devices_ls_filters_match_the_protocol_enums() -> None:
     assert isinstance(kind.type, click.Choice)
     assert isinstance(presence.type, click.Choice)
     assert set(kind.type.choices) == {k.value for k in DeviceKind}
-    assert set(presence.type.choices) == {p.value for p in PresenceState}
+    availability = {a.value for a in Availability}
+    assert set(presence.type.choices) == {p.value for p in PresenceState} | availability
 
 
 @pytest.mark.parametrize("url", ["http://x", "x:1883", "mqtt://", "ws://broker:8083"])

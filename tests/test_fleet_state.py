@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from control_plane.fleet import DeviceState, FleetState, presence_rank
+from control_plane import schedule
+from control_plane.fleet import Availability, DeviceState, FleetState, presence_rank
 from control_plane.metrics import FleetCollector
 from edge.protocol import DeviceKind, Heartbeat, OfflineReason, Presence, PresenceState
 
 ONLINE = PresenceState.ONLINE
 OFFLINE = PresenceState.OFFLINE
 UNKNOWN = PresenceState.UNKNOWN
-T0 = datetime(2024, 6, 11, 9, 0, tzinfo=UTC)
+T0 = datetime(2024, 6, 11, 9, 0, tzinfo=UTC)  # a Tuesday, 17:00 in Guangzhou
 DEVICE = "kiosk-440117000-01"
 
 
@@ -239,11 +240,11 @@ def populated_fleet() -> FleetState:
 
 
 EXPECTED_COUNTS = {
-    (DeviceKind.KIOSK, ONLINE): 2,
-    (DeviceKind.KIOSK, OFFLINE): 1,
-    (DeviceKind.REVIEW_PAD, ONLINE): 1,
-    (DeviceKind.STATION_PC, OFFLINE): 2,
-    (DeviceKind.UNKNOWN, UNKNOWN): 1,
+    (DeviceKind.KIOSK, Availability.ONLINE): 2,
+    (DeviceKind.KIOSK, Availability.OFFLINE_UNEXPECTED): 1,
+    (DeviceKind.REVIEW_PAD, Availability.ONLINE): 1,
+    (DeviceKind.STATION_PC, Availability.OFFLINE_UNEXPECTED): 2,
+    (DeviceKind.UNKNOWN, Availability.UNKNOWN): 1,
 }
 
 
@@ -273,9 +274,9 @@ def scrape(fleet: FleetState) -> dict[tuple[str, str], float]:
 def test_collector_exposes_every_kind_and_presence_with_the_counts() -> None:
     samples = scrape(populated_fleet())
 
-    every = {(k.value, p.value) for k in DeviceKind for p in PresenceState}
+    every = {(k.value, p.value) for k in DeviceKind for p in Availability}
     assert set(samples) == every
-    assert len(samples) == 15
+    assert len(samples) == 20
     expected = {(k.value, p.value): float(n) for (k, p), n in EXPECTED_COUNTS.items()}
     assert {key: value for key, value in samples.items() if value} == expected
     assert sum(samples.values()) == 7
@@ -284,7 +285,7 @@ def test_collector_exposes_every_kind_and_presence_with_the_counts() -> None:
 def test_collector_exposes_zeros_for_an_empty_fleet() -> None:
     samples = scrape(FleetState())
 
-    assert len(samples) == 15
+    assert len(samples) == 20
     assert set(samples.values()) == {0.0}
 
 
@@ -298,7 +299,7 @@ def test_collector_reads_the_fleet_at_scrape_time() -> None:
     fleet.apply_presence("k1", Presence(state=OFFLINE, session=1, kind=DeviceKind.KIOSK), T0)
     online = registry.get_sample_value("termfleet_devices", {"kind": "kiosk", "presence": "online"})
     offline = registry.get_sample_value(
-        "termfleet_devices", {"kind": "kiosk", "presence": "offline"}
+        "termfleet_devices", {"kind": "kiosk", "presence": "offline_unexpected"}
     )
 
     assert (first, online, offline) == (1.0, 0.0, 1.0)
@@ -330,7 +331,8 @@ def test_online_device_goes_silent_after_the_timeout(
     effective = fleet.effective(state, now)
 
     assert (effective.state, effective.reason) == (presence, reason)
-    assert fleet.counts(now) == Counter({(DeviceKind.KIOSK, presence): 1})
+    availability = Availability.ONLINE if presence is ONLINE else Availability.OFFLINE_UNEXPECTED
+    assert fleet.counts(now) == Counter({(DeviceKind.KIOSK, availability): 1})
 
 
 def test_a_heartbeat_ends_the_silence() -> None:
@@ -360,3 +362,67 @@ def test_offline_keeps_its_reported_reason_and_no_timeout_means_no_silence() -> 
     online = fleet.get(DEVICE)
     assert online is not None
     assert fleet.effective(online, T0 + timedelta(days=1)).state is ONLINE
+
+
+# Opening hours: offline while the site is closed is expected; while open, or unknown, it is not.
+
+STATION_HOURS = schedule.parse(
+    "mon-fri 09:00-12:00,14:30-17:30", overrides=[(date(2024, 6, 10), "closed")]
+)
+"""A village station; Monday 2024-06-10 was the Dragon Boat Festival (端午节), closed."""
+
+
+def local(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2024, 6, day, hour, minute, tzinfo=schedule.DEFAULT_ZONE)
+
+
+@pytest.mark.parametrize(
+    ("moment", "reason", "site", "availability"),
+    [
+        (local(11, 10), OfflineReason.WILL, "S1", Availability.OFFLINE_UNEXPECTED),
+        (local(11, 13), OfflineReason.WILL, "S1", Availability.OFFLINE_EXPECTED),  # lunch break
+        (local(11, 18), OfflineReason.SHUTDOWN, "S1", Availability.OFFLINE_EXPECTED),
+        (local(11, 17, 29), OfflineReason.SHUTDOWN, "S1", Availability.OFFLINE_UNEXPECTED),
+        (local(15, 10), OfflineReason.WILL, "S1", Availability.OFFLINE_EXPECTED),  # Saturday
+        (local(10, 10), OfflineReason.WILL, "S1", Availability.OFFLINE_EXPECTED),  # holiday
+        (local(11, 22), OfflineReason.WILL, "", Availability.OFFLINE_UNEXPECTED),  # no site
+        (local(11, 22), OfflineReason.WILL, "S9", Availability.OFFLINE_UNEXPECTED),  # no hours
+    ],
+    ids=["open", "lunch", "evening", "last-minute", "saturday", "holiday", "unplaced", "no-hours"],
+)
+def test_offline_is_expected_only_while_the_site_is_closed(
+    moment: datetime, reason: OfflineReason, site: str, availability: Availability
+) -> None:
+    fleet = FleetState()
+    fleet.set_opening_hours({"S1": STATION_HOURS})
+    fleet.apply_presence(DEVICE, Presence(state=OFFLINE, session=1, reason=reason), T0)
+    fleet.place({DEVICE: site})
+    state = fleet.get(DEVICE)
+    assert state is not None
+
+    effective = fleet.effective(state, moment)
+
+    assert (effective.state, effective.reason, effective.availability) == (
+        OFFLINE,
+        reason.value,
+        availability,
+    )
+
+
+def test_a_silent_device_at_a_closed_site_is_expected_offline() -> None:
+    fleet = FleetState(heartbeat_timeout_s=TIMEOUT_S, started_at=local(11, 17))
+    fleet.set_opening_hours({"S1": STATION_HOURS})
+    fleet.apply_presence(DEVICE, Presence(state=ONLINE, session=1), local(11, 17))
+    fleet.place({DEVICE: "S1"})
+    state = fleet.get(DEVICE)
+    assert state is not None
+    during = fleet.effective(state, local(11, 17) + timedelta(seconds=30))
+    after = fleet.effective(state, local(11, 19))
+    assert (during.state, during.availability) == (ONLINE, Availability.ONLINE)
+    assert (after.reason, after.availability) == ("silent", Availability.OFFLINE_EXPECTED)
+
+
+def test_placing_a_device_the_fleet_does_not_know_adds_nothing() -> None:
+    fleet = FleetState()
+    fleet.place({"never-seen": "S1"})
+    assert len(fleet) == 0

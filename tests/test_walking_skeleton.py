@@ -145,7 +145,9 @@ def test_kiosk_agent_appears_online_in_metrics_and_cli_then_offline_on_sigterm(
     assert agent.popen is not None
     assert agent.popen.wait(timeout=15) == 0, agent.log_tail()
     eventually(lambda: presence_of(control_plane, device_id) == "offline")
-    assert 'termfleet_devices{kind="kiosk",presence="offline"} 1.0' in metrics(control_plane)
+    assert 'termfleet_devices{kind="kiosk",presence="offline_unexpected"} 1.0' in metrics(
+        control_plane
+    )
 
 
 def test_killed_agent_goes_offline_by_last_will_and_comes_back_with_a_newer_session(
@@ -179,7 +181,7 @@ def test_devices_ls_table_lists_the_agent(
         timeout=30,
     )
     header, *rows = out.stdout.splitlines()
-    assert header.split()[:3] == ["DEVICE_ID", "KIND", "PRESENCE"]
+    assert header.split()[:3] == ["DEVICE_ID", "KIND", "AVAILABILITY"]
     assert any(r.split()[:3] == [device_id, "kiosk", "online"] for r in rows)
     assert "devices" in out.stderr
 

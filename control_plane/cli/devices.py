@@ -7,12 +7,13 @@ from typing import Any
 
 import click
 
-from edge.protocol import DeviceKind, PresenceState
+from control_plane.fleet import PRESENCE_FILTERS
+from edge.protocol import DeviceKind
 
 from . import options
 from .output import print_rows
 
-COLUMNS = ["device_id", "kind", "presence", "agent_version", "last_seen"]
+COLUMNS = ["device_id", "kind", "availability", "site", "agent_version", "last_seen"]
 PAGE = 500
 
 
@@ -24,7 +25,11 @@ def devices() -> None:
 @devices.command("ls")
 @options.server_url
 @click.option("--kind", type=click.Choice([k.value for k in DeviceKind]))
-@click.option("--presence", type=click.Choice([p.value for p in PresenceState]))
+@click.option(
+    "--presence",
+    type=click.Choice(sorted(PRESENCE_FILTERS)),
+    help="online, offline, unknown; or offline_expected (site closed) / offline_unexpected.",
+)
 @options.json_output
 def ls(server: str, kind: str | None, presence: str | None, as_json: bool) -> None:
     """List devices with their kind, presence and last contact."""

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Set
 from datetime import datetime
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from control_plane.fleet import DeviceState, FleetState
-from edge.protocol import DeviceKind, PresenceState
+from control_plane.fleet import PRESENCE_FILTERS, DeviceState, FleetState
+from edge.protocol import DeviceKind
 
 from .errors import ApiError
 
@@ -18,7 +18,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
 
 
-def _choice(request: web.Request, name: str, allowed: set[str]) -> str | None:
+def _choice(request: web.Request, name: str, allowed: Set[str]) -> str | None:
     value = request.query.get(name)
     if value is not None and value not in allowed:
         msg = f"{name} must be one of {sorted(allowed)}, not {value!r}"
@@ -49,6 +49,8 @@ def device_view(fleet: FleetState, state: DeviceState, now: datetime) -> dict[st
         "kind": state.kind.value,
         "presence": presence.state.value,
         "presence_reason": presence.reason,
+        "availability": presence.availability.value,
+        "site": state.site or None,
         "session": state.session,
         "agent_version": state.agent_version,
         "last_seen": _iso(state.last_seen),
@@ -60,9 +62,13 @@ def list_handler(
     fleet: FleetState, clock: Callable[[], datetime]
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
-        """List devices: ?kind=&presence=&limit=&cursor= ; the response carries next_cursor."""
+        """List devices: ?kind=&presence=&limit=&cursor= ; the response carries next_cursor.
+
+        ``presence`` is online, offline or unknown, or an availability: offline_expected
+        (its site is closed) or offline_unexpected.
+        """
         kind = _choice(request, "kind", {k.value for k in DeviceKind})
-        presence = _choice(request, "presence", {p.value for p in PresenceState})
+        presence = _choice(request, "presence", PRESENCE_FILTERS)
         limit = _limit(request)
         after = request.query.get("cursor", "")
         now = clock()
@@ -71,7 +77,7 @@ def list_handler(
             if state.device_id <= after or (kind and state.kind.value != kind):
                 continue
             view = device_view(fleet, state, now)
-            if presence and view["presence"] != presence:
+            if presence and presence not in (view["presence"], view["availability"]):
                 continue
             if len(page) == limit:
                 return web.json_response({"items": page, "next_cursor": page[-1]["device_id"]})
