@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Set
+from collections.abc import Awaitable, Callable
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
 
 
-def _choice(request: web.Request, name: str, allowed: Set[str]) -> str | None:
+def _choice(request: web.Request, name: str, allowed: AbstractSet[str]) -> str | None:
     value = request.query.get(name)
     if value is not None and value not in allowed:
         msg = f"{name} must be one of {sorted(allowed)}, not {value!r}"
