@@ -76,7 +76,7 @@ def test_pub_example_uses_its_channels_qos_and_retain(example: Example) -> None:
 
 
 def _pub_payloads() -> list[tuple[Channel, Any]]:
-    result = []
+    result: list[tuple[Channel, Any]] = []
     for example in PUBS:
         topic = example.value("-t") or ""
         payloads = decode_or_fail(topic, (example.value("-m") or "").encode(), example)
