@@ -8,7 +8,7 @@ import click
 
 from edge import __version__
 
-from . import agent, demo, devices, server, simulate
+from . import agent, db, demo, devices, server, simulate, sites
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -38,6 +38,8 @@ cli.add_command(server.server)
 cli.add_command(agent.agent)
 cli.add_command(simulate.simulate)
 cli.add_command(devices.devices)
+cli.add_command(db.db)
+cli.add_command(sites.sites)
 
 
 def main() -> None:

@@ -1,9 +1,104 @@
-"""Tables. The walking skeleton keeps one: the devices seen on the broker."""
+"""Tables: devices and their records, and where devices live (the jurisdiction tree and sites).
+
+Every change to a model needs a migration in ``control_plane/db/migrations/`` (see
+docs/development.md); ``tests/test_migrations.py`` fails when the two drift apart.
+"""
 
 from __future__ import annotations
 
 from tortoise import fields
 from tortoise.models import Model
+
+
+class JurisdictionNode(Model):
+    """One node of the jurisdiction tree (省 → 市 → 区/县 → 镇/街 → 村/居) by its 行政区划 code.
+
+    ``path`` holds the codes from the root down to this node (``/44/4401/440117/``), so a
+    subtree is one indexed range of paths (``control_plane.jurisdiction.subtree_range``).
+    """
+
+    id = fields.IntField(primary_key=True)
+    code = fields.CharField(max_length=12, unique=True)
+    name = fields.CharField(max_length=128)
+    level = fields.CharField(max_length=16)
+    parent: fields.ForeignKeyNullableRelation[JurisdictionNode] = fields.ForeignKeyField(
+        "models.JurisdictionNode", null=True, related_name="children", on_delete=fields.RESTRICT
+    )
+    parent_id: int | None
+    path = fields.CharField(max_length=255, unique=True)
+
+    class Meta:
+        table = "jurisdiction"
+        indexes = (("parent_id",),)
+
+
+class Department(Model):
+    """An approving department (审批部门) that service windows serve for."""
+
+    id = fields.IntField(primary_key=True)
+    code = fields.CharField(max_length=64, unique=True)
+    name = fields.CharField(max_length=128)
+
+    class Meta:
+        table = "department"
+
+
+class Site(Model):
+    """A hall (政务服务中心) or village service station, hung off a node of the tree.
+
+    ``hours`` is the weekly schedule as ``control_plane.schedule`` reads it; ``holidays`` maps
+    ISO dates to the spans of that day (``"closed"`` or ``"09:00-12:00"``), overriding the week.
+    """
+
+    id = fields.IntField(primary_key=True)
+    code = fields.CharField(max_length=64, unique=True)
+    name = fields.CharField(max_length=255)
+    level = fields.CharField(max_length=16)
+    node: fields.ForeignKeyRelation[JurisdictionNode] = fields.ForeignKeyField(
+        "models.JurisdictionNode", related_name="sites", on_delete=fields.RESTRICT
+    )
+    node_id: int
+    address = fields.CharField(max_length=255, default="")
+    hours = fields.CharField(max_length=255)
+    holidays: fields.Field[dict[str, str]] = fields.JSONField(default=dict)
+
+    class Meta:
+        table = "site"
+        indexes = (("node_id",),)
+
+
+class ServiceWindow(Model):
+    """A service window (窗口) of a site, by its number there (``"01"``, ``"A12"``)."""
+
+    id = fields.IntField(primary_key=True)
+    site: fields.ForeignKeyRelation[Site] = fields.ForeignKeyField(
+        "models.Site", related_name="windows", on_delete=fields.CASCADE
+    )
+    site_id: int
+    number = fields.CharField(max_length=16)
+    name = fields.CharField(max_length=128, default="")
+
+    class Meta:
+        table = "service_window"
+        unique_together = (("site", "number"),)
+
+
+class WindowDepartment(Model):
+    """A department a window serves (a window may serve several: 综合窗口)."""
+
+    id = fields.IntField(primary_key=True)
+    window: fields.ForeignKeyRelation[ServiceWindow] = fields.ForeignKeyField(
+        "models.ServiceWindow", related_name="departments", on_delete=fields.CASCADE
+    )
+    window_id: int
+    department: fields.ForeignKeyRelation[Department] = fields.ForeignKeyField(
+        "models.Department", related_name="windows", on_delete=fields.RESTRICT
+    )
+    department_id: int
+
+    class Meta:
+        table = "window_department"
+        unique_together = (("window", "department"),)
 
 
 class Device(Model):
@@ -17,9 +112,23 @@ class Device(Model):
     first_seen = fields.DatetimeField(auto_now_add=True)
     last_seen = fields.DatetimeField(null=True)
     last_health: fields.Field[dict[str, object] | None] = fields.JSONField(null=True)
+    site: fields.ForeignKeyNullableRelation[Site] = fields.ForeignKeyField(
+        "models.Site", null=True, related_name="devices", on_delete=fields.SET_NULL
+    )
+    site_id: int | None
+    window: fields.ForeignKeyNullableRelation[ServiceWindow] = fields.ForeignKeyField(
+        "models.ServiceWindow", null=True, related_name="devices", on_delete=fields.SET_NULL
+    )
+    window_id: int | None
+    # Columns added to a table that has rows need a default in the database too (db_default).
+    serial = fields.CharField(max_length=64, default="", db_default="")
+    labels: fields.Field[dict[str, str]] = fields.JSONField(default=dict, db_default={})
+    lifecycle = fields.CharField(max_length=16, default="registered", db_default="registered")
 
     class Meta:
         table = "device"
+        # Indexes go in Meta: tortoise's AddField ignores a field's db_index.
+        indexes = (("site_id",), ("window_id",), ("serial",))
 
 
 class StoredRecord(Model):

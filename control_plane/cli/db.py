@@ -1,0 +1,92 @@
+"""``termfleet db``: the control plane's database schema, its migrations applied and pending."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING
+
+import click
+
+from . import options
+from .output import print_rows
+
+if TYPE_CHECKING:  # the commands import tortoise when they run, so `--help` stays fast
+    from control_plane.db import migrator
+
+DEFAULT_DATABASE_URL = "sqlite://termfleet.sqlite3"
+
+database_url = click.option(
+    "--database-url",
+    default=DEFAULT_DATABASE_URL,
+    show_default=True,
+    envvar="TERMFLEET_DATABASE_URL",
+    help="sqlite://PATH or postgres://user@host:port/db [env TERMFLEET_DATABASE_URL].",
+)
+
+
+@click.group()
+def db() -> None:
+    """The control plane's database: schema migrations.
+
+    `termfleet server run` applies pending migrations when it starts (unless
+    TERMFLEET_AUTO_MIGRATE=0, when it refuses to start until `termfleet db migrate` has run).
+    """
+
+
+@db.command("status")
+@database_url
+@options.json_output
+def status(database_url: str, as_json: bool) -> None:
+    """Show the migrations the database has and those pending; change nothing."""
+    from control_plane.db import DatabaseError, migration_status
+
+    try:
+        result = asyncio.run(migration_status(database_url))
+    except DatabaseError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    rows = [{"migration": name, "state": _state(result, name)} for name in result.known]
+    rows += [{"migration": name, "state": "unknown (newer termfleet)"} for name in result.unknown]
+    print_rows(rows, ["migration", "state"], as_json=False)
+    click.echo(_summary(result), err=True)
+
+
+@db.command("migrate")
+@database_url
+@click.option("--to", "target", metavar="MIGRATION", help="Stop at this migration [the latest].")
+@options.json_output
+def migrate(database_url: str, target: str | None, as_json: bool) -> None:
+    """Apply the pending migrations, in order, forward only."""
+    from control_plane.db import DatabaseError, migrate_to, migration_status
+
+    try:
+        applied = asyncio.run(migrate_to(database_url, target))
+        result = asyncio.run(migration_status(database_url))
+    except DatabaseError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps({"migrated": applied, **result.to_dict()}, indent=2))
+        return
+    for name in applied:
+        click.echo(f"applied {name}")
+    click.echo(_summary(result), err=True)
+
+
+def _state(result: migrator.MigrationStatus, name: str) -> str:
+    if name in result.applied:
+        return "applied"
+    if result.adoptable and name == result.known[0]:
+        return "pending (schema from before migrations: recorded, not run)"
+    return "pending"
+
+
+def _summary(result: migrator.MigrationStatus) -> str:
+    if result.unknown:
+        return f"the database is ahead of this termfleet ({', '.join(result.unknown)})"
+    if not result.pending:
+        return f"up to date at {result.current}"
+    where = f"at {result.current}" if result.current else "empty"
+    return f"{where}, {len(result.pending)} pending: run `termfleet db migrate`"
