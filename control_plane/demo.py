@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from types import FrameType
 
@@ -24,7 +26,7 @@ from control_plane.services.prometheus import (
     prometheus_binary,
     start_prometheus,
 )
-from edge.simulator.district import terminals
+from edge.simulator.district import district_file, terminals
 
 ONLINE_TIMEOUT_S = 60.0
 _POLL_S = 0.5
@@ -71,6 +73,7 @@ class Demo:
     def start(self) -> None:
         for start_part in (
             self._start_broker,
+            self._import_district,
             self._start_control_plane,
             self._start_prometheus,
             self._start_simulator,
@@ -83,6 +86,21 @@ class Demo:
         self._say(f"starting Mosquitto on {self.broker.url}\n")
         self._children.append(start_broker(self.broker))
 
+    @property
+    def database_url(self) -> str:
+        return f"sqlite://{self.settings.workdir / 'termfleet.sqlite3'}"
+
+    def _import_district(self) -> None:
+        """The district's tree, sites (with opening hours), windows and terminals."""
+        s = self.settings
+        self._say(f"importing the {s.district} district's sites and terminals\n")
+        with resources.as_file(district_file(s.district)) as path:
+            argv = _termfleet("sites", "import", str(path), "--database-url", self.database_url)
+            done = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
+        if done.returncode != 0:
+            msg = f"importing the {s.district} district failed: {done.stderr.strip()}"
+            raise ProcessError(msg)
+
     def _start_control_plane(self) -> None:
         s = self.settings
         self._say(f"starting the control plane on {self.api_url}\n")
@@ -90,7 +108,7 @@ class Demo:
             "server",
             "run",
             "--database-url",
-            f"sqlite://{s.workdir / 'termfleet.sqlite3'}",
+            self.database_url,
             "--mqtt-url",
             self.broker.url,
             "--http-port",

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 import msgspec
 
 from edge.protocol import DeviceKind, Heartbeat, PresenceState
 
-from .db.models import Device
+from .db.models import Device, Site
 from .fleet import DeviceState
+from .schedule import OpeningHours, ScheduleError
+from .sites import opening_hours
+
+log = logging.getLogger(__name__)
 
 
 async def load_states() -> list[DeviceState]:
@@ -38,3 +44,24 @@ async def save_state(state: DeviceState) -> None:
             "last_health": msgspec.to_builtins(state.health) if state.health else None,
         },
     )
+
+
+async def load_placements() -> dict[str, str]:
+    """Every placed device's site code, by device id."""
+    rows = await Device.filter(site_id__not_isnull=True).values_list("device_id", "site__code")
+    return {str(device_id): str(site) for device_id, site in rows}
+
+
+async def load_opening_hours() -> dict[str, OpeningHours]:
+    """Every site's opening hours by site code.
+
+    A site whose hours cannot be read is left out (its offline devices then count as
+    unexpected) and logged.
+    """
+    hours: dict[str, OpeningHours] = {}
+    for site in await Site.all():
+        try:
+            hours[site.code] = opening_hours(site)
+        except (ScheduleError, ValueError) as exc:
+            log.warning("site %s: opening hours %r unreadable: %s", site.code, site.hours, exc)
+    return hours

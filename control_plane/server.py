@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import web
+from tortoise.exceptions import BaseORMException
 
 from edge.mqtt import BrokerAddress
 
@@ -21,6 +22,9 @@ from .ingest import Ingest
 from .metrics import ControlPlaneMetrics
 
 log = logging.getLogger(__name__)
+
+PLACEMENT_REFRESH_S = 60.0
+"""How often sites' opening hours and devices' placements are re-read from the database."""
 
 
 class ServerError(RuntimeError):
@@ -51,6 +55,7 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
             heartbeat_timeout_s=settings.heartbeat_timeout_s,
             started_at=datetime.now(UTC),
         )
+        await _refresh_placements(fleet)
         metrics = ControlPlaneMetrics(fleet)
         ingest = Ingest(fleet, metrics)
         runner = web.AppRunner(make_app(fleet, metrics, ingest), access_log=None)
@@ -74,8 +79,10 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
                 ingest_task = tasks.create_task(
                     ingest.run(settings.mqtt, settings.ingest_client_id()), name="ingest"
                 )
+                placements = tasks.create_task(_keep_placements(fleet), name="placements")
                 await stop.wait()
                 ingest_task.cancel()
+                placements.cancel()
         except* Exception as failed:  # noqa: BLE001 - any failure of the ingest ends the server
             # The ingest reconnects on its own; anything else that ends it ends the server,
             # loudly, rather than leaving an HTTP server up that takes in nothing.
@@ -84,6 +91,21 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
             raise ServerError(msg) from cause
         finally:
             await runner.cleanup()
+
+
+async def _refresh_placements(fleet: FleetState) -> None:
+    fleet.set_opening_hours(await registry.load_opening_hours())
+    fleet.place(await registry.load_placements())
+
+
+async def _keep_placements(fleet: FleetState) -> None:
+    """Re-read sites and placements now and then: an import or a move may come from elsewhere."""
+    while True:
+        await asyncio.sleep(PLACEMENT_REFRESH_S)
+        try:
+            await _refresh_placements(fleet)
+        except (OSError, BaseORMException) as exc:
+            log.warning("could not re-read sites and placements: %s", exc)
 
 
 def run(settings: ServerSettings) -> None:

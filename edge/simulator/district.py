@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
 
 from edge.protocol import DeviceKind
@@ -37,13 +38,16 @@ def available_districts() -> list[str]:
     )
 
 
-def load_district(name: str) -> dict[str, Any]:
+def district_file(name: str) -> Traversable:
+    """The district's dataset, which ``termfleet sites import`` also reads."""
     if name not in available_districts():
         msg = f"unknown district {name!r}; known: {', '.join(available_districts())}"
         raise DistrictError(msg)
-    data: dict[str, Any] = json.loads(
-        resources.files(__package__).joinpath("data", f"{name}.json").read_text()
-    )
+    return resources.files(__package__).joinpath("data", f"{name}.json")
+
+
+def load_district(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(district_file(name).read_text())
     return data
 
 
