@@ -16,8 +16,7 @@ from typing import Any
 import msgspec
 
 from edge.protocol import DeviceKind, Heartbeat, OfflineReason, Presence, PresenceState
-
-from .schedule import OpeningHours
+from edge.schedule import OpeningHours
 
 DEFAULT_HEARTBEAT_TIMEOUT_S = 90.0
 """Silence after which an online device counts as offline: three default heartbeat intervals."""

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, NoReturn
 
+from edge import schedule
 from edge.protocol import DeviceKind
 from edge.protocol.common import ID_PATTERN
 
-from . import jurisdiction, schedule
+from . import jurisdiction
 from .jurisdiction import JurisdictionError, Level
 
 # Matched whole (fullmatch): with ``$``, a trailing newline would pass.

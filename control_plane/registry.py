@@ -7,10 +7,10 @@ import logging
 import msgspec
 
 from edge.protocol import DeviceKind, Heartbeat, PresenceState
+from edge.schedule import OpeningHours, ScheduleError
 
 from .db.models import Device, Site
 from .fleet import DeviceState
-from .schedule import OpeningHours, ScheduleError
 from .sites import opening_hours
 
 log = logging.getLogger(__name__)

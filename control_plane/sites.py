@@ -12,7 +12,9 @@ from datetime import date
 from tortoise.expressions import Subquery
 from tortoise.queryset import QuerySet
 
-from . import jurisdiction, schedule
+from edge import schedule
+
+from . import jurisdiction
 from .db.models import Device, JurisdictionNode, Site
 
 

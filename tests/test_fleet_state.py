@@ -10,9 +10,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from control_plane import schedule
 from control_plane.fleet import Availability, DeviceState, FleetState, presence_rank
 from control_plane.metrics import FleetCollector
+from edge import schedule
 from edge.protocol import DeviceKind, Heartbeat, OfflineReason, Presence, PresenceState
 
 ONLINE = PresenceState.ONLINE

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from control_plane.schedule import ScheduleError, parse
+from edge.schedule import ScheduleError, parse
 
 CST = ZoneInfo("Asia/Shanghai")
 HALL = "mon-fri 08:30-12:00,14:00-17:30; sat 09:00-12:00"

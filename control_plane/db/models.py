@@ -46,7 +46,7 @@ class Department(Model):
 class Site(Model):
     """A hall (政务服务中心) or village service station, hung off a node of the tree.
 
-    ``hours`` is the weekly schedule as ``control_plane.schedule`` reads it; ``holidays`` maps
+    ``hours`` is the weekly schedule as ``edge.schedule`` reads it; ``holidays`` maps
     ISO dates to the spans of that day (``"closed"`` or ``"09:00-12:00"``), overriding the week.
     """
 
