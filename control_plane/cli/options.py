@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import click
 
 from edge.mqtt import BrokerAddress
-from edge.simulator.district import available_districts
 
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 DEFAULT_SERVER_URL = "http://127.0.0.1:8080"
@@ -38,9 +39,31 @@ server_url = click.option(
 
 json_output = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
+
+class DistrictChoice(click.Choice[str]):
+    """The demo districts, listed from the simulator's data only when a command needs them.
+
+    Every command imports this module, ``termfleet agent run`` on a terminal too, which has no
+    use for the simulator.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        from edge.simulator.district import available_districts
+
+        return tuple(available_districts())
+
+    @choices.setter
+    def choices(self, _choices: Iterable[str]) -> None:
+        """Ignored: click's ``__init__`` sets the choices, which come from the data instead."""
+
+
 district = click.option(
     "--district",
-    type=click.Choice(available_districts()),
+    type=DistrictChoice(),
     default="conghua",
     show_default=True,
     help="Demo district dataset.",

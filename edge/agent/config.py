@@ -12,7 +12,7 @@ from typing import Annotated
 
 import msgspec
 
-from edge.protocol import DeviceKind
+from edge.protocol import MAX_RECORDS_PER_MESSAGE, DeviceKind
 from edge.protocol.common import DeviceId
 
 from .delivery import ACK_TIMEOUT_S, MAX_IN_FLIGHT
@@ -56,6 +56,11 @@ class DeliveryConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Records published and not yet acknowledged by the control plane, at most."""
     ack_timeout_s: Annotated[float, msgspec.Meta(ge=0.1)] = ACK_TIMEOUT_S
     """A record unacknowledged this long after publishing is published again."""
+    records_per_message: Annotated[int, msgspec.Meta(ge=1, le=MAX_RECORDS_PER_MESSAGE)] = (
+        MAX_RECORDS_PER_MESSAGE
+    )
+    """A backlog goes up this many records to a message (a JSON array); 1 sends each record on
+    its own, for a control plane older than record arrays."""
 
 
 class AgentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

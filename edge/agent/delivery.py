@@ -9,20 +9,27 @@ rules, all with the same ``seq`` (the ingest is idempotent on it):
   first; each further resend of it waits twice as long (up to ``RESEND_BACKOFF_MAX``), so a
   control plane that is down or far behind is not buried in duplicates by its fleet.
 
-``InFlight`` holds these rules as pure, clock-injected logic; ``RecordSender`` does the IO.
+With ``records_per_message`` above 1, consecutive records of one channel that are ready together
+(a backlog) go up as one message, a JSON array; a record recorded on its own still goes up alone.
+A message costs the agent, the broker and the control plane about as much as a record does, so
+a backlog drains many times faster this way.
+
+``InFlight`` and ``pack`` hold these rules as pure, clock-injected logic; ``RecordSender`` does
+the IO.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from edge.protocol import Ack
+from edge.protocol import MAX_PAYLOAD_BYTES, MAX_RECORDS_PER_MESSAGE, Ack
 
 from .outbox import Outbox, PendingRecord
 
@@ -40,6 +47,9 @@ a slow link clear of both while still not paying one round trip per record."""
 RESEND_BACKOFF_MAX = 8
 """A record's n-th resend waits ack_timeout_s x 2**(n-1), at most this many ack timeouts."""
 _MAX_DOUBLINGS = RESEND_BACKOFF_MAX.bit_length()
+_HEAP_SLACK = 2
+_HEAP_MIN = 64
+"""The deadline heap is rebuilt when it holds more than twice the window's entries (plus this)."""
 _LOGGED_SEQS = 10
 
 
@@ -48,16 +58,26 @@ class DeliverySettings:
     max_in_flight: int = MAX_IN_FLIGHT
     ack_timeout_s: float = ACK_TIMEOUT_S
     max_publishing: int = MAX_PUBLISHING
+    records_per_message: int = 1
+    """Records one message may carry; 1 publishes every record on its own."""
 
     def __post_init__(self) -> None:
-        if self.max_in_flight < 1 or self.ack_timeout_s <= 0 or self.max_publishing < 1:
-            msg = f"need max_in_flight >= 1, ack_timeout_s > 0, max_publishing >= 1; not {self}"
+        if (
+            self.max_in_flight < 1
+            or self.ack_timeout_s <= 0
+            or self.max_publishing < 1
+            or not 1 <= self.records_per_message <= MAX_RECORDS_PER_MESSAGE
+        ):
+            msg = (
+                "need max_in_flight >= 1, ack_timeout_s > 0, max_publishing >= 1, "
+                f"records_per_message 1 to {MAX_RECORDS_PER_MESSAGE}; not {self}"
+            )
             raise ValueError(msg)
 
 
 @dataclass(slots=True)
 class _Sent:
-    at: float
+    deadline: float
     resends: int = 0
 
 
@@ -68,6 +88,10 @@ class InFlight:
         self._settings = settings
         self._clock = clock
         self._sent: dict[int, _Sent] = {}
+        self._deadlines: list[tuple[float, int]] = []
+        """A heap of (deadline, seq), so that a wake-up does not scan the whole window. Entries
+        of records acknowledged or published again since stay until they surface or the heap is
+        rebuilt; every record in flight has its current entry in it."""
 
     def __len__(self) -> int:
         return len(self._sent)
@@ -82,7 +106,14 @@ class InFlight:
     def sent(self, seq: int) -> None:
         """``seq`` was published now (first time or again)."""
         previous = self._sent.get(seq)
-        self._sent[seq] = _Sent(self._clock(), previous.resends + 1 if previous else 0)
+        resends = previous.resends + 1 if previous else 0
+        factor = min(1 << min(resends, _MAX_DOUBLINGS), RESEND_BACKOFF_MAX)
+        deadline = self._clock() + self._settings.ack_timeout_s * factor
+        self._sent[seq] = _Sent(deadline, resends)
+        heapq.heappush(self._deadlines, (deadline, seq))
+        if len(self._deadlines) > _HEAP_SLACK * len(self._sent) + _HEAP_MIN:
+            self._deadlines = [(sent.deadline, seq) for seq, sent in self._sent.items()]
+            heapq.heapify(self._deadlines)
 
     def acknowledge(self, seqs: Iterable[int]) -> int:
         """Forget acknowledged (or vanished) records; unknown seqs are ignored. Returns how many."""
@@ -91,27 +122,78 @@ class InFlight:
     def clear(self) -> None:
         """The connection is new: nothing published on the old one counts as in flight."""
         self._sent.clear()
+        self._deadlines.clear()
 
     def due(self) -> list[int]:
         """Records whose acknowledgement is overdue, oldest first."""
         now = self._clock()
-        return sorted(seq for seq, sent in self._sent.items() if self._deadline(sent) <= now)
+        heap = self._deadlines
+        found: set[int] = set()
+        # Below an entry that is not due, none is: visit the due part of the heap only.
+        visit = [0]
+        while visit:
+            i = visit.pop()
+            if i < len(heap) and heap[i][0] <= now:
+                if self._current(heap[i]):
+                    found.add(heap[i][1])
+                visit += (2 * i + 1, 2 * i + 2)
+        return sorted(found)
 
     def next_due_in(self) -> float | None:
         """Seconds until the next record falls due (0 if one is due now); None if none in flight."""
         if not self._sent:
             return None
-        earliest = min(self._deadline(sent) for sent in self._sent.values())
-        return max(0.0, earliest - self._clock())
+        while not self._current(self._deadlines[0]):
+            heapq.heappop(self._deadlines)
+        return max(0.0, self._deadlines[0][0] - self._clock())
 
-    def _deadline(self, sent: _Sent) -> float:
-        factor = min(1 << min(sent.resends, _MAX_DOUBLINGS), RESEND_BACKOFF_MAX)
-        return sent.at + self._settings.ack_timeout_s * factor
+    def _current(self, entry: tuple[float, int]) -> bool:
+        deadline, seq = entry
+        sent = self._sent.get(seq)
+        return sent is not None and sent.deadline == deadline
+
+
+def pack(
+    records: Iterable[PendingRecord], records_per_message: int
+) -> Iterator[list[PendingRecord]]:
+    """The records, in order, cut into runs that each go up as one message.
+
+    A run holds consecutive records of one channel: at most ``records_per_message`` of them, and
+    no more than fit in one payload as a JSON array.
+    """
+    run: list[PendingRecord] = []
+    size = 0
+    for record in records:
+        added = len(record.payload) + 1  # the record and its comma (or the closing bracket)
+        if run and (
+            record.channel is not run[0].channel
+            or len(run) == records_per_message
+            or size + added > MAX_PAYLOAD_BYTES
+        ):
+            yield run
+            run = []
+        if not run:
+            size = 1  # the opening bracket
+        run.append(record)
+        size += added
+    if run:
+        yield run
+
+
+def message(run: Sequence[PendingRecord]) -> PendingRecord:
+    """What goes up for a run: its record when alone, else a JSON array of its records.
+
+    An array travels as a PendingRecord of the run's channel under the first record's seq.
+    """
+    first = run[0]
+    if len(run) == 1:
+        return first
+    return PendingRecord(first.seq, first.channel, b"[" + b",".join(r.payload for r in run) + b"]")
 
 
 Publish = Callable[[PendingRecord], Coroutine[Any, Any, None]]
-"""Publishes one record (QoS 1); may return only once the broker has it. Raises when the
-connection is lost."""
+"""Publishes one message of records (QoS 1, see ``message``); may return only once the broker has
+it. Raises when the connection is lost."""
 
 
 class RecordSender:
@@ -190,9 +272,10 @@ class RecordSender:
         while True:
             self._wake.clear()
             await self._resend_overdue(pipeline)
-            for record in self._outbox.pending(published_up_to, self._in_flight.room()):
-                await pipeline.start(record, self._in_flight)
-                published_up_to = record.seq
+            pending = self._outbox.pending(published_up_to, self._in_flight.room())
+            for run in pack(pending, self._settings.records_per_message):
+                await pipeline.start(run, self._in_flight)
+                published_up_to = run[-1].seq
             self.idle.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._in_flight.next_due_in())
@@ -213,29 +296,31 @@ class RecordSender:
             len(records),
             records[0].seq,
         )
-        for record in records:
-            await pipeline.start(record, self._in_flight)
+        for run in pack(records, self._settings.records_per_message):
+            await pipeline.start(run, self._in_flight)
         self.resent += len(records)
 
 
 class _Pipeline:
-    """Hands records to the MQTT client in seq order, at most ``limit`` awaiting their PUBACK."""
+    """Hands messages to the MQTT client in seq order, at most ``limit`` awaiting their PUBACK."""
 
     def __init__(self, tasks: asyncio.TaskGroup, publish: Publish, limit: int) -> None:
         self._tasks = tasks
         self._publish = publish
         self._slots = asyncio.Semaphore(limit)
 
-    async def start(self, record: PendingRecord, in_flight: InFlight) -> None:
+    async def start(self, run: Sequence[PendingRecord], in_flight: InFlight) -> None:
         # Slots are taken here, in the sender's own loop, so records reach the client in seq
         # order whatever order waiting tasks would be woken in.
         await self._slots.acquire()
-        in_flight.sent(record.seq)
-        self._tasks.create_task(self._publish_one(record), name=f"publish-{record.seq}")
+        for record in run:
+            in_flight.sent(record.seq)
+        outgoing = message(run)
+        self._tasks.create_task(self._publish_one(outgoing), name=f"publish-{outgoing.seq}")
 
-    async def _publish_one(self, record: PendingRecord) -> None:
+    async def _publish_one(self, outgoing: PendingRecord) -> None:
         try:
-            await self._publish(record)
+            await self._publish(outgoing)
         finally:
             self._slots.release()
 

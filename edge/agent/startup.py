@@ -1,0 +1,95 @@
+"""From the config file to a running agent: the start-up behind every way of running one.
+
+``termfleet agent run`` and ``python -m edge.agent`` both come here, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+from pathlib import Path
+
+from edge.mqtt import BrokerAddress
+
+from .config import AgentConfig, ConfigError, load_config, read_password
+from .delivery import DeliverySettings
+from .outbox import OUTBOX_FILE, Outbox, OutboxError
+from .runner import Agent, AgentIdentity, AgentTiming
+from .sessions import FileSessionCounter
+from .telemetry import SystemHealth
+
+
+class StartError(RuntimeError):
+    """The agent cannot start: its config, broker URL, state_dir or outbox is unusable."""
+
+
+def build_agent(config_path: Path) -> Agent:
+    """The agent the config file describes, with its outbox open; raises StartError."""
+    try:
+        config = load_config(config_path)
+        broker = _broker(config)
+    except (ConfigError, ValueError) as exc:
+        raise StartError(str(exc)) from None
+    state_dir = _writable_state_dir(Path(config.state_dir))
+    try:
+        outbox = Outbox(state_dir / OUTBOX_FILE, max_bytes=config.outbox.max_bytes)
+    except OutboxError as exc:
+        raise StartError(str(exc)) from None
+    return Agent(
+        AgentIdentity(config.device_id, config.kind),
+        broker,
+        SystemHealth(),
+        FileSessionCounter(state_dir),
+        timing=AgentTiming(
+            heartbeat_interval_s=config.telemetry.heartbeat_interval_s,
+            full_snapshot_every=config.telemetry.full_snapshot_every,
+            session_expiry_s=config.broker.session_expiry_s,
+            keepalive_s=config.broker.keepalive_s,
+        ),
+        outbox=outbox,
+        delivery=DeliverySettings(
+            max_in_flight=config.delivery.max_in_flight,
+            ack_timeout_s=config.delivery.ack_timeout_s,
+            records_per_message=config.delivery.records_per_message,
+        ),
+    )
+
+
+def _broker(config: AgentConfig) -> BrokerAddress:
+    password = read_password(config.broker)
+    broker = BrokerAddress.from_url(config.broker.url)
+    if config.broker.username or password:
+        broker = broker.with_credentials(config.broker.username or None, password)
+    if config.broker.ca_file:
+        broker = dataclasses.replace(broker, ca_file=config.broker.ca_file)
+    return broker
+
+
+def _writable_state_dir(state_dir: Path) -> Path:
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        msg = f"cannot create state_dir {state_dir}: {exc.strerror}"
+        raise StartError(msg) from None
+    if not os.access(state_dir, os.W_OK):
+        msg = f"state_dir {state_dir} is not writable by this user"
+        raise StartError(msg)
+    return state_dir
+
+
+def run_until_signalled(agent: Agent) -> None:
+    """Run the agent until SIGINT or SIGTERM, then close its outbox."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await agent.run(stop)
+
+    try:
+        asyncio.run(main())
+    finally:
+        agent.close()
