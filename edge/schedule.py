@@ -49,9 +49,12 @@ class OpeningHours:
         if self.always_open:
             return True
         local = moment.astimezone(self.zone)
-        spans = self.overrides.get(local.date(), self.week[local.weekday()])
         clock = local.time().replace(tzinfo=None)
-        return any(clock in span for span in spans)
+        return any(clock in span for span in self.day(local.date()))
+
+    def day(self, when: date) -> Day:
+        """The spans the site is open on the local date ``when``: its override, else its week."""
+        return self.overrides.get(when, self.week[when.weekday()])
 
 
 def parse_spans(text: str) -> Day:

@@ -100,7 +100,8 @@ def test_simulate_list_json_prints_the_first_terminals() -> None:
     rows = json.loads(result.stdout)
     assert isinstance(rows, list)
     assert len(rows) == 3
-    assert all(set(row) == {"device_id", "kind", "site", "level"} for row in rows)
+    assert all(set(row) == {"device_id", "kind", "site", "level", "switched_on"} for row in rows)
+    assert all(row["switched_on"] is True for row in rows)  # --always-on is the default
     assert rows[0]["device_id"] == "kiosk-440117000-01"
     assert {row["kind"] for row in rows} <= {k.value for k in DeviceKind}
 
@@ -110,7 +111,7 @@ def test_simulate_list_as_a_table() -> None:
 
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["DEVICE_ID", "KIND", "SITE", "LEVEL"]
+    assert lines[0].split() == ["DEVICE_ID", "KIND", "SITE", "LEVEL", "SWITCHED_ON"]
     assert len(lines) == 3
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -47,6 +48,14 @@ from . import options
     help="Where each simulated terminal keeps its outbox (a directory per device).",
 )
 @click.option(
+    "--opening-hours/--always-on",
+    "follow_hours",
+    default=False,
+    help="A realistic day: switch terminals on and off around their sites' opening hours "
+    "(Asia/Shanghai), with visits only while open and a morning peak. By default every "
+    "terminal stays on and is visited around the clock.",
+)
+@click.option(
     "--list", "list_only", is_flag=True, help="List the terminals instead of running them."
 )
 @options.json_output
@@ -58,33 +67,39 @@ def simulate(  # noqa: PLR0913 - one parameter per option
     activity_rate: float,
     seed: int,
     state_dir: Path,
+    follow_hours: bool,
     list_only: bool,
     as_json: bool,
 ) -> None:
     """Run simulated terminals (kiosks, review pads, station PCs, booths) of a demo district."""
     from edge.agent.outbox import OutboxError
     from edge.agent.runner import AgentTiming
-    from edge.simulator.district import DistrictError, scaled, terminals
+    from edge.simulator import day
+    from edge.simulator.district import DistrictError, opening_hours, scaled, terminals
     from edge.simulator.fleet import build_agents, close_agents, run_fleet
 
     try:
         base = terminals(district)
         chosen = scaled(base, devices or len(base))
+        sites = opening_hours(district)
     except DistrictError as exc:
         raise click.ClickException(str(exc)) from None
+    hours = {t.device_id: sites[t.site_code] for t in chosen} if follow_hours else None
     if list_only:
+        now = datetime.now(UTC)
         rows = [
             {
                 "device_id": t.device_id,
                 "kind": t.kind.value,
                 "site": t.site_code,
                 "level": t.site_level,
+                "switched_on": hours is None or day.powered(hours[t.device_id], now),
             }
             for t in chosen
         ]
         from .output import print_rows
 
-        print_rows(rows, ["device_id", "kind", "site", "level"], as_json=as_json)
+        print_rows(rows, ["device_id", "kind", "site", "level", "switched_on"], as_json=as_json)
         return
     try:
         agents = build_agents(
@@ -99,7 +114,7 @@ def simulate(  # noqa: PLR0913 - one parameter per option
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        await run_fleet(agents, stop, visits_per_minute=activity_rate, seed=seed)
+        await run_fleet(agents, stop, visits_per_minute=activity_rate, seed=seed, hours=hours)
 
     try:
         asyncio.run(main())

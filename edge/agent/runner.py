@@ -13,6 +13,7 @@ from typing import Protocol
 import msgspec
 
 from edge import __version__, mqtt
+from edge.aio import cancel_and_wait
 from edge.protocol import (
     MAX_PAYLOAD_BYTES,
     Ack,
@@ -231,8 +232,7 @@ class Agent:
                     tasks.create_task(self._send_records(conn), name="records"),
                 ]
                 await stop.wait()
-                for task in running:
-                    task.cancel()
+                await cancel_and_wait(running)
         except* mqtt.MqttError as lost:
             # A lost connection surfaces in whichever task noticed it first; unwrap it so that
             # run() reconnects instead of dying with an ExceptionGroup.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from edge.agent.runner import Agent
@@ -111,20 +111,30 @@ class VisitGenerator:
         yield SessionEnded(session_id=session_id, duration_s=round(rng.uniform(60, 600), 1))
 
 
-async def run_activity(
+async def run_activity(  # noqa: PLR0913 - the visit process and what shapes it
     agent: Agent,
     visits: VisitGenerator,
     visits_per_minute: float,
     stop: asyncio.Event,
     rng: random.Random,
+    *,
+    busy: Callable[[], float] = lambda: 1.0,
+    peak: float = 1.0,
 ) -> None:
-    """Record visits at random intervals until ``stop`` is set."""
+    """Record visits at random intervals until ``stop`` is set.
+
+    ``busy()`` scales the rate now (0 while the site is closed), never above ``peak``: visits
+    are drawn at the peak rate and each is kept with probability ``busy() / peak`` (thinning),
+    which makes them a Poisson process whose rate follows the day.
+    """
     if visits_per_minute <= 0:
         return
-    mean_gap_s = 60.0 / visits_per_minute
+    mean_gap_s = 60.0 / (visits_per_minute * peak)
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), rng.expovariate(1 / mean_gap_s))
         except TimeoutError:
+            if rng.random() * peak >= busy():
+                continue
             for record in visits.visit():
                 await agent.record(record)

@@ -8,7 +8,9 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import Any
 
+from edge import schedule
 from edge.protocol import DeviceKind
+from edge.schedule import OpeningHours
 
 _PREFIX = {
     DeviceKind.KIOSK: "kiosk",
@@ -73,6 +75,18 @@ def terminals(name: str) -> list[SimulatedTerminal]:
                 )
                 for w in range(1, site.get("windows", 0) + 1)
             )
+    return result
+
+
+def opening_hours(name: str) -> dict[str, OpeningHours]:
+    """Each site's opening hours, by site code."""
+    result = {}
+    for site in load_district(name)["sites"]:
+        try:
+            result[site["code"]] = schedule.parse(site["hours"])
+        except schedule.ScheduleError as exc:
+            msg = f"site {site['code']}: hours: {exc}"
+            raise DistrictError(msg) from None
     return result
 
 

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import random
 import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 from edge import mqtt
 from edge.agent.outbox import OUTBOX_FILE, Outbox
 from edge.agent.runner import Agent, AgentIdentity, AgentTiming
 from edge.agent.sessions import MemorySessionCounter
+from edge.schedule import OpeningHours
 
+from . import day
 from .activity import VisitGenerator, run_activity
 from .district import SimulatedTerminal
 from .health import SimulatedHealth
@@ -21,6 +27,8 @@ log = logging.getLogger(__name__)
 
 CONNECT_SPREAD_S = 0.01
 """Pause between starting two terminals, so a big fleet does not connect in one burst."""
+POWER_CHECK_S = 30.0
+"""How often a terminal looks whether it should be switched on or off."""
 
 
 def build_agents(
@@ -63,23 +71,69 @@ def close_agents(agents: list[Agent]) -> None:
         agent.close()
 
 
-async def run_fleet(
-    agents: list[Agent], stop: asyncio.Event, *, visits_per_minute: float = 0.0, seed: int = 7
+async def run_fleet(  # noqa: PLR0913 - the fleet and what shapes its day
+    agents: list[Agent],
+    stop: asyncio.Event,
+    *,
+    visits_per_minute: float = 0.0,
+    seed: int = 7,
+    hours: Mapping[str, OpeningHours] | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> None:
     """Run every agent until ``stop`` is set; each publishes its offline presence on the way out.
 
     With ``visits_per_minute``, each terminal also records simulated citizen visits (usage
-    records, reviews) at that mean rate, connected or not, as a real terminal would.
+    records, reviews) at that mean rate, connected or not, as a real terminal would. With
+    ``hours`` (the opening hours by device id), a terminal is switched on and off around its
+    site's hours and visited only while the site is open (``edge.simulator.day``); without,
+    every terminal stays on and is visited around the clock.
     """
     async with asyncio.TaskGroup() as tasks:
         for agent in agents:
             device_id = agent.identity.device_id
-            tasks.create_task(agent.run(stop), name=f"agent-{device_id}")
+            site_hours = hours.get(device_id) if hours is not None else None
+            tasks.create_task(_power_cycles(agent, site_hours, stop, clock), name=device_id)
             rng = random.Random(f"{seed}:visits:{device_id}")
             visits = VisitGenerator(device_id, agent.identity.kind, rng)
-            tasks.create_task(
-                run_activity(agent, visits, visits_per_minute, stop, rng),
-                name=f"visits-{device_id}",
-            )
+            if site_hours is None:
+                activity = run_activity(agent, visits, visits_per_minute, stop, rng)
+            else:
+                busy = functools.partial(_busy, site_hours, clock)
+                activity = run_activity(
+                    agent, visits, visits_per_minute, stop, rng,
+                    busy=busy, peak=day.MORNING_PEAK_FACTOR,
+                )  # fmt: skip
+            tasks.create_task(activity, name=f"visits-{device_id}")
             await asyncio.sleep(CONNECT_SPREAD_S)
         log.info("%d simulated terminals started", len(agents))
+
+
+def _busy(hours: OpeningHours, clock: Callable[[], datetime]) -> float:
+    return day.visit_factor(hours, clock())
+
+
+async def _power_cycles(
+    agent: Agent,
+    hours: OpeningHours | None,
+    stop: asyncio.Event,
+    clock: Callable[[], datetime],
+) -> None:
+    """Run the agent while its site's terminals are switched on; a clean shutdown at closing."""
+    if hours is None:
+        await agent.run(stop)
+        return
+    while not stop.is_set():
+        if not day.powered(hours, clock()):
+            await _sleep_unless(stop, POWER_CHECK_S)
+            continue
+        switched_off = asyncio.Event()
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(agent.run(switched_off))
+            while not stop.is_set() and day.powered(hours, clock()):
+                await _sleep_unless(stop, POWER_CHECK_S)
+            switched_off.set()
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
