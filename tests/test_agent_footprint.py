@@ -92,8 +92,8 @@ def test_a_run_goes_up_as_the_json_array_the_control_plane_reads() -> None:
 # --- settings and config ----------------------------------------------------------------------
 
 
-def test_settings_send_one_record_per_message_unless_told_otherwise() -> None:
-    assert DeliverySettings().records_per_message == 1
+def test_settings_send_a_backlog_in_arrays_unless_told_otherwise() -> None:
+    assert DeliverySettings().records_per_message == MAX_RECORDS_PER_MESSAGE
 
 
 @pytest.mark.parametrize("value", [0, MAX_RECORDS_PER_MESSAGE + 1])

@@ -40,7 +40,7 @@ from edge.protocol import (
     Severity,
     Transaction,
     decode,
-    decode_message,
+    decode_records,
     encode,
 )
 from edge.protocol import topics as wire
@@ -89,17 +89,21 @@ class FakeControlPlane:
 
     async def _receive(self, conn: mqtt.Connection) -> None:
         async for incoming in conn.messages():
-            message = decode_message(incoming.topic, incoming.payload)
+            channel = wire.parse(incoming.topic).channel
             async with self._changed:
-                if isinstance(message.payload, Heartbeat):
-                    if message.payload.outbox_backlog is not None:
-                        self.backlog_reported = message.payload.outbox_backlog
+                if channel is Channel.HEALTH:
+                    heartbeat = decode(channel, incoming.payload)
+                    assert isinstance(heartbeat, Heartbeat)
+                    if heartbeat.outbox_backlog is not None:
+                        self.backlog_reported = heartbeat.outbox_backlog
                 else:
-                    assert isinstance(message.payload, Record)
-                    seq = message.payload.seq
-                    self.deliveries.append(seq)
-                    self.committed.setdefault(seq, message.payload)
-                    self._ack_later(seq)
+                    # One record, or a backlog's array of them.
+                    for item in decode_records(channel, incoming.payload):
+                        assert item.payload is not None, item.error
+                        seq = item.payload.seq
+                        self.deliveries.append(seq)
+                        self.committed.setdefault(seq, item.payload)
+                        self._ack_later(seq)
                 self._changed.notify_all()
 
     def _ack_later(self, seq: int) -> None:

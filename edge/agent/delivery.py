@@ -58,8 +58,8 @@ class DeliverySettings:
     max_in_flight: int = MAX_IN_FLIGHT
     ack_timeout_s: float = ACK_TIMEOUT_S
     max_publishing: int = MAX_PUBLISHING
-    records_per_message: int = 1
-    """Records one message may carry; 1 publishes every record on its own."""
+    records_per_message: int = MAX_RECORDS_PER_MESSAGE
+    """Records one message may carry, as in the agent config; 1 publishes every record alone."""
 
     def __post_init__(self) -> None:
         if (
