@@ -24,6 +24,7 @@ import json
 import os
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -63,6 +64,8 @@ class Stand:
     api: str
     database: Path
     server: ManagedProcess
+    token: str
+    """An API token, to read the device list."""
 
 
 @dataclass(frozen=True)
@@ -110,14 +113,24 @@ def stand(workdir: Path) -> Iterator[Stand]:
             "--database-url", f"sqlite://{database}", "--mqtt-url", broker.url,
             "--http-port", str(port), "--client-id", "bench-cp"]  # fmt: skip
     try:
+        token = issue_token(f"sqlite://{database}")
         server = ManagedProcess("control-plane", argv, workdir / "cp.log")
         server.start_and_wait_port("127.0.0.1", port)
         try:
-            yield Stand(workdir, broker, f"http://127.0.0.1:{port}", database, server)
+            yield Stand(workdir, broker, f"http://127.0.0.1:{port}", database, server, token)
         finally:
             server.stop()
     finally:
         broker_process.stop()
+
+
+def issue_token(database_url: str) -> str:
+    """An admin token made by ``termfleet tokens create``, as an operator would."""
+    argv = [sys.executable, "-m", "control_plane.cli", "tokens", "create", "--name", "bench",
+            "--role", "admin", "--json", "--database-url", database_url]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60)  # noqa: S603
+    secret: str = json.loads(done.stdout)["token"]
+    return secret
 
 
 # --- the agent --------------------------------------------------------------------------------
@@ -155,8 +168,11 @@ def reporting(stand: Stand, device_id: str) -> Callable[[ManagedProcess], bool]:
     """True once the control plane has the device online with a heartbeat."""
 
     def check(_process: ManagedProcess) -> bool:
-        url = f"{stand.api}/api/v1/devices?limit=500"
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - our http:// URL
+        request = urllib.request.Request(  # noqa: S310 - our http:// URL
+            f"{stand.api}/api/v1/devices?limit=500",
+            headers={"Authorization": f"Bearer {stand.token}"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
             items = json.load(response)["items"]
         return any(
             d["device_id"] == device_id and d["presence"] == "online" and d["health"] for d in items

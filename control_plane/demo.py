@@ -7,6 +7,7 @@ a closed terminal (SIGHUP).
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import subprocess
 import sys
@@ -29,6 +30,9 @@ from control_plane.services.prometheus import (
 from edge.simulator.district import district_file, terminals
 
 ONLINE_TIMEOUT_S = 60.0
+ADMIN_NAME = "demo-admin"
+"""The demo's admin API token's name; each demo replaces the previous one's."""
+ADMIN_FILE = "api-token"
 _POLL_S = 0.5
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -61,6 +65,7 @@ class Demo:
         self._children: list[ManagedProcess] = []
         self._stopping = False
         self.prometheus_url: str | None = None
+        self._token = ""
 
     @property
     def api_url(self) -> str:
@@ -74,6 +79,7 @@ class Demo:
         for start_part in (
             self._start_broker,
             self._import_district,
+            self._create_token,
             self._start_control_plane,
             self._start_prometheus,
             self._start_simulator,
@@ -100,6 +106,30 @@ class Demo:
         if done.returncode != 0:
             msg = f"importing the {s.district} district failed: {done.stderr.strip()}"
             raise ProcessError(msg)
+
+    @property
+    def token_file(self) -> Path:
+        return self.settings.workdir / ADMIN_FILE
+
+    def _create_token(self) -> None:
+        """An admin token for the demo's API calls and the commands it suggests.
+
+        It replaces the previous demo's, and goes to a file only its user reads rather than to
+        the screen, so that logs and screenshots do not carry it.
+        """
+        argv = _termfleet(
+            "tokens", "create", "--name", ADMIN_NAME, "--role", "admin", "--replace", "--json",
+            "--database-url", self.database_url,
+        )  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
+        if done.returncode != 0:
+            msg = f"creating the demo's API token failed: {done.stderr.strip()}"
+            raise ProcessError(msg)
+        self._token = json.loads(done.stdout)["token"]
+        self.token_file.unlink(missing_ok=True)
+        self.token_file.touch(mode=0o600)
+        self.token_file.write_text(self._token + "\n")
+        self._say(f"an admin API token is in {self.token_file}\n")
 
     def _start_control_plane(self) -> None:
         s = self.settings
@@ -170,7 +200,10 @@ class Demo:
         url, count = base, 0
         try:
             while url:
-                with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - our localhost
+                request = urllib.request.Request(  # noqa: S310 - our localhost
+                    url, headers={"Authorization": f"Bearer {self._token}"}
+                )
+                with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310 - as above
                     body = json.load(resp)
                 count += len(body["items"])
                 cursor = body.get("next_cursor")
@@ -213,8 +246,10 @@ class Demo:
         ]
         if self.prometheus_url:
             lines.append(f"  Prometheus  {self.prometheus_url}")
+        token = f"$(cat {shlex.quote(str(self.token_file))})"
         lines += [
-            f"  CLI         termfleet devices ls --server {self.api_url}",
+            f"  token       {self.token_file} (admin): Authorization: Bearer {token}",
+            f"  CLI         TERMFLEET_TOKEN={token} termfleet devices ls --server {self.api_url}",
             f"  logs        {self.settings.workdir}",
             "Press Ctrl-C to stop everything.",
         ]

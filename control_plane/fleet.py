@@ -133,10 +133,22 @@ class FleetState:
         self._timeout = timedelta(seconds=heartbeat_timeout_s) if heartbeat_timeout_s else None
         self._started_at = started_at
         self._hours: Mapping[str, OpeningHours] = {}
+        self._site_paths: Mapping[str, str] = {}
 
     def set_opening_hours(self, hours: Mapping[str, OpeningHours]) -> None:
         """Every site's opening hours by site code, replacing what was known."""
         self._hours = dict(hours)
+
+    def set_site_paths(self, paths: Mapping[str, str]) -> None:
+        """Every site's jurisdiction path by site code, replacing what was known."""
+        self._site_paths = dict(paths)
+
+    def site_path(self, state: DeviceState) -> str | None:
+        """The jurisdiction path of the device's site: where it lies for API scopes.
+
+        None when it is placed nowhere, or at a site not (yet) known.
+        """
+        return self._site_paths.get(state.site) if state.site else None
 
     def place(self, placements: Mapping[str, str]) -> None:
         """Set each listed device's site (device id → site code; "" for none)."""

@@ -52,6 +52,12 @@ async def load_placements() -> dict[str, str]:
     return {str(device_id): str(site) for device_id, site in rows}
 
 
+async def load_site_paths() -> dict[str, str]:
+    """Every site's jurisdiction path (its node's), by site code."""
+    rows = await Site.all().values_list("code", "node__path")
+    return {str(code): str(path) for code, path in rows}
+
+
 async def load_opening_hours() -> dict[str, OpeningHours]:
     """Every site's opening hours by site code.
 

@@ -24,7 +24,7 @@ from .metrics import ControlPlaneMetrics
 log = logging.getLogger(__name__)
 
 PLACEMENT_REFRESH_S = 60.0
-"""How often sites' opening hours and devices' placements are re-read from the database."""
+"""How often sites (opening hours, place in the tree) and devices' placements are re-read."""
 
 
 class ServerError(RuntimeError):
@@ -95,6 +95,7 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
 
 async def _refresh_placements(fleet: FleetState) -> None:
     fleet.set_opening_hours(await registry.load_opening_hours())
+    fleet.set_site_paths(await registry.load_site_paths())
     fleet.place(await registry.load_placements())
 
 

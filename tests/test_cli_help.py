@@ -53,6 +53,10 @@ def test_the_tree_has_the_expected_commands() -> None:
         ("server",),
         ("server", "run"),
         ("simulate",),
+        ("tokens", "create"),
+        ("tokens", "list"),
+        ("tokens", "revoke"),
+        ("audit", "ls"),
     }
 
 
@@ -72,12 +76,16 @@ def test_help_works_everywhere(path: tuple[str, ...], option: str) -> None:
 
 def listing_paths() -> list[tuple[str, ...]]:
     return [
-        path for path in PATHS if path and (path[-1] == "ls" or "--list" in flags(command_at(path)))
+        path
+        for path in PATHS
+        if path and (path[-1] in {"ls", "list"} or "--list" in flags(command_at(path)))
     ]
 
 
 def test_there_are_listing_commands() -> None:
-    assert {("devices", "ls"), ("simulate",)} <= set(listing_paths())
+    assert {("devices", "ls"), ("simulate",), ("tokens", "list"), ("audit", "ls")} <= set(
+        listing_paths()
+    )
 
 
 @pytest.mark.parametrize("path", listing_paths(), ids=" ".join)
@@ -127,7 +135,7 @@ def test_unknown_district_is_a_usage_error_naming_the_known_ones(command: str) -
 def test_devices_ls_without_a_control_plane_says_so() -> None:
     server = f"http://127.0.0.1:{free_port()}"
 
-    result = run("devices", "ls", "--server", server, "--json")
+    result = run("devices", "ls", "--server", server, "--token", "tf_x", "--json")
 
     assert result.exit_code == 1
     assert isinstance(result.exception, SystemExit), "a traceback, not a clean error"

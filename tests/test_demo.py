@@ -72,6 +72,11 @@ def test_demo_brings_the_district_online_and_ctrl_c_stops_everything(tmp_path: P
         assert f"http://127.0.0.1:{prom}" in text
 
         server = f"http://127.0.0.1:{http}"
+        token_file = tmp_path / "demo" / "api-token"
+        assert f"TERMFLEET_TOKEN=$(cat {token_file}) termfleet devices ls" in text
+        assert token_file.stat().st_mode & 0o077 == 0, "the token file is for its owner only"
+        token = token_file.read_text().strip()
+        assert token not in text, "the demo prints where the token is, not the token"
         listed = json.loads(
             subprocess.run(
                 [
@@ -88,6 +93,7 @@ def test_demo_brings_the_district_online_and_ctrl_c_stops_everything(tmp_path: P
                 text=True,
                 check=True,
                 timeout=30,
+                env={**os.environ, "TERMFLEET_TOKEN": token},
             ).stdout
         )
         assert len(listed) == expected

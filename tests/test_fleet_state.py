@@ -426,3 +426,12 @@ def test_placing_a_device_the_fleet_does_not_know_adds_nothing() -> None:
     fleet = FleetState()
     fleet.place({"never-seen": "S1"})
     assert len(fleet) == 0
+
+
+def test_a_device_lies_where_its_sites_node_lies() -> None:
+    fleet = FleetState([DeviceState("a", site="S1"), DeviceState("b", site="S9"), DeviceState("c")])
+    fleet.set_site_paths({"S1": "/44/4401/"})
+
+    paths = {state.device_id: fleet.site_path(state) for state in fleet}
+
+    assert paths == {"a": "/44/4401/", "b": None, "c": None}  # S9 unknown, c placed nowhere

@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,13 +15,16 @@ from tortoise.context import TortoiseContext
 from tortoise.exceptions import IntegrityError
 from tortoise.migrations.autodetector import MigrationAutodetector
 
+from control_plane import tokens
+from control_plane.auth import Actor, Role
 from control_plane.cli import cli
 from control_plane.db import AUTO_MIGRATE_ENV, DatabaseError, client, connect, database, migrator
-from control_plane.db.models import Device, RejectedMessage, StoredRecord
+from control_plane.db.models import AuditEntry, Device, RejectedMessage, StoredRecord
 from control_plane.inventory_files import read
 from control_plane.inventory_store import import_inventory
 
 CONGHUA = Path(__file__).parent.parent / "edge" / "simulator" / "data" / "conghua.json"
+LATEST = ["0001_initial", "0002_sites", "0003_auth"]
 
 # The tables as `generate_schemas` created them before migrations existed (whitespace folded):
 # 0001_initial must create exactly these, so that old databases and new ones agree.
@@ -76,7 +80,7 @@ async def upgrade_keeps_data(database_url: str) -> None:
         rejected = await RejectedMessage.all()
 
         assert state.applied == state.known
-        assert state.current == "0002_sites"
+        assert state.current == "0003_auth"
         assert (device.kind, device.presence, device.presence_session) == ("kiosk", "online", 3)
         assert device.agent_version == "1.2.0"
         assert device.last_health == {"seq": 9}
@@ -103,6 +107,11 @@ async def upgrade_keeps_data(database_url: str) -> None:
         assert placed.site is not None
         assert placed.site.code == "440117000"
         assert placed.presence_session == 3
+        # ... and 0003's: a token scoped to a node of the imported tree, and its audit entry.
+        issued = await tokens.issue("ops", Role.OPERATOR, actor=Actor(None, "t"), scope_code="44")
+        principal = await tokens.authenticate(issued.secret, datetime.now(UTC))
+        assert principal.scope_path == "/44/"
+        assert await AuditEntry.filter(action="token.create").count() == 1
 
 
 async def test_a_database_at_the_first_migration_upgrades_to_the_latest_keeping_its_data(
@@ -184,14 +193,16 @@ async def test_without_auto_migration_a_database_behind_is_refused_naming_the_co
     await at_initial(database_url)
     monkeypatch.setenv(AUTO_MIGRATE_ENV, "0")
 
-    with pytest.raises(DatabaseError, match="1 migration") as refused:
+    with pytest.raises(DatabaseError, match="2 migration") as refused:
         async with database(database_url):
             pass
 
     assert "its schema is at 0001_initial" in str(refused.value)
-    assert "(0002_sites); run `termfleet db migrate --database-url " in str(refused.value)
+    assert "(0002_sites, 0003_auth); run `termfleet db migrate --database-url " in str(
+        refused.value
+    )
     async with connect(database_url) as ctx:
-        assert (await migrator.status(client(ctx))).pending == ("0002_sites",)
+        assert (await migrator.status(client(ctx))).pending == ("0002_sites", "0003_auth")
 
 
 async def test_migrating_to_a_target_the_database_is_past_is_refused(database_url: str) -> None:
@@ -218,14 +229,14 @@ def test_processes_starting_together_migrate_once(database_url: str) -> None:
 
     assert [proc.returncode for proc in procs] == [0, 0, 0], results
     applied = [json.loads(out)["migrated"] for out, _ in results]
-    assert sorted(name for names in applied for name in names) == ["0001_initial", "0002_sites"]
+    assert sorted(name for names in applied for name in names) == LATEST
 
     async def recorded() -> list[str]:
         async with connect(database_url) as ctx:
             _, rows = await client(ctx).execute_query('SELECT "name" FROM "tortoise_migrations"')
             return sorted(row["name"] for row in rows)
 
-    assert asyncio.run(recorded()) == ["0001_initial", "0002_sites"]
+    assert asyncio.run(recorded()) == LATEST
 
 
 # --- termfleet db ----------------------------------------------------------------------------
@@ -241,23 +252,27 @@ def test_db_status_and_migrate_from_the_command_line(database_url: str) -> None:
 
     code, out, err = run("db", "status", *url)
     assert code == 0, err
-    assert out.split() == ["MIGRATION", "STATE", "0001_initial", "pending", "0002_sites", "pending"]
-    assert "empty, 2 pending: run `termfleet db migrate`" in err
+    assert out.split() == [
+        "MIGRATION",
+        "STATE",
+        *(word for name in LATEST for word in (name, "pending")),
+    ]
+    assert "empty, 3 pending: run `termfleet db migrate`" in err
 
     code, out, err = run("db", "migrate", "--to", "0001_initial", "--json", *url)
     assert code == 0, err
     assert json.loads(out)["migrated"] == ["0001_initial"]
-    assert json.loads(out)["pending"] == ["0002_sites"]
+    assert json.loads(out)["pending"] == ["0002_sites", "0003_auth"]
 
     code, out, err = run("db", "migrate", *url)
-    assert (code, out) == (0, "applied 0002_sites\n"), err
-    assert "up to date at 0002_sites" in err
+    assert (code, out) == (0, "applied 0002_sites\napplied 0003_auth\n"), err
+    assert "up to date at 0003_auth" in err
 
     code, out, _ = run("db", "status", "--json", *url)
     assert json.loads(out) == {
-        "current": "0002_sites",
-        "latest": "0002_sites",
-        "applied": ["0001_initial", "0002_sites"],
+        "current": "0003_auth",
+        "latest": "0003_auth",
+        "applied": LATEST,
         "pending": [],
         "unknown": [],
         "adoptable": False,
@@ -272,7 +287,7 @@ def test_db_migrate_refuses_to_go_back_with_a_clean_error(sqlite_url: str) -> No
     assert code == 1
     assert out == ""
     assert err == (
-        f"Error: database {sqlite_url}: at 0002_sites, past 0001_initial:"
+        f"Error: database {sqlite_url}: at 0003_auth, past 0001_initial:"
         " migrations only go forward\n"
     )
 

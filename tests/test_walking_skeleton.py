@@ -21,6 +21,7 @@ import pytest
 
 from control_plane.services.broker import BrokerSettings
 from control_plane.services.processes import ManagedProcess, free_port
+from tests.support.tokens import issue_token_with_cli
 
 pytestmark = pytest.mark.slow
 
@@ -43,15 +44,20 @@ def eventually(check: Callable[[], object], timeout_s: float = WAIT_S) -> object
 
 
 @pytest.fixture
-def control_plane(broker: BrokerSettings, tmp_path: Path) -> Iterator[str]:
+def control_plane(
+    broker: BrokerSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The control plane's URL; `termfleet devices ls` finds an admin token in TERMFLEET_TOKEN."""
     port = free_port()
+    database_url = f"sqlite://{tmp_path / 'cp.sqlite3'}"
+    monkeypatch.setenv("TERMFLEET_TOKEN", issue_token_with_cli(database_url))
     proc = ManagedProcess(
         "control-plane",
         termfleet(
             "server",
             "run",
             "--database-url",
-            f"sqlite://{tmp_path / 'cp.sqlite3'}",
+            database_url,
             "--mqtt-url",
             broker.url,
             "--http-port",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
@@ -15,6 +16,7 @@ if TYPE_CHECKING:  # the commands import tortoise when they run, so `--help` sta
     from control_plane.db import migrator
 
 DEFAULT_DATABASE_URL = "sqlite://termfleet.sqlite3"
+T = TypeVar("T")
 
 database_url = click.option(
     "--database-url",
@@ -73,6 +75,23 @@ def migrate(database_url: str, target: str | None, as_json: bool) -> None:
     for name in applied:
         click.echo(f"applied {name}")
     click.echo(_summary(result), err=True)
+
+
+def run_with_database(url: str, work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work`` with the database open (and migrated, as the server would); for commands.
+
+    A database that cannot be opened is a clean error, not a traceback.
+    """
+    from control_plane.db import DatabaseError, database
+
+    async def main() -> T:
+        async with database(url):
+            return await work()
+
+    try:
+        return asyncio.run(main())
+    except DatabaseError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _state(result: migrator.MigrationStatus, name: str) -> str:

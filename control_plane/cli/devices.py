@@ -24,6 +24,7 @@ def devices() -> None:
 
 @devices.command("ls")
 @options.server_url
+@options.api_token
 @click.option("--kind", type=click.Choice([k.value for k in DeviceKind]))
 @click.option(
     "--presence",
@@ -31,23 +32,27 @@ def devices() -> None:
     help="online, offline, unknown; or offline_expected (site closed) / offline_unexpected.",
 )
 @options.json_output
-def ls(server: str, kind: str | None, presence: str | None, as_json: bool) -> None:
-    """List devices with their kind, presence and last contact."""
+def ls(
+    server: str, token: str | None, kind: str | None, presence: str | None, as_json: bool
+) -> None:
+    """List devices with their kind, presence and last contact (those in the token's scope)."""
     query = {k: v for k, v in {"kind": kind, "presence": presence}.items() if v}
-    rows = asyncio.run(_fetch_all(server, query))
+    rows = asyncio.run(_fetch_all(server, options.require_token(token), query))
     print_rows(rows, COLUMNS, as_json=as_json)
     if not as_json:
         click.echo(f"{len(rows)} devices", err=True)
 
 
-async def _fetch_all(server: str, query: dict[str, str]) -> list[dict[str, Any]]:
+async def _fetch_all(server: str, token: str, query: dict[str, str]) -> list[dict[str, Any]]:
     import aiohttp
 
     rows: list[dict[str, Any]] = []
     cursor: str | None = None
     url = server.rstrip("/") + "/api/v1/devices"
+    timeout = aiohttp.ClientTimeout(total=30)
+    headers = {"Authorization": f"Bearer {token}"}
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
             while True:
                 params = {**query, "limit": str(PAGE), **({"cursor": cursor} if cursor else {})}
                 async with session.get(url, params=params) as resp:
@@ -59,6 +64,8 @@ async def _fetch_all(server: str, query: dict[str, str]) -> list[dict[str, Any]]
                     if resp.status != 200:  # noqa: PLR2004 - HTTP OK
                         message = body.get("error", {}).get("message", resp.reason)
                         msg = f"{url}: HTTP {resp.status}: {message}"
+                        if resp.status == 401:  # noqa: PLR2004 - HTTP Unauthorized
+                            msg += f"\n{options.HOW_TO_AUTHENTICATE}"
                         raise click.ClickException(msg)
                 rows.extend(body["items"])
                 cursor = body.get("next_cursor")

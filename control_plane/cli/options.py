@@ -37,6 +37,28 @@ server_url = click.option(
     help="Control-plane base URL [env TERMFLEET_SERVER].",
 )
 
+api_token = click.option(
+    "--token",
+    envvar="TERMFLEET_TOKEN",
+    metavar="TOKEN",
+    help="API token (`termfleet tokens create`); prefer the environment, which `ps` does not"
+    " show [env TERMFLEET_TOKEN].",
+)
+
+HOW_TO_AUTHENTICATE = (
+    "Set TERMFLEET_TOKEN (or pass --token) to a token of this control plane; an administrator"
+    " creates one with `termfleet tokens create --name NAME --role ROLE` on its database."
+)
+
+
+def require_token(token: str | None) -> str:
+    """The API token given, or a clear error saying how to get one."""
+    if token is None or not token.strip():
+        msg = f"no API token. {HOW_TO_AUTHENTICATE}"
+        raise click.UsageError(msg)
+    return token.strip()
+
+
 json_output = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 

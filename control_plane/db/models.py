@@ -1,4 +1,4 @@
-"""Tables: devices and their records, and where devices live (the jurisdiction tree and sites).
+"""Tables: devices and their records, where devices live, API tokens and the audit log.
 
 Every change to a model needs a migration in ``control_plane/db/migrations/`` (see
 docs/development.md); ``tests/test_migrations.py`` fails when the two drift apart.
@@ -166,3 +166,56 @@ class RejectedMessage(Model):
 
     class Meta:
         table = "rejected_message"
+
+
+class ApiToken(Model):
+    """A bearer token of the REST API: a role, scoped to a subtree of the jurisdiction tree.
+
+    Only the token's SHA-256 is kept (``control_plane.auth.secret_hash`` says why that is
+    enough); ``prefix`` is its first characters, to tell tokens apart in listings. A token is
+    never deleted, only revoked, so the audit log's actors stay resolvable.
+    """
+
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=64)
+    role = fields.CharField(max_length=16)
+    # RESTRICT: deleting a node must not widen its tokens to the whole tree (SET_NULL would).
+    scope: fields.ForeignKeyNullableRelation[JurisdictionNode] = fields.ForeignKeyField(
+        "models.JurisdictionNode", null=True, related_name="tokens", on_delete=fields.RESTRICT
+    )
+    scope_id: int | None
+    secret_hash = fields.CharField(max_length=64, unique=True)
+    prefix = fields.CharField(max_length=16)
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField(null=True)
+    last_used_at = fields.DatetimeField(null=True)
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "api_token"
+        indexes = (("scope_id",), ("name",), ("prefix",))
+
+
+class AuditEntry(Model):
+    """One change to termfleet's data: who, what, when, the target before and after.
+
+    ``actor_token_id`` is a plain column, not a foreign key: the log is append-only and must
+    outlive what it names. ``scope_path`` is the jurisdiction path the target lay in (None:
+    global), so a scoped auditor reads the entries of its subtree.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    at = fields.DatetimeField()
+    actor_token_id = fields.IntField(null=True)
+    actor_name = fields.CharField(max_length=128)
+    action = fields.CharField(max_length=64)
+    target_type = fields.CharField(max_length=32)
+    target_id = fields.CharField(max_length=128)
+    scope_path = fields.CharField(max_length=255, null=True)
+    before: fields.Field[dict[str, object] | None] = fields.JSONField(null=True)
+    after: fields.Field[dict[str, object] | None] = fields.JSONField(null=True)
+    note = fields.TextField(default="")
+
+    class Meta:
+        table = "audit_log"
+        indexes = (("target_type", "target_id"), ("scope_path",))

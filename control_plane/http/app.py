@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from control_plane import tokens
+from control_plane.auth import Permission
 from control_plane.fleet import FleetState
 from control_plane.ingest import Ingest
 from control_plane.metrics import ControlPlaneMetrics
 
-from . import devices
+from . import audit, devices
+from .auth import ApiRoute, Authenticator, auth_middleware
 from .errors import error_middleware
+
+API_ROUTES = (
+    ApiRoute(
+        "GET",
+        "/api/v1/devices",
+        Permission.DEVICES_READ,
+        "the devices in the token's scope, with presence, availability and health",
+    ),
+    ApiRoute(
+        "GET",
+        "/api/v1/audit",
+        Permission.AUDIT_READ,
+        "the audit log's entries about the token's scope, newest first",
+    ),
+)
+"""Every route of the REST API with the permission it needs; docs/api-auth.md lists them."""
 
 METRICS = web.AppKey("metrics", ControlPlaneMetrics)
 INGEST = web.AppKey("ingest", Ingest)
@@ -33,11 +52,19 @@ def make_app(
     metrics: ControlPlaneMetrics,
     ingest: Ingest,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    authenticate: Authenticator = tokens.authenticate,
 ) -> web.Application:
-    app = web.Application(middlewares=[error_middleware])
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware(API_ROUTES, authenticate, clock)]
+    )
     app[METRICS] = metrics
     app[INGEST] = ingest
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health_handler)
-    app.router.add_get("/api/v1/devices", devices.list_handler(fleet, clock))
+    handlers: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
+        "/api/v1/devices": devices.list_handler(fleet, clock),
+        "/api/v1/audit": audit.list_handler,
+    }
+    for route in API_ROUTES:
+        app.router.add_route(route.method, route.path, handlers[route.path])
     return app

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from collections.abc import Set as AbstractSet
 from datetime import datetime
 from typing import Any
 
@@ -13,29 +12,8 @@ from aiohttp import web
 from control_plane.fleet import PRESENCE_FILTERS, DeviceState, FleetState
 from edge.protocol import DeviceKind
 
-from .errors import ApiError
-
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 500
-
-
-def _choice(request: web.Request, name: str, allowed: AbstractSet[str]) -> str | None:
-    value = request.query.get(name)
-    if value is not None and value not in allowed:
-        msg = f"{name} must be one of {sorted(allowed)}, not {value!r}"
-        raise ApiError(400, "invalid_parameter", msg)
-    return value
-
-
-def _limit(request: web.Request) -> int:
-    raw = request.query.get("limit", str(DEFAULT_LIMIT))
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise ApiError(400, "invalid_parameter", f"limit must be an integer, not {raw!r}") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ApiError(400, "invalid_parameter", f"limit must be between 1 and {MAX_LIMIT}")
-    return limit
+from .auth import PRINCIPAL
+from .params import choice, limit_param
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -63,19 +41,25 @@ def list_handler(
     fleet: FleetState, clock: Callable[[], datetime]
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
-        """List devices: ?kind=&presence=&limit=&cursor= ; the response carries next_cursor.
+        """List the devices in the token's scope: ?kind=&presence=&limit=&cursor= .
+
+        The response carries next_cursor. A device lies in a scope when its site's node does;
+        one placed nowhere only in the whole tree's.
 
         ``presence`` is online, offline or unknown, or an availability: offline_expected
         (its site is closed) or offline_unexpected.
         """
-        kind = _choice(request, "kind", {k.value for k in DeviceKind})
-        presence = _choice(request, "presence", PRESENCE_FILTERS)
-        limit = _limit(request)
+        kind = choice(request, "kind", {k.value for k in DeviceKind})
+        presence = choice(request, "presence", PRESENCE_FILTERS)
+        limit = limit_param(request)
+        principal = request[PRINCIPAL]
         after = request.query.get("cursor", "")
         now = clock()
         page: list[dict[str, Any]] = []
         for state in sorted(fleet, key=lambda s: s.device_id):
             if state.device_id <= after or (kind and state.kind.value != kind):
+                continue
+            if not principal.sees(fleet.site_path(state)):
                 continue
             view = device_view(fleet, state, now)
             if presence and presence not in (view["presence"], view["availability"]):

@@ -10,10 +10,12 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from control_plane.auth import Role
 from control_plane.server import ServerSettings, serve
 from control_plane.services.broker import BrokerSettings
 from control_plane.services.processes import free_port
 from edge.mqtt import BrokerAddress
+from tests.support.tokens import issue_token
 
 READY_TIMEOUT_S = 15.0
 T = TypeVar("T")
@@ -23,6 +25,9 @@ T = TypeVar("T")
 class RunningControlPlane:
     url: str
     http: aiohttp.ClientSession
+    """Sends ``token`` with every request."""
+    token: str
+    database_url: str
 
     async def get_json(self, path: str) -> dict[str, Any]:
         async with self.http.get(self.url + path) as resp:
@@ -49,8 +54,15 @@ class RunningControlPlane:
 
 @contextlib.asynccontextmanager
 async def running_control_plane(
-    broker: BrokerSettings, database_url: str, *, heartbeat_timeout_s: float = 90.0
+    broker: BrokerSettings,
+    database_url: str,
+    *,
+    heartbeat_timeout_s: float = 90.0,
+    role: Role = Role.ADMIN,
+    scope: str | None = None,
 ) -> AsyncIterator[RunningControlPlane]:
+    """A control plane on a free port; ``cp.http`` sends a token of ``role`` for ``scope``."""
+    token = await issue_token(database_url, role, scope)
     port = free_port()
     settings = ServerSettings(
         database_url=database_url,
@@ -61,8 +73,9 @@ async def running_control_plane(
     )
     stop = asyncio.Event()
     task = asyncio.create_task(serve(settings, stop), name="control-plane")
-    async with aiohttp.ClientSession() as http:
-        cp = RunningControlPlane(f"http://127.0.0.1:{port}", http)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        cp = RunningControlPlane(f"http://127.0.0.1:{port}", http, token, database_url)
 
         async def ready() -> bool:
             if task.done():
