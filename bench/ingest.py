@@ -156,9 +156,11 @@ def report(rows: list[list[Result]]) -> str:
             f"(`bench/loadgen.py`), QoS 1, open loop, {first.duration_s:.0f} s per step. "
             "*Records per message* is 1 for live traffic and 100 for a terminal draining its "
             "backlog. Delivered = records the consumer got (reference) or that were acknowledged "
-            "after their commit (termfleet), per second of the run; ratio to the reference at "
-            "the same step; lost = sent and never acknowledged within 20 s of the end; latency "
-            "from handing a record to the client to the arrival of its `Ack`."
+            "after their commit (termfleet), per second from the first publish to the later of "
+            "the last publish and the last acknowledgement (a consumer that falls behind is not "
+            "credited with the offered rate); ratio to the reference at the same step; lost = "
+            "sent and never acknowledged within 20 s of the end; latency from handing a record "
+            "to the client to the arrival of its `Ack`."
         ),
         "",
         (
@@ -179,7 +181,40 @@ def report(rows: list[list[Result]]) -> str:
                 f"{_ms(row.p50_ms)} | {_ms(row.p99_ms)} | {row.cpu_us_per_record or 0:,.0f} | "
                 f"{row.rss_mib or 0:.0f} |"
             )
+    lines += ["", *verdicts(rows)]
     return "\n".join(lines) + "\n"
+
+
+KEPT_UP = 0.98
+"""A consumer keeps up at a step when it delivers at least this share of the offered rate."""
+
+
+def verdicts(rows: list[list[Result]]) -> list[str]:
+    """The delivery issue's targets against this run, per consumer and message shape."""
+    ours = [row for step in rows for row in step[1:]]
+    lines = [
+        "Against the targets (≥ 30,000 records/s durable, p99 ≤ 100 ms at 10,000/s, no loss):",
+        "",
+    ]
+    for consumer in sorted({row.consumer for row in ours}):
+        for per_message in sorted({row.load.records_per_message for row in ours}):
+            mine = [
+                r
+                for r in ours
+                if (r.consumer, r.load.records_per_message) == (consumer, per_message)
+            ]
+            kept_up = [
+                r.delivered_per_s for r in mine
+                if r.delivered_per_s >= KEPT_UP * r.load.rate and r.sent == r.delivered
+            ]  # fmt: skip
+            at_10k = next((r for r in mine if r.load.rate == 10_000), None)  # noqa: PLR2004
+            p99 = f"p99 {_ms(at_10k.p99_ms)} ms at 10,000/s" if at_10k else "no 10,000/s step"
+            best = f"kept up to {max(kept_up):,.0f} records/s" if kept_up else "kept up at no step"
+            lost = sum(r.sent - r.delivered for r in mine)
+            lines.append(
+                f"- {consumer}, {per_message} record(s) per message: {best}; {p99}; {lost:,} lost."
+            )
+    return lines
 
 
 @contextlib.contextmanager
