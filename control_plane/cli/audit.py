@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import options
-from .db import database_url, run_with_database
+from .db import run_with_database
+from .options import database_url
 from .output import print_rows
 
 if TYPE_CHECKING:  # the command imports tortoise when it runs, so `--help` stays fast

@@ -15,16 +15,7 @@ from .output import print_rows
 if TYPE_CHECKING:  # the commands import tortoise when they run, so `--help` stays fast
     from control_plane.db import migrator
 
-DEFAULT_DATABASE_URL = "sqlite://termfleet.sqlite3"
 T = TypeVar("T")
-
-database_url = click.option(
-    "--database-url",
-    default=DEFAULT_DATABASE_URL,
-    show_default=True,
-    envvar="TERMFLEET_DATABASE_URL",
-    help="sqlite://PATH or postgres://user@host:port/db [env TERMFLEET_DATABASE_URL].",
-)
 
 
 @click.group()
@@ -37,7 +28,7 @@ def db() -> None:
 
 
 @db.command("status")
-@database_url
+@options.database_url
 @options.json_output
 def status(database_url: str, as_json: bool) -> None:
     """Show the migrations the database has and those pending; change nothing."""
@@ -57,7 +48,7 @@ def status(database_url: str, as_json: bool) -> None:
 
 
 @db.command("migrate")
-@database_url
+@options.database_url
 @click.option("--to", "target", metavar="MIGRATION", help="Stop at this migration [the latest].")
 @options.json_output
 def migrate(database_url: str, target: str | None, as_json: bool) -> None:

@@ -29,6 +29,17 @@ mqtt_url = click.option(
     help="mqtt://[user:password@]host:port, or mqtts:// for TLS [env TERMFLEET_MQTT_URL].",
 )
 
+DEFAULT_DATABASE_URL = "sqlite://termfleet.sqlite3"
+"""As control_plane.db's, which is not imported here: it would load tortoise for every command."""
+
+database_url = click.option(
+    "--database-url",
+    default=DEFAULT_DATABASE_URL,
+    show_default=True,
+    envvar="TERMFLEET_DATABASE_URL",
+    help="sqlite://PATH or postgres://user@host:port/db [env TERMFLEET_DATABASE_URL].",
+)
+
 server_url = click.option(
     "--server",
     default=DEFAULT_SERVER_URL,

@@ -16,13 +16,7 @@ def server() -> None:
 
 
 @server.command("run")
-@click.option(
-    "--database-url",
-    default="sqlite://termfleet.sqlite3",
-    show_default=True,
-    envvar="TERMFLEET_DATABASE_URL",
-    help="sqlite://PATH or postgres://user@host:port/db [env TERMFLEET_DATABASE_URL].",
-)
+@options.database_url
 @options.mqtt_url
 @click.option("--http-host", default="127.0.0.1", show_default=True, envvar="TERMFLEET_HTTP_HOST")
 @click.option(

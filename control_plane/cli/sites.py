@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from . import options
-from .db import database_url
+from .options import database_url
 from .output import print_rows
 
 if TYPE_CHECKING:  # the command imports tortoise when it runs, so `--help` stays fast

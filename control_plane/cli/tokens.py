@@ -11,7 +11,8 @@ from typing import TypeVar
 import click
 
 from . import options
-from .db import database_url, run_with_database
+from .db import run_with_database
+from .options import database_url
 from .output import print_rows
 
 T = TypeVar("T")
