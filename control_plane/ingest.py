@@ -12,6 +12,7 @@ Bad input is refused with a reason, counted and logged; it never stops the loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -66,11 +67,15 @@ def record_type(payload: Record) -> str:
     """What kind of record this is, for the ``type`` column: the usage tag, review or event type."""
     if isinstance(payload, UnknownUsage):
         return payload.original_type
-    if isinstance(payload, Review):
-        return "review"
     if isinstance(payload, DeviceEvent):
         return payload.type.value
-    return str(type(payload).__struct_config__.tag)
+    return _fixed_record_type(type(payload))
+
+
+@functools.cache
+def _fixed_record_type(cls: type[Record]) -> str:
+    """A known usage type's tag, or "review": the same for every record of the class."""
+    return "review" if issubclass(cls, Review) else str(cls.__struct_config__.tag)
 
 
 class Ingest:

@@ -6,7 +6,7 @@ This is the ingest's hot path, so it speaks SQL to the driver through tortoise's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -56,15 +56,38 @@ class RejectedRow:
     received_at: datetime
 
 
+def _same(moment: datetime) -> datetime | str:
+    return moment
+
+
+def _sqlite_times(records: Sequence[RecordRow]) -> Callable[[datetime], datetime | str]:
+    """``received_at`` as SQLite stores it, formatted once per distinct value.
+
+    A batch's records share a handful of receive times (one per message); sqlite3's adapter
+    (registered by tortoise: ``isoformat(" ")``) would format the same value for every row.
+    """
+    formatted = {moment: moment.isoformat(" ") for moment in {r.received_at for r in records}}
+    return formatted.__getitem__
+
+
 async def store_batch(records: Sequence[RecordRow], rejected: Sequence[RejectedRow]) -> None:
     """Commit a batch in one transaction. A record already stored is skipped, not an error."""
     async with in_transaction() as conn:
         dialect = conn.capabilities.dialect
         if records:
+            when = _sqlite_times(records) if dialect == "sqlite" else _same
             await conn.execute_many(
                 _INSERT_RECORD[dialect],
                 [
-                    [r.device_id, r.seq, r.channel, r.type, r.device_time, r.received_at, r.payload]
+                    [
+                        r.device_id,
+                        r.seq,
+                        r.channel,
+                        r.type,
+                        r.device_time,
+                        when(r.received_at),
+                        r.payload,
+                    ]
                     for r in records
                 ],
             )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -175,3 +175,7 @@ async def test_a_record_array_is_stored_record_by_record(
         assert dead[0].payload == '{"type":"print","seq":102,"pages":"x"}'
         first = await StoredRecord.get(device_id=device_id, seq=1)
         assert decode(Channel.USAGE, first.payload.encode()) == batch[0]
+        # Receive times are written pre-formatted on SQLite; they read back as tortoise's own.
+        assert first.received_at.tzinfo is not None
+        assert abs(datetime.now(UTC) - first.received_at) < timedelta(minutes=5)
+        assert first.device_time == NOW

@@ -185,6 +185,8 @@ def _check_required(
 ) -> None:
     defaults = _required_defaults(type(payload))
     unset = [name for name, default in defaults if getattr(payload, name) == default]
+    if not unset:
+        return
     enums = {name for name in unset if isinstance(getattr(payload, name), OpenEnum)}
     if enums:
         # An open enum reads a value it does not know as UNKNOWN, its default; such a field was
