@@ -24,19 +24,18 @@ import json
 import os
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-from control_plane.services.broker import BrokerSettings, start_broker
-from control_plane.services.processes import ManagedProcess, free_port
+from bench.stand import Stand, stand
+from control_plane.services.processes import ManagedProcess
 from edge.agent.outbox import OUTBOX_FILE, Outbox
 from edge.protocol import Channel, PrintJob, encode
 
@@ -53,19 +52,6 @@ POLL_S = 0.1
 TB_GATEWAY_ENV = "TERMFLEET_BENCH_TB_GATEWAY_VENV"
 """A virtualenv with ``pip install thingsboard-gateway`` in it, outside the repo; optional."""
 FLOOR_CODE = "import asyncio; asyncio.run(asyncio.sleep(3600))"
-
-
-@dataclass(frozen=True)
-class Stand:
-    """A broker and a control plane that acknowledges after commit, for the processes measured."""
-
-    workdir: Path
-    broker: BrokerSettings
-    api: str
-    database: Path
-    server: ManagedProcess
-    token: str
-    """An API token, to read the device list."""
 
 
 @dataclass(frozen=True)
@@ -101,36 +87,6 @@ class Drain:
     peak_rss_bytes: int
     idle_after_rss_bytes: int
     stored: int
-
-
-@contextlib.contextmanager
-def stand(workdir: Path) -> Iterator[Stand]:
-    broker = BrokerSettings(workdir / "broker", free_port())
-    broker_process = start_broker(broker)
-    port = free_port()
-    database = workdir / "cp.sqlite3"
-    argv = [sys.executable, "-m", "control_plane.cli", "--log-level", "warning", "server", "run",
-            "--database-url", f"sqlite://{database}", "--mqtt-url", broker.url,
-            "--http-port", str(port), "--client-id", "bench-cp"]  # fmt: skip
-    try:
-        token = issue_token(f"sqlite://{database}")
-        server = ManagedProcess("control-plane", argv, workdir / "cp.log")
-        server.start_and_wait_port("127.0.0.1", port)
-        try:
-            yield Stand(workdir, broker, f"http://127.0.0.1:{port}", database, server, token)
-        finally:
-            server.stop()
-    finally:
-        broker_process.stop()
-
-
-def issue_token(database_url: str) -> str:
-    """An admin token made by ``termfleet tokens create``, as an operator would."""
-    argv = [sys.executable, "-m", "control_plane.cli", "tokens", "create", "--name", "bench",
-            "--role", "admin", "--json", "--database-url", database_url]  # fmt: skip
-    done = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60)  # noqa: S603
-    secret: str = json.loads(done.stdout)["token"]
-    return secret
 
 
 # --- the agent --------------------------------------------------------------------------------
@@ -313,7 +269,8 @@ def backlog(outbox: sqlite3.Connection) -> int:
 
 
 def stored(stand: Stand, device_id: str) -> int:
-    with contextlib.closing(sqlite3.connect(stand.database, timeout=10)) as db:
+    database = stand.database_url.removeprefix("sqlite://")
+    with contextlib.closing(sqlite3.connect(database, timeout=10)) as db:
         query = "SELECT count(*) FROM record WHERE device_id = ?"
         (count,) = db.execute(query, (device_id,)).fetchone()
     return int(count)
@@ -369,7 +326,7 @@ def run(*, quick: bool = False) -> str:
     window_s = 10.0 if quick else 30.0
     records = 20_000 if quick else 100_000
     rounds = 1 if quick else 3
-    with tempfile.TemporaryDirectory() as tmp, stand(Path(tmp)) as bench:
+    with tempfile.TemporaryDirectory() as tmp, stand(Path(tmp), with_token=True) as bench:
         idle = [measure_idle(s, bench.workdir, window_s) for s in idle_subjects(bench)]
         drains = [measure_drain(bench, records, f"bench-station-{n}") for n in range(rounds)]
         # The same backlog one record to a message, as agents sent it before record arrays.

@@ -18,7 +18,6 @@ import contextlib
 import dataclasses
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -31,8 +30,9 @@ import asyncpg
 import psutil
 
 from bench.loadgen import Load, LoadResult, run_load
+from bench.stand import stand
 from control_plane.services.broker import BrokerSettings, start_broker
-from control_plane.services.processes import ManagedProcess, free_port
+from control_plane.services.processes import free_port
 from edge.protocol import Channel
 from edge.protocol import topics as wire
 
@@ -85,25 +85,13 @@ def run_reference(workdir: Path, load: Load) -> Result:
 
 
 def run_termfleet(workdir: Path, load: Load, database_url: str) -> Result:
-    broker = BrokerSettings(workdir / "tf-broker", free_port())
-    broker_process = start_broker(broker)
-    port = free_port()
-    argv = [sys.executable, "-m", "control_plane.cli", "--log-level", "warning", "server", "run",
-            "--database-url", database_url, "--mqtt-url", broker.url,
-            "--http-port", str(port), "--client-id", "bench-cp"]  # fmt: skip
-    server = ManagedProcess("control-plane", argv, workdir / "cp.log").start_and_wait_port(
-        "127.0.0.1", port
-    )
-    try:
+    with stand(workdir / "termfleet", database_url) as running:
         time.sleep(1.0)
-        watch = psutil.Process(server.pid)
+        watch = psutil.Process(running.server.pid)
         cpu_before = sum(watch.cpu_times()[:2])
-        result = run_load(broker.host, broker.port, load)
+        result = run_load(running.broker.host, running.broker.port, load)
         cpu = sum(watch.cpu_times()[:2]) - cpu_before
         rss = watch.memory_info().rss / 2**20
-    finally:
-        server.stop()
-        broker_process.stop()
     p50, p99 = _percentiles(result)
     backend = database_url.split(":", maxsplit=1)[0]
     return Result(f"termfleet ingest ({backend})", load, result.acknowledged / result.elapsed_s,
