@@ -12,16 +12,18 @@ from datetime import datetime
 
 from tortoise.transactions import in_transaction
 
-_INSERT_RECORD = {
-    "sqlite": (
-        "INSERT INTO record (device_id, seq, channel, type, device_time, received_at, payload) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, seq) DO NOTHING"
-    ),
-    "postgres": (
-        "INSERT INTO record (device_id, seq, channel, type, device_time, received_at, payload) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (device_id, seq) DO NOTHING"
-    ),
-}
+_INSERT_RECORD_SQLITE = (
+    "INSERT INTO record (device_id, seq, channel, type, device_time, received_at, payload) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, seq) DO NOTHING"
+)
+_INSERT_RECORDS_POSTGRES = (
+    "INSERT INTO record (device_id, seq, channel, type, device_time, received_at, payload) "
+    "SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], "
+    "$5::timestamptz[], $6::timestamptz[], $7::text[]) "
+    "ON CONFLICT (device_id, seq) DO NOTHING"
+)
+"""One statement per batch, its columns as arrays: several times faster than a statement per
+row (``executemany``), which costs PostgreSQL a round of parse, bind and execute each."""
 _INSERT_REJECTED = {
     "sqlite": (
         "INSERT INTO rejected_message (topic, device_id, seq, reason, detail, payload, received_at)"
@@ -56,11 +58,7 @@ class RejectedRow:
     received_at: datetime
 
 
-def _same(moment: datetime) -> datetime | str:
-    return moment
-
-
-def _sqlite_times(records: Sequence[RecordRow]) -> Callable[[datetime], datetime | str]:
+def _sqlite_times(records: Sequence[RecordRow]) -> Callable[[datetime], str]:
     """``received_at`` as SQLite stores it, formatted once per distinct value.
 
     A batch's records share a handful of receive times (one per message); sqlite3's adapter
@@ -74,10 +72,17 @@ async def store_batch(records: Sequence[RecordRow], rejected: Sequence[RejectedR
     """Commit a batch in one transaction. A record already stored is skipped, not an error."""
     async with in_transaction() as conn:
         dialect = conn.capabilities.dialect
-        if records:
-            when = _sqlite_times(records) if dialect == "sqlite" else _same
+        if records and dialect == "postgres":
+            columns = [
+                [getattr(r, name) for r in records]
+                for name in ("device_id", "seq", "channel", "type", "device_time")
+            ]
+            columns += [[r.received_at for r in records], [r.payload for r in records]]
+            await conn.execute_query(_INSERT_RECORDS_POSTGRES, columns)
+        elif records:
+            when = _sqlite_times(records)
             await conn.execute_many(
-                _INSERT_RECORD[dialect],
+                _INSERT_RECORD_SQLITE,
                 [
                     [
                         r.device_id,
