@@ -24,7 +24,14 @@ from control_plane.inventory_files import read
 from control_plane.inventory_store import import_inventory
 
 CONGHUA = Path(__file__).parent.parent / "edge" / "simulator" / "data" / "conghua.json"
-LATEST = ["0001_initial", "0002_sites", "0003_auth"]
+LATEST = [
+    "0001_initial",
+    "0002_sites",
+    "0003_auth",
+    "0004_device_inventory",
+    "0005_staff",
+    "0006_rollups",
+]
 
 # The tables as `generate_schemas` created them before migrations existed (whitespace folded):
 # 0001_initial must create exactly these, so that old databases and new ones agree.
@@ -80,7 +87,7 @@ async def upgrade_keeps_data(database_url: str) -> None:
         rejected = await RejectedMessage.all()
 
         assert state.applied == state.known
-        assert state.current == "0003_auth"
+        assert state.current == LATEST[-1]
         assert (device.kind, device.presence, device.presence_session) == ("kiosk", "online", 3)
         assert device.agent_version == "1.2.0"
         assert device.last_health == {"seq": 9}
@@ -193,16 +200,15 @@ async def test_without_auto_migration_a_database_behind_is_refused_naming_the_co
     await at_initial(database_url)
     monkeypatch.setenv(AUTO_MIGRATE_ENV, "0")
 
-    with pytest.raises(DatabaseError, match="2 migration") as refused:
+    with pytest.raises(DatabaseError, match=f"{len(LATEST) - 1} migration") as refused:
         async with database(database_url):
             pass
 
     assert "its schema is at 0001_initial" in str(refused.value)
-    assert "(0002_sites, 0003_auth); run `termfleet db migrate --database-url " in str(
-        refused.value
-    )
+    pending = ", ".join(LATEST[1:])
+    assert f"({pending}); run `termfleet db migrate --database-url " in str(refused.value)
     async with connect(database_url) as ctx:
-        assert (await migrator.status(client(ctx))).pending == ("0002_sites", "0003_auth")
+        assert (await migrator.status(client(ctx))).pending == tuple(LATEST[1:])
 
 
 async def test_migrating_to_a_target_the_database_is_past_is_refused(database_url: str) -> None:
@@ -257,21 +263,21 @@ def test_db_status_and_migrate_from_the_command_line(database_url: str) -> None:
         "STATE",
         *(word for name in LATEST for word in (name, "pending")),
     ]
-    assert "empty, 3 pending: run `termfleet db migrate`" in err
+    assert f"empty, {len(LATEST)} pending: run `termfleet db migrate`" in err
 
     code, out, err = run("db", "migrate", "--to", "0001_initial", "--json", *url)
     assert code == 0, err
     assert json.loads(out)["migrated"] == ["0001_initial"]
-    assert json.loads(out)["pending"] == ["0002_sites", "0003_auth"]
+    assert json.loads(out)["pending"] == LATEST[1:]
 
     code, out, err = run("db", "migrate", *url)
-    assert (code, out) == (0, "applied 0002_sites\napplied 0003_auth\n"), err
-    assert "up to date at 0003_auth" in err
+    assert (code, out) == (0, "".join(f"applied {name}\n" for name in LATEST[1:])), err
+    assert f"up to date at {LATEST[-1]}" in err
 
     code, out, _ = run("db", "status", "--json", *url)
     assert json.loads(out) == {
-        "current": "0003_auth",
-        "latest": "0003_auth",
+        "current": LATEST[-1],
+        "latest": LATEST[-1],
         "applied": LATEST,
         "pending": [],
         "unknown": [],
@@ -287,7 +293,7 @@ def test_db_migrate_refuses_to_go_back_with_a_clean_error(sqlite_url: str) -> No
     assert code == 1
     assert out == ""
     assert err == (
-        f"Error: database {sqlite_url}: at 0003_auth, past 0001_initial:"
+        f"Error: database {sqlite_url}: at {LATEST[-1]}, past 0001_initial:"
         " migrations only go forward\n"
     )
 
