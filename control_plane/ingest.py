@@ -40,7 +40,7 @@ from edge.protocol import (
 )
 from edge.protocol import topics as wire
 
-from . import registry
+from . import registry, uplink
 from .batch import BATCH_MAX_RECORDS, DeviceAck, RecordBatch
 from .fleet import DeviceState, FleetState, health_changed
 from .metrics import ControlPlaneMetrics
@@ -228,7 +228,7 @@ class Ingest:
         more = f" ({skipped} more {reason.value} rejects not logged)" if skipped else ""
         log.warning("rejected message on %r (%s): %s%s", topic, reason.value, detail, more)
 
-    async def flush(self, conn: mqtt.Connection | None) -> list[DeviceAck]:
+    async def flush(self, conn: uplink.UplinkConnection | None) -> list[DeviceAck]:
         """Commit the batch, then acknowledge: an ``Ack`` per device, then each message's PUBACK.
 
         A failed commit raises, and the caller drops the connection: the broker then delivers
@@ -253,7 +253,9 @@ class Ingest:
                     conn.ack(message)
             return acks
 
-    async def _commit_continuously(self, conn: mqtt.Connection, over: asyncio.Event) -> None:
+    async def _commit_continuously(
+        self, conn: uplink.UplinkConnection, over: asyncio.Event
+    ) -> None:
         """Group commit: commit whatever arrived while the previous commit ran.
 
         Under light load a record is committed as soon as it arrives; under heavy load the
@@ -286,7 +288,7 @@ class Ingest:
         backoff = Backoff(RECONNECT_INITIAL_S, RECONNECT_MAX_S)
         while True:
             try:
-                async with mqtt.connect(address, options) as conn:
+                async with uplink.connect(address, options) as conn:
                     await conn.subscribe(*filters, qos=1)
                     self._set_connected(value=True)
                     log.info("ingest subscribed on %s as %s", address, client_id)
@@ -306,7 +308,7 @@ class Ingest:
             log.info("ingest reconnects in %.1fs", delay)
             await asyncio.sleep(delay)
 
-    async def _leave(self, conn: mqtt.Connection, filters: list[str]) -> None:
+    async def _leave(self, conn: uplink.UplinkConnection, filters: list[str]) -> None:
         """On a planned stop, leave the share group.
 
         Otherwise the broker keeps queueing this replica's share of the uplink for its
@@ -317,7 +319,7 @@ class Ingest:
         except (mqtt.MqttError, TimeoutError) as exc:
             log.warning("could not leave the share group cleanly: %s", exc)
 
-    async def _consume(self, conn: mqtt.Connection) -> None:
+    async def _consume(self, conn: uplink.UplinkConnection) -> None:
         over = asyncio.Event()
         committer = asyncio.create_task(self._commit_continuously(conn, over), name="ingest-commit")
         try:

@@ -202,7 +202,7 @@ class Connection:
                 yield message
 
 
-def _tls_context(address: BrokerAddress) -> ssl.SSLContext | None:
+def tls_context(address: BrokerAddress) -> ssl.SSLContext | None:
     if not address.tls:
         return None
     return ssl.create_default_context(cafile=address.ca_file)
@@ -229,7 +229,7 @@ async def connect(address: BrokerAddress, options: SessionOptions) -> AsyncItera
         timeout=min(CONNECT_TIMEOUT_S, options.keepalive_s),
         properties=properties,
         max_inflight_messages=options.max_inflight,
-        tls_context=_tls_context(address),
+        tls_context=tls_context(address),
         # Small QoS 1 packets and their PUBACKs go both ways; without NODELAY, Nagle's algorithm
         # meets delayed ACKs and every round trip waits ~40 ms.
         socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),

@@ -1,0 +1,372 @@
+"""The MQTT 5 packets of the ingest's connection, encoded and read (OASIS MQTT 5.0, chapter 3).
+
+Only what a subscriber that acknowledges by hand needs: CONNECT/CONNACK, SUBSCRIBE/SUBACK,
+UNSUBSCRIBE/UNSUBACK, PUBLISH in at QoS 0 or 1 with its PUBACK out, PUBLISH out at QoS 0 (the
+devices' ``Ack``), PINGREQ/PINGRESP and DISCONNECT. Pure functions and a stream reader; the
+socket is ``control_plane.uplink.connection``'s.
+
+Any bytes fed to ``PacketReader`` give packets or ``MalformedPacketError``, never another exception.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+PROTOCOL_NAME = b"\x00\x04MQTT"
+PROTOCOL_LEVEL = 5
+MAX_REMAINING_LENGTH = 268_435_455
+"""Four bytes of variable byte integer (section 1.5.5)."""
+
+PINGREQ = b"\xc0\x00"
+DISCONNECT = b"\xe0\x00"
+"""Normal disconnection (reason 0, no properties): the broker discards the last will."""
+
+
+class PacketType(IntEnum):
+    CONNECT = 1
+    CONNACK = 2
+    PUBLISH = 3
+    PUBACK = 4
+    PUBREC = 5
+    PUBREL = 6
+    PUBCOMP = 7
+    SUBSCRIBE = 8
+    SUBACK = 9
+    UNSUBSCRIBE = 10
+    UNSUBACK = 11
+    PINGREQ = 12
+    PINGRESP = 13
+    DISCONNECT = 14
+    AUTH = 15
+
+
+class Property(IntEnum):
+    """The properties this connection sends or reads (section 2.2.2.2)."""
+
+    SESSION_EXPIRY_INTERVAL = 0x11
+    SERVER_KEEP_ALIVE = 0x13
+    REASON_STRING = 0x1F
+    RECEIVE_MAXIMUM = 0x21
+    TOPIC_ALIAS = 0x23
+    MAXIMUM_PACKET_SIZE = 0x27
+
+
+# How each property's value is laid out, by identifier (section 2.2.2.2's table).
+_BYTE, _U16, _U32, _VARINT, _STRING, _BINARY, _PAIR = range(7)
+_PROPERTY_LAYOUT = {
+    0x01: _BYTE, 0x02: _U32, 0x03: _STRING, 0x08: _STRING, 0x09: _BINARY, 0x0B: _VARINT,
+    0x11: _U32, 0x12: _STRING, 0x13: _U16, 0x15: _STRING, 0x16: _BINARY, 0x17: _BYTE,
+    0x18: _U32, 0x19: _BYTE, 0x1A: _STRING, 0x1C: _STRING, 0x1F: _STRING, 0x21: _U16,
+    0x22: _U16, 0x23: _U16, 0x24: _BYTE, 0x25: _BYTE, 0x26: _PAIR, 0x27: _U32, 0x28: _BYTE,
+    0x29: _BYTE, 0x2A: _BYTE,
+}  # fmt: skip
+
+
+class MalformedPacketError(ValueError):
+    """The broker sent bytes that are not a valid MQTT 5 packet (or one we never asked for)."""
+
+
+# --- encoding ---------------------------------------------------------------------------------
+
+
+def varint(value: int) -> bytes:
+    """A variable byte integer (section 1.5.5)."""
+    if not 0 <= value <= MAX_REMAINING_LENGTH:
+        msg = f"{value} does not fit a variable byte integer"
+        raise ValueError(msg)
+    out = bytearray()
+    while True:
+        value, digit = divmod(value, 128)
+        out.append(digit | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def utf8(text: str) -> bytes:
+    """A UTF-8 encoded string with its two-byte length (section 1.5.4)."""
+    data = text.encode()
+    if len(data) > 0xFFFF:  # noqa: PLR2004 - the length prefix's range
+        msg = f"string of {len(data)} bytes is longer than MQTT allows (65,535)"
+        raise ValueError(msg)
+    return struct.pack("!H", len(data)) + data
+
+
+def _packet(first_byte: int, body: bytes) -> bytes:
+    return bytes((first_byte,)) + varint(len(body)) + body
+
+
+def _properties(*pairs: tuple[Property, bytes]) -> bytes:
+    data = b"".join(bytes((prop,)) + value for prop, value in pairs)
+    return varint(len(data)) + data
+
+
+def connect(  # noqa: PLR0913 - one parameter per field of the packet
+    client_id: str,
+    *,
+    clean_start: bool,
+    keepalive_s: int,
+    session_expiry_s: int,
+    receive_maximum: int,
+    maximum_packet_size: int,
+    username: str | None = None,
+    password: str | None = None,
+) -> bytes:
+    flags = 0x02 if clean_start else 0
+    payload = utf8(client_id)
+    if username is not None:
+        flags |= 0x80
+        payload += utf8(username)
+    if password is not None:
+        flags |= 0x40
+        payload += utf8(password)  # binary data has the same layout
+    properties = _properties(
+        (Property.SESSION_EXPIRY_INTERVAL, struct.pack("!I", session_expiry_s)),
+        (Property.RECEIVE_MAXIMUM, struct.pack("!H", receive_maximum)),
+        (Property.MAXIMUM_PACKET_SIZE, struct.pack("!I", maximum_packet_size)),
+    )
+    header = PROTOCOL_NAME + bytes((PROTOCOL_LEVEL, flags)) + struct.pack("!H", keepalive_s)
+    return _packet(PacketType.CONNECT << 4, header + properties + payload)
+
+
+def subscribe(packet_id: int, filters: list[str], qos: int) -> bytes:
+    # Options byte: the maximum QoS; no-local, retain-as-published and retain handling all 0.
+    entries = b"".join(utf8(topic_filter) + bytes((qos,)) for topic_filter in filters)
+    return _packet(
+        PacketType.SUBSCRIBE << 4 | 0x02, struct.pack("!H", packet_id) + b"\x00" + entries
+    )
+
+
+def unsubscribe(packet_id: int, filters: list[str]) -> bytes:
+    entries = b"".join(utf8(topic_filter) for topic_filter in filters)
+    return _packet(
+        PacketType.UNSUBSCRIBE << 4 | 0x02, struct.pack("!H", packet_id) + b"\x00" + entries
+    )
+
+
+def puback(packet_id: int) -> bytes:
+    """Success, in the short form: no reason code, no properties (section 3.4.2.1)."""
+    return bytes((PacketType.PUBACK << 4, 2, packet_id >> 8, packet_id & 0xFF))
+
+
+def publish_qos0(topic: str, payload: bytes, *, retain: bool = False) -> bytes:
+    return _packet(PacketType.PUBLISH << 4 | int(retain), utf8(topic) + b"\x00" + payload)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    packet_id: int
+    """0 at QoS 0."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnAck:
+    session_present: bool
+    reason_code: int
+    server_keepalive_s: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubAck:
+    """A SUBACK or an UNSUBACK: one reason code per filter, 0x80 and above a failure."""
+
+    type: PacketType
+    packet_id: int
+    reason_codes: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    reason_code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PingResp:
+    pass
+
+
+Packet = Publish | ConnAck | SubAck | Disconnect | PingResp
+
+
+class PacketReader:
+    """Splits the broker's byte stream into packets, keeping an incomplete tail for later."""
+
+    def __init__(self, maximum_packet_size: int) -> None:
+        self._buffer = bytearray()
+        self._maximum = maximum_packet_size
+
+    def feed(self, data: bytes) -> list[Packet]:
+        buffer = self._buffer
+        buffer += data
+        packets: list[Packet] = []
+        pos = 0
+        end = len(buffer)
+        while end - pos >= 2:  # noqa: PLR2004 - the shortest packet
+            header = _fixed_header(buffer, pos, end)
+            if header is None:
+                break
+            first, start, length = header
+            if start - pos + length > self._maximum:
+                size = start - pos + length
+                msg = f"a packet of {size} bytes is over our maximum of {self._maximum}"
+                raise MalformedPacketError(msg)
+            if end - start < length:
+                break
+            packets.append(_decode(first, bytes(buffer[start : start + length])))
+            pos = start + length
+        del buffer[:pos]
+        return packets
+
+
+def _fixed_header(buffer: bytearray, pos: int, end: int) -> tuple[int, int, int] | None:
+    """(first byte, where the body starts, its length), or None while the length is incomplete."""
+    length = 0
+    shift = 0
+    index = pos + 1
+    while True:
+        if index >= end:
+            return None
+        digit = buffer[index]
+        index += 1
+        length |= (digit & 0x7F) << shift
+        if not digit & 0x80:
+            return buffer[pos], index, length
+        shift += 7
+        if shift > 21:  # noqa: PLR2004 - four bytes at most (section 1.5.5)
+            msg = "remaining length longer than four bytes"
+            raise MalformedPacketError(msg)
+
+
+def _decode(first: int, body: bytes) -> Packet:
+    kind = first >> 4
+    try:
+        if kind == PacketType.PUBLISH:
+            return _publish(first, body)
+        if kind == PacketType.CONNACK:
+            properties, _ = _read_properties(body, 2)
+            keepalive = properties.get(Property.SERVER_KEEP_ALIVE)
+            return ConnAck(
+                session_present=bool(body[0] & 1),
+                reason_code=body[1],
+                server_keepalive_s=keepalive if isinstance(keepalive, int) else None,
+                reason=str(properties.get(Property.REASON_STRING, "")),
+            )
+        if kind in (PacketType.SUBACK, PacketType.UNSUBACK):
+            _, pos = _read_properties(body, 2)
+            codes = body[pos:]
+            if not codes:
+                msg = f"{PacketType(kind).name} without reason codes"
+                raise MalformedPacketError(msg)
+            return SubAck(PacketType(kind), struct.unpack_from("!H", body)[0], codes)
+        if kind == PacketType.PINGRESP:
+            return PingResp()
+        if kind == PacketType.DISCONNECT:
+            if not body:
+                return Disconnect(0, "")
+            properties, _ = _read_properties(body, 1)
+            return Disconnect(body[0], str(properties.get(Property.REASON_STRING, "")))
+    except (IndexError, struct.error, UnicodeDecodeError) as exc:
+        msg = f"{PacketType(kind).name} packet cut short or garbled: {exc}"
+        raise MalformedPacketError(msg) from exc
+    name = PacketType(kind).name if kind else "reserved type 0"
+    msg = f"unexpected {name} packet"
+    raise MalformedPacketError(msg)
+
+
+def _publish(first: int, body: bytes) -> Publish:
+    qos = (first >> 1) & 0x03
+    if qos > 1:
+        # We subscribe at QoS 1 at most, so the broker never sends QoS 2 (or the invalid 3).
+        msg = f"PUBLISH at QoS {qos}, above the subscription's QoS 1"
+        raise MalformedPacketError(msg)
+    topic_end = 2 + (body[0] << 8 | body[1])
+    if topic_end > len(body):
+        msg = "PUBLISH topic runs past the end of the packet"
+        raise MalformedPacketError(msg)
+    topic = body[2:topic_end].decode()
+    pos = topic_end
+    packet_id = 0
+    if qos:
+        packet_id = body[pos] << 8 | body[pos + 1]
+        pos += 2
+    if body[pos] == 0:  # the usual case: no properties
+        pos += 1
+    else:
+        # The only property that changes how a PUBLISH reads is a topic alias, and we allow
+        # none (CONNECT sends no Topic Alias Maximum): an empty topic is refused below.
+        _, pos = _read_properties(body, pos)
+    if not topic:
+        msg = "PUBLISH without a topic"
+        raise MalformedPacketError(msg)
+    return Publish(topic, body[pos:], qos, bool(first & 0x01), packet_id)
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = 0
+    for shift in (0, 7, 14, 21):
+        digit = data[pos]
+        pos += 1
+        value |= (digit & 0x7F) << shift
+        if not digit & 0x80:
+            return value, pos
+    msg = "variable byte integer longer than four bytes"
+    raise MalformedPacketError(msg)
+
+
+def _read_properties(data: bytes, pos: int) -> tuple[dict[int, int | str | bytes], int]:
+    """The properties starting at ``pos`` (a missing block reads as none) and where they end."""
+    if pos >= len(data):
+        return {}, pos
+    length, pos = _read_varint(data, pos)
+    end = pos + length
+    if end > len(data):
+        msg = "properties run past the end of the packet"
+        raise MalformedPacketError(msg)
+    found: dict[int, int | str | bytes] = {}
+    while pos < end:
+        identifier = data[pos]
+        layout = _PROPERTY_LAYOUT.get(identifier)
+        pos += 1
+        if layout is None:
+            msg = f"unknown property 0x{identifier:02x}"
+            raise MalformedPacketError(msg)
+        value, pos = _read_value(data, pos, layout)
+        if pos > end:
+            msg = "a property runs past the end of the properties"
+            raise MalformedPacketError(msg)
+        found[identifier] = value
+    return found, end
+
+
+def _read_value(data: bytes, pos: int, layout: int) -> tuple[int | str | bytes, int]:
+    if layout == _BYTE:
+        return data[pos], pos + 1
+    if layout == _U16:
+        return struct.unpack_from("!H", data, pos)[0], pos + 2
+    if layout == _U32:
+        return struct.unpack_from("!I", data, pos)[0], pos + 4
+    if layout == _VARINT:
+        return _read_varint(data, pos)
+    value, pos = _read_sized(data, pos)
+    if layout == _PAIR:
+        _, pos = _read_sized(data, pos)  # user properties: read past, not kept
+    return (value.decode() if layout == _STRING else value), pos
+
+
+def _read_sized(data: bytes, pos: int) -> tuple[bytes, int]:
+    size = struct.unpack_from("!H", data, pos)[0]
+    pos += 2
+    if pos + size > len(data):
+        msg = "a string runs past the end of the packet"
+        raise MalformedPacketError(msg)
+    return data[pos : pos + size], pos + size
