@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import agent, codec, ingest  # noqa: E402 - needs the repo root on sys.path first
+from bench import agent, codec, ingest, mqtt_client  # noqa: E402 - needs the repo root on sys.path first
 
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
 
@@ -53,6 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     sections = [
         codec.run(quick=args.quick),
+        mqtt_client.run(quick=args.quick),
         ingest.run(quick=args.quick, postgres_admin_url=args.postgres or None),
         agent.run(quick=args.quick),
     ]
