@@ -98,6 +98,12 @@ class Ingest:
         self._committed = asyncio.Event()
         """Set after each commit, for a consumer waiting for room in the batch."""
         self._reject_log: dict[RejectReason, tuple[float, int]] = {}
+        # The labelled counters, looked up once: ``labels()`` costs a lock and a dict per call.
+        # (Their series start at 0, as Prometheus prefers, rather than at a channel's first use.)
+        self._messages_by_channel = {
+            channel: metrics.ingest_messages.labels(channel.value)
+            for channel in wire.CHANNELS_BY_DIRECTION[Direction.UP]
+        }
         self._persisted_last_seen: dict[str, datetime] = {
             s.device_id: s.last_seen for s in fleet if s.last_seen is not None
         }
@@ -122,7 +128,7 @@ class Ingest:
             self._reject(RejectReason.TOPIC, incoming.topic, "not an uplink topic")
             return True
         channel = topic.channel
-        self._metrics.ingest_messages.labels(channel.value).inc()
+        self._messages_by_channel[channel].inc()
         if SPECS[channel].record:
             self._take_records(incoming, topic, now)
             return False

@@ -127,17 +127,20 @@ def parse(topic: str) -> Topic:
     if f"{parts[0]}/{parts[1]}" != ROOT:
         msg = f"topic {topic!r} is not under {ROOT}/"
         raise TopicError(msg)
-    try:
-        direction = Direction(parts[2])
-    except ValueError:
+    # Dictionary lookups, not Direction(...)/Channel(...): the ingest parses every message's topic.
+    direction = _DIRECTIONS.get(parts[2])
+    if direction is None:
         msg = f"topic {topic!r}: unknown direction {parts[2]!r}"
-        raise TopicError(msg) from None
-    try:
-        channel = Channel(parts[4])
-    except ValueError:
+        raise TopicError(msg)
+    channel = _CHANNELS.get(parts[4])
+    if channel is None:
         msg = f"topic {topic!r}: unknown channel {parts[4]!r}"
-        raise TopicError(msg) from None
+        raise TopicError(msg)
     return Topic(direction, parts[3], channel)
+
+
+_DIRECTIONS = {direction.value: direction for direction in Direction}
+_CHANNELS = {channel.value: channel for channel in Channel}
 
 
 # Subscription filters. A "+" stands for one level, "#" for the rest.
