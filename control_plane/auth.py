@@ -49,13 +49,15 @@ class Permission(StrEnum):
     AUDIT_READ = "audit.read"
     TOKENS_READ = "tokens.read"
     TOKENS_WRITE = "tokens.write"
+    STATS_READ = "stats.read"
 
 
 ROLE_MEANING: Mapping[Role, str] = {
     Role.ADMIN: "everything in its scope, tokens included",
-    Role.OPERATOR: "operations staff: read devices and sites, change labels, placement, retire",
+    Role.OPERATOR: "operations staff: read devices, sites and statistics; change labels, "
+    "placement, retire",
     Role.TECHNICIAN: "field technicians: read devices, provision them",
-    Role.AUDITOR: "read-only oversight: devices, sites, tokens and the audit log",
+    Role.AUDITOR: "read-only oversight: devices, sites, statistics, tokens and the audit log",
 }
 
 PERMISSION_MEANING: Mapping[Permission, str] = {
@@ -68,12 +70,18 @@ PERMISSION_MEANING: Mapping[Permission, str] = {
     Permission.AUDIT_READ: "read the audit log",
     Permission.TOKENS_READ: "list API tokens (never their secrets)",
     Permission.TOKENS_WRITE: "create and revoke API tokens, within its own scope",
+    Permission.STATS_READ: "read the statistics: handled cases (办件量), usage and 好差评 reviews",
 }
 
 ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
     Role.OPERATOR: frozenset(
-        {Permission.DEVICES_READ, Permission.DEVICES_WRITE, Permission.SITES_READ}
+        {
+            Permission.DEVICES_READ,
+            Permission.DEVICES_WRITE,
+            Permission.SITES_READ,
+            Permission.STATS_READ,
+        }
     ),
     Role.TECHNICIAN: frozenset({Permission.DEVICES_READ, Permission.DEVICES_PROVISION}),
     Role.AUDITOR: frozenset(
@@ -82,6 +90,7 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
             Permission.SITES_READ,
             Permission.AUDIT_READ,
             Permission.TOKENS_READ,
+            Permission.STATS_READ,
         }
     ),
 }

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -22,6 +22,7 @@ DEFAULT_HEARTBEAT_TIMEOUT_S = 90.0
 """Silence after which an online device counts as offline: three default heartbeat intervals."""
 SILENT = "silent"
 """The presence reason of a device that says it is online but has not been heard from."""
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +144,15 @@ class FleetState:
         """Every site's jurisdiction path by site code, replacing what was known."""
         self._site_paths = dict(paths)
 
+    def set_site(self, code: str, hours: OpeningHours | None, path: str | None) -> None:
+        """One site's opening hours and path, after a change to it; None forgets it.
+
+        Copies rather than changes the mappings in place: a reader iterating the old one (the
+        metrics collector, a listing) never sees it change under it.
+        """
+        self._hours = _with(self._hours, code, hours)
+        self._site_paths = _with(self._site_paths, code, path)
+
     def site_path(self, state: DeviceState) -> str | None:
         """The jurisdiction path of the device's site: where it lies for API scopes.
 
@@ -258,3 +268,13 @@ class FleetState:
         return Counter(
             (d.kind, self.effective(d, now).availability) for d in self._devices.values()
         )
+
+
+def _with(mapping: Mapping[str, V], key: str, value: V | None) -> dict[str, V]:
+    """A copy of ``mapping`` with ``key`` set to ``value``, or without it for None."""
+    copy = dict(mapping)
+    if value is None:
+        copy.pop(key, None)
+    else:
+        copy[key] = value
+    return copy

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
-from . import jurisdiction
+from . import jurisdiction, registry
 from .db.models import Department, Device, JurisdictionNode, ServiceWindow, Site, WindowDepartment
 from .inventory import (
     DepartmentSpec,
@@ -262,6 +262,7 @@ async def _devices(specs: Sequence[DeviceSpec], counts: Counts) -> None:
         counts.count(created=False, changed=changed)
     # A district's devices arrive by the thousand; one INSERT per batch, not per device.
     await Device.bulk_create(new, batch_size=LOOKUP_CHUNK)
+    await registry.write_labels({s.device_id: s.labels for s in specs if s.labels is not None})
 
 
 async def _analyze(summary: ImportSummary) -> None:

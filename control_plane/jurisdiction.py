@@ -59,6 +59,19 @@ def check_child(parent: Level, child: Level) -> None:
         raise JurisdictionError(msg)
 
 
+def check_child_code(parent_code: str, code: str) -> None:
+    """A child's 行政区划 code extends its parent's: 440117 → 440117001 → 440117001001.
+
+    The national codes are hierarchical by construction (2 digits for the province, 2 for the
+    city, 2 for the district, 3 for the town, 3 for the village), so a child that does not start
+    with its parent's code is a typo or a node hung off the wrong parent. The length per level is
+    not enforced: demo and test data use illustrative codes below the district.
+    """
+    if not (code.startswith(parent_code) and len(code) > len(parent_code)):
+        msg = f"{code!r} does not extend its parent's code {parent_code!r}"
+        raise JurisdictionError(msg)
+
+
 def path_of(parent_path: str | None, code: str) -> str:
     """The path of the node ``code`` whose parent has ``parent_path`` (None for a root)."""
     return f"{parent_path or SEPARATOR}{code}{SEPARATOR}"

@@ -14,17 +14,21 @@ from tortoise.exceptions import BaseORMException
 
 from edge.mqtt import BrokerAddress
 
-from . import registry
+from . import registry, rollups
 from .db import database
 from .fleet import DEFAULT_HEARTBEAT_TIMEOUT_S, FleetState
 from .http.app import make_app
 from .ingest import Ingest
 from .metrics import ControlPlaneMetrics
+from .rollup_settings import RollupSettings, SettingsError
+from .site_cache import SiteCache
 
 log = logging.getLogger(__name__)
 
 PLACEMENT_REFRESH_S = 60.0
 """How often sites (opening hours, place in the tree) and devices' placements are re-read."""
+ROLLUP_FIRST_S = 30.0
+"""The first roll-up (then every ``rollups.ROLLUP_INTERVAL_S``) waits until start-up is over."""
 
 
 class ServerError(RuntimeError):
@@ -49,16 +53,22 @@ class ServerSettings:
 
 async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
     """Run until ``stop`` is set."""
+    try:
+        rollup_settings = RollupSettings.from_env()
+    except SettingsError as exc:
+        raise ServerError(str(exc)) from exc
     async with database(settings.database_url):
         fleet = FleetState(
             await registry.load_states(),
             heartbeat_timeout_s=settings.heartbeat_timeout_s,
             started_at=datetime.now(UTC),
         )
-        await _refresh_placements(fleet)
+        sites = SiteCache(fleet)
+        await _refresh_placements(fleet, sites)
         metrics = ControlPlaneMetrics(fleet)
         ingest = Ingest(fleet, metrics)
-        runner = web.AppRunner(make_app(fleet, metrics, ingest), access_log=None)
+        app = make_app(fleet, metrics, ingest, sites_cache=sites)
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
             await web.TCPSite(runner, settings.http_host, settings.http_port).start()
@@ -79,10 +89,17 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
                 ingest_task = tasks.create_task(
                     ingest.run(settings.mqtt, settings.ingest_client_id()), name="ingest"
                 )
-                placements = tasks.create_task(_keep_placements(fleet), name="placements")
+                chores = [
+                    tasks.create_task(_keep_placements(fleet, sites), name="placements"),
+                    tasks.create_task(
+                        rollups.keep_rolled_up(rollup_settings, first_after_s=ROLLUP_FIRST_S),
+                        name="rollups",
+                    ),
+                ]
                 await stop.wait()
                 ingest_task.cancel()
-                placements.cancel()
+                for chore in chores:
+                    chore.cancel()
         except* Exception as failed:  # noqa: BLE001 - any failure of the ingest ends the server
             # The ingest reconnects on its own; anything else that ends it ends the server,
             # loudly, rather than leaving an HTTP server up that takes in nothing.
@@ -93,18 +110,19 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
             await runner.cleanup()
 
 
-async def _refresh_placements(fleet: FleetState) -> None:
-    fleet.set_opening_hours(await registry.load_opening_hours())
-    fleet.set_site_paths(await registry.load_site_paths())
+async def _refresh_placements(fleet: FleetState, sites: SiteCache) -> None:
+    # Through the cache the API's site changes use, so that this cannot set what it read
+    # before such a change after it.
+    await sites.reload()
     fleet.place(await registry.load_placements())
 
 
-async def _keep_placements(fleet: FleetState) -> None:
+async def _keep_placements(fleet: FleetState, sites: SiteCache) -> None:
     """Re-read sites and placements now and then: an import or a move may come from elsewhere."""
     while True:
         await asyncio.sleep(PLACEMENT_REFRESH_S)
         try:
-            await _refresh_placements(fleet)
+            await _refresh_placements(fleet, sites)
         except (OSError, BaseORMException) as exc:
             log.warning("could not re-read sites and placements: %s", exc)
 

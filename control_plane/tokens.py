@@ -3,6 +3,9 @@
 The token itself is shown once, when issued; the database keeps its hash (``auth.secret_hash``).
 At most one unrevoked token carries a name, so a name identifies a token for ``revoke``. Issuing
 and revoking write the audit log in the same transaction.
+
+``termfleet tokens`` works here as whoever can open the database; the REST API works as a token,
+through ``token_admin``, which keeps it to its subtree and its own permissions.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.expressions import Subquery
 from tortoise.transactions import in_transaction
 
 from . import audit
@@ -33,7 +37,7 @@ from .auth import (
     token_state,
 )
 from .db.models import ApiToken
-from .sites import UnknownNodeError, node
+from .sites import UnknownNodeError, node, nodes_under
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 """``last_used_at`` is written at most this often per token, not on every request."""
@@ -54,6 +58,26 @@ _COLUMNS = (
 
 class TokenError(ValueError):
     """A token cannot be issued or revoked as asked; the message says why."""
+
+
+class TokenNameError(TokenError):
+    """The name is empty, too long or not printable."""
+
+
+class UnknownScopeError(TokenError):
+    """No node has the scope's code."""
+
+
+class TokenNameTakenError(TokenError):
+    """An unrevoked token has that name already."""
+
+
+class UnknownTokenError(TokenError):
+    """No token (that the asker may see) is the one named."""
+
+
+class TokenAlreadyRevokedError(TokenError):
+    """The token named was revoked before."""
 
 
 @dataclass(frozen=True)
@@ -132,8 +156,13 @@ async def issue(  # noqa: PLR0913 - one parameter per property of a token
     replace: bool = False,
     now: datetime | None = None,
     random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+    seen_by: Principal | None = None,
 ) -> IssuedToken:
-    """Issue a token; with ``replace``, first revoke the unrevoked token of that name (rotation)."""
+    """Issue a token; with ``replace``, first revoke the unrevoked token of that name (rotation).
+
+    ``seen_by``: the token asking, when one does; a token of that name outside its scope can
+    then neither be replaced nor shown (the name is just taken).
+    """
     name = _check_name(name)
     now = now or datetime.now(UTC)
     async with in_transaction() as connection:
@@ -142,11 +171,14 @@ async def issue(  # noqa: PLR0913 - one parameter per property of a token
             try:
                 scope = await node(scope_code)
             except UnknownNodeError as exc:
-                raise TokenError(str(exc)) from None
+                raise UnknownScopeError(str(exc)) from None
         existing = await _infos(connection, name=name, revoked_at__isnull=True)
+        if seen_by is not None and any(not seen_by.sees(info.scope_path) for info in existing):
+            msg = f"the name {name!r} is taken: choose another one"
+            raise TokenNameTakenError(msg)
         if existing and not replace:
             msg = f"a token named {name!r} exists ({existing[0].prefix}…): revoke it or replace it"
-            raise TokenError(msg)
+            raise TokenNameTakenError(msg)
         for old in existing:
             await _revoke(connection, old, actor, now, note="replaced")
         secret = new_secret(random_bytes)
@@ -178,6 +210,44 @@ async def list_tokens() -> list[TokenInfo]:
     """Every token, revoked and expired ones too, oldest first."""
     async with in_transaction() as connection:
         return await _infos(connection)
+
+
+async def listed(
+    *, within: str | None = None, after_id: int | None = None, limit: int | None = None
+) -> list[TokenInfo]:
+    """Tokens by id, after ``after_id``; ``within``: only those scoped to that subtree."""
+    query = ApiToken.all()
+    if within is not None:
+        query = query.filter(scope_id__in=Subquery(nodes_under(within).values("id")))
+    if after_id is not None:
+        query = query.filter(id__gt=after_id)
+    query = query.order_by("id")
+    if limit is not None:
+        query = query.limit(limit)
+    return [TokenInfo.from_row(row) for row in await query.values(*_COLUMNS)]
+
+
+async def revoke_id(
+    token_id: int,
+    *,
+    actor: Actor,
+    now: datetime | None = None,
+    seen_by: Principal | None = None,
+) -> TokenInfo:
+    """Revoke the token with this id, as the API names tokens.
+
+    ``seen_by``: the token asking, when one does; a token outside its scope is then unknown.
+    """
+    now = now or datetime.now(UTC)
+    async with in_transaction() as connection:
+        found = await _infos(connection, id=token_id)
+        if not found or (seen_by is not None and not seen_by.sees(found[0].scope_path)):
+            msg = f"no token has the id {token_id}"
+            raise UnknownTokenError(msg)
+        if found[0].revoked_at is not None:
+            msg = f"token {found[0].name!r} ({found[0].prefix}…) is already revoked"
+            raise TokenAlreadyRevokedError(msg)
+        return await _revoke(connection, found[0], actor, now)
 
 
 async def revoke(which: str, *, actor: Actor, now: datetime | None = None) -> TokenInfo:
@@ -223,7 +293,7 @@ def _check_name(name: str) -> str:
     name = name.strip()
     if not name or len(name) > MAX_NAME_LENGTH or not name.isprintable():
         msg = f"a token's name is 1 to {MAX_NAME_LENGTH} printable characters, not {name!r}"
-        raise TokenError(msg)
+        raise TokenNameError(msg)
     return name
 
 

@@ -146,7 +146,7 @@ def test_a_token_expires_at_its_expiry() -> None:
 # --- roles ------------------------------------------------------------------------------------
 
 # The roles as the issue states them, written out independently of ROLE_PERMISSIONS.
-READ = {Permission.DEVICES_READ, Permission.SITES_READ}
+READ = {Permission.DEVICES_READ, Permission.SITES_READ, Permission.STATS_READ}
 EXPECTED = {
     Role.ADMIN: set(Permission),
     Role.OPERATOR: READ | {Permission.DEVICES_WRITE},

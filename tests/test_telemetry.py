@@ -48,6 +48,8 @@ DIFFED_FIELDS = (
     "temperature_c",
     "network",
     "agent_version",
+    "os",
+    "hardware_model",
     "outbox_backlog",
     "peripherals",
 )

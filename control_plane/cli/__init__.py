@@ -8,7 +8,7 @@ import click
 
 from edge import __version__
 
-from . import agent, audit, db, demo, devices, server, simulate, sites, tokens
+from . import agent, audit, db, demo, devices, server, simulate, sites, staff, stats, tokens
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -40,8 +40,10 @@ cli.add_command(simulate.simulate)
 cli.add_command(devices.devices)
 cli.add_command(db.db)
 cli.add_command(sites.sites)
+cli.add_command(staff.staff)
 cli.add_command(tokens.tokens)
 cli.add_command(audit.audit)
+cli.add_command(stats.stats)
 
 
 def main() -> None:

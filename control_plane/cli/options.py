@@ -8,6 +8,9 @@ import click
 
 from edge.mqtt import BrokerAddress
 
+from .config_file import CliConfig, CliConfigError
+from .config_file import load as load_cli_config
+
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 DEFAULT_SERVER_URL = "http://127.0.0.1:8080"
 
@@ -40,30 +43,60 @@ database_url = click.option(
     help="sqlite://PATH or postgres://user@host:port/db [env TERMFLEET_DATABASE_URL].",
 )
 
+
+def cli_config() -> CliConfig:
+    """The CLI's config file (``config_file``), read when a value is not given otherwise."""
+    try:
+        return load_cli_config()
+    except CliConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _server_or_configured(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+    if value:
+        return value
+    return cli_config().server or DEFAULT_SERVER_URL
+
+
 server_url = click.option(
     "--server",
-    default=DEFAULT_SERVER_URL,
-    show_default=True,
+    metavar="URL",
+    callback=_server_or_configured,
     envvar="TERMFLEET_SERVER",
-    help="Control-plane base URL [env TERMFLEET_SERVER].",
+    help=f"Control-plane base URL [env TERMFLEET_SERVER; else `server` in the CLI config file;"
+    f" else {DEFAULT_SERVER_URL}].",
 )
 
 api_token = click.option(
     "--token",
     envvar="TERMFLEET_TOKEN",
     metavar="TOKEN",
-    help="API token (`termfleet tokens create`); prefer the environment, which `ps` does not"
-    " show [env TERMFLEET_TOKEN].",
+    help="API token (`termfleet tokens create`); prefer the environment or the CLI config file,"
+    " which `ps` does not show [env TERMFLEET_TOKEN; else `token` in the CLI config file].",
 )
 
 HOW_TO_AUTHENTICATE = (
-    "Set TERMFLEET_TOKEN (or pass --token) to a token of this control plane; an administrator"
-    " creates one with `termfleet tokens create --name NAME --role ROLE` on its database."
+    "Set TERMFLEET_TOKEN (or pass --token, or put `token` in the CLI config file, see"
+    " docs/api-devices.md) to a token of this control plane; an administrator creates one with"
+    " `termfleet tokens create --name NAME --role ROLE` on its database."
 )
 
 
-def require_token(token: str | None) -> str:
-    """The API token given, or a clear error saying how to get one."""
+def require_token(token: str | None, server: str | None = None) -> str:
+    """The API token given, else the config file's, or a clear error saying how to get one.
+
+    The file's token is sent only to the file's server (to the default server when the file
+    names none): ``--server`` pointing elsewhere must not carry it away. ``server`` defaults to
+    the running command's ``--server``.
+    """
+    if server is None:
+        context = click.get_current_context(silent=True)
+        server = context.params.get("server") if context is not None else None
+    if token is None or not token.strip():
+        config = cli_config()
+        meant_for = config.server or DEFAULT_SERVER_URL
+        if server is None or server.rstrip("/") == meant_for.rstrip("/"):
+            token = config.token
     if token is None or not token.strip():
         msg = f"no API token. {HOW_TO_AUTHENTICATE}"
         raise click.UsageError(msg)

@@ -219,3 +219,17 @@ class AuditEntry(Model):
     class Meta:
         table = "audit_log"
         indexes = (("target_type", "target_id"), ("scope_path",))
+
+
+from .inventory_models import (  # noqa: E402, F401 - re-exported: tortoise finds models here
+    AgentInventory,
+    DeviceLabel,
+    PeripheralInventory,
+)
+from .rollup_models import (  # noqa: E402, F401 - re-exported: tortoise finds models here
+    DailyRollup,
+    HourlyRollup,
+    MonthlyRollup,
+    RollupState,
+)
+from .staff_models import Staff  # noqa: E402, F401 - re-exported: tortoise finds models here

@@ -8,29 +8,30 @@ from datetime import UTC, datetime
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from control_plane import tokens
+from control_plane import site_cache, tokens
 from control_plane.auth import Permission
 from control_plane.fleet import FleetState
 from control_plane.ingest import Ingest
 from control_plane.metrics import ControlPlaneMetrics
 
-from . import audit, devices
+from . import api_tokens, audit, devices, nodes, sites, staff, stats, windows
 from .auth import ApiRoute, Authenticator, auth_middleware
 from .errors import error_middleware
 
 API_ROUTES = (
-    ApiRoute(
-        "GET",
-        "/api/v1/devices",
-        Permission.DEVICES_READ,
-        "the devices in the token's scope, with presence, availability and health",
-    ),
+    *devices.ROUTES,
     ApiRoute(
         "GET",
         "/api/v1/audit",
         Permission.AUDIT_READ,
         "the audit log's entries about the token's scope, newest first",
     ),
+    *nodes.ROUTES,
+    *sites.ROUTES,
+    *windows.ROUTES,
+    *staff.ROUTES,
+    *api_tokens.ROUTES,
+    *stats.ROUTES,
 )
 """Every route of the REST API with the permission it needs; docs/api-auth.md lists them."""
 
@@ -47,13 +48,16 @@ async def health_handler(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "mqtt_connected": request.app[INGEST].connected})
 
 
-def make_app(
+def make_app(  # noqa: PLR0913 - the parts it serves, then keyword-only test seams
     fleet: FleetState,
     metrics: ControlPlaneMetrics,
     ingest: Ingest,
+    *,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     authenticate: Authenticator = tokens.authenticate,
+    sites_cache: site_cache.SiteCache | None = None,
 ) -> web.Application:
+    """The API, /metrics and /healthz; ``sites_cache`` is the server's, shared with its refresh."""
     app = web.Application(
         middlewares=[error_middleware, auth_middleware(API_ROUTES, authenticate, clock)]
     )
@@ -62,8 +66,14 @@ def make_app(
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health_handler)
     handlers: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
-        "/api/v1/devices": devices.list_handler(fleet, clock),
+        **devices.handlers(fleet, clock),
         "/api/v1/audit": audit.list_handler,
+        **nodes.handlers(),
+        **sites.handlers((sites_cache or site_cache.SiteCache(fleet)).site_changed),
+        **windows.handlers(),
+        **staff.handlers(),
+        **api_tokens.handlers(),
+        **stats.handlers(clock),
     }
     for route in API_ROUTES:
         app.router.add_route(route.method, route.path, handlers[route.path])

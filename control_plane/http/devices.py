@@ -1,72 +1,108 @@
-"""/api/v1/devices: the fleet as operators and scripts see it, live from the fleet state."""
+"""/api/v1/devices: the device registry, filtered, scoped, with live presence (docs/api-devices.md).
+
+Reads and changes alike see only the devices in the token's scope: a device outside it is a 404,
+as if it did not exist, so that a scope does not learn which devices lie beyond it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from functools import partial
 
-import msgspec
 from aiohttp import web
 
-from control_plane.fleet import PRESENCE_FILTERS, DeviceState, FleetState
-from edge.protocol import DeviceKind
+from control_plane import device_queries
+from control_plane.auth import Permission
+from control_plane.device_filters import QueryError, encode_cursor, parse_query
+from control_plane.fleet import FleetState
 
-from .auth import PRINCIPAL
-from .params import choice, limit_param
+from . import devices_changes
+from .auth import PRINCIPAL, ApiRoute
+from .device_views import detail_view, device_view, live_state, matches_presence
+from .errors import ApiError
+
+DEVICES = "/api/v1/devices"
+DEVICE = "/api/v1/devices/{device_id}"
+DEFAULT_RECORDS = 20
+MAX_RECORDS = 100
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+ROUTES = (
+    ApiRoute(
+        "GET",
+        DEVICES,
+        Permission.DEVICES_READ,
+        "the devices in the token's scope, filtered by node, site, kind, presence, fault, label,"
+        " text and lifecycle, with presence, availability and health",
+    ),
+    ApiRoute(
+        "GET",
+        DEVICE,
+        Permission.DEVICES_READ,
+        "one device: its placement, inventory (agent, peripherals), last health and most"
+        " recent records",
+    ),
+    *devices_changes.ROUTES,
+)
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def device_view(fleet: FleetState, state: DeviceState, now: datetime) -> dict[str, Any]:
-    presence = fleet.effective(state, now)
-    health = state.health
+def handlers(fleet: FleetState, clock: Callable[[], datetime]) -> dict[str, Handler]:
+    """The handler of each path of ``ROUTES``."""
     return {
-        "device_id": state.device_id,
-        "kind": state.kind.value,
-        "presence": presence.state.value,
-        "presence_reason": presence.reason,
-        "availability": presence.availability.value,
-        "site": state.site or None,
-        "session": state.session,
-        "agent_version": state.agent_version,
-        "last_seen": _iso(state.last_seen),
-        "health": msgspec.to_builtins(health) if health else None,
+        DEVICES: partial(list_devices, fleet, clock),
+        DEVICE: partial(show_device, fleet, clock),
+        **devices_changes.handlers(fleet, clock),
     }
 
 
-def list_handler(
-    fleet: FleetState, clock: Callable[[], datetime]
-) -> Callable[[web.Request], Awaitable[web.Response]]:
-    async def handler(request: web.Request) -> web.Response:
-        """List the devices in the token's scope: ?kind=&presence=&limit=&cursor= .
+def invalid(exc: QueryError) -> ApiError:
+    return ApiError(400, "invalid_parameter", exc.message)
 
-        The response carries next_cursor. A device lies in a scope when its site's node does;
-        one placed nowhere only in the whole tree's.
 
-        ``presence`` is online, offline or unknown, or an availability: offline_expected
-        (its site is closed) or offline_unexpected.
-        """
-        kind = choice(request, "kind", {k.value for k in DeviceKind})
-        presence = choice(request, "presence", PRESENCE_FILTERS)
-        limit = limit_param(request)
-        principal = request[PRINCIPAL]
-        after = request.query.get("cursor", "")
-        now = clock()
-        page: list[dict[str, Any]] = []
-        for state in sorted(fleet, key=lambda s: s.device_id):
-            if state.device_id <= after or (kind and state.kind.value != kind):
-                continue
-            if not principal.sees(fleet.site_path(state)):
-                continue
-            view = device_view(fleet, state, now)
-            if presence and presence not in (view["presence"], view["availability"]):
-                continue
-            if len(page) == limit:
-                return web.json_response({"items": page, "next_cursor": page[-1]["device_id"]})
-            page.append(view)
-        return web.json_response({"items": page, "next_cursor": None})
+async def list_devices(
+    fleet: FleetState, clock: Callable[[], datetime], request: web.Request
+) -> web.Response:
+    """?node=&site=&kind=&presence=&fault=&label=k=v&q=&lifecycle=&limit=&cursor= .
 
-    return handler
+    The response carries ``next_cursor`` (None on the last page), opaque, valid for the same
+    filters only.
+    """
+    try:
+        query = parse_query(request.query.items())
+        found = await device_queries.candidates(query.filters, request[PRINCIPAL].scope_path)
+    except QueryError as exc:
+        raise invalid(exc) from None
+    now = clock()
+    keep = None
+    if (wanted := query.filters.presence) is not None:
+
+        def keep(device_id: str) -> bool:
+            return matches_presence(fleet, live_state(fleet, device_id, None), wanted, now)
+
+    rows, more = await device_queries.page(found, query.after, query.limit, keep)
+    placed = await device_queries.placements(rows)
+    items = [device_view(fleet, row, placed.get(row["device_id"]), now) for row in rows]
+    next_cursor = encode_cursor(items[-1]["device_id"], query.filters) if more else None
+    return web.json_response({"items": items, "next_cursor": next_cursor})
+
+
+async def show_device(
+    fleet: FleetState, clock: Callable[[], datetime], request: web.Request
+) -> web.Response:
+    """One device, with ``?records=N`` (0 to 100, default 20) of its most recent records."""
+    unknown = sorted(set(request.query) - {"records"})
+    if unknown:
+        msg = f"{unknown[0]} is not a parameter of this route; it takes records"
+        raise ApiError(400, "invalid_parameter", msg)
+    records = request.query.get("records", str(DEFAULT_RECORDS))
+    if not records.isascii() or not records.isdigit() or int(records) > MAX_RECORDS:
+        msg = f"records must be a whole number from 0 to {MAX_RECORDS}, not {records!r}"
+        raise ApiError(400, "invalid_parameter", msg)
+    device_id = request.match_info["device_id"]
+    located = await device_queries.device_path(device_id)
+    placement = located[1] if located else None
+    if located is None or not request[PRINCIPAL].sees(placement.site_path if placement else None):
+        raise ApiError(404, "not_found", f"no device {device_id!r}")
+    found = await device_queries.detail(located[0], placement, int(records))
+    return web.json_response(detail_view(fleet, found, clock()))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import platform
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
@@ -24,6 +26,8 @@ class SystemHealth:
 
     def __init__(self, peripherals: tuple[PeripheralStatus, ...] = ()) -> None:
         self._peripherals = peripherals
+        self._os = operating_system()  # neither changes while the agent runs
+        self._model = hardware_model()
 
     def read(self) -> Heartbeat:
         return Heartbeat(
@@ -35,9 +39,31 @@ class SystemHealth:
             temperature_c=_temperature(),
             network=Network(type=network_type(psutil.net_if_stats())),
             agent_version=__version__,
+            os=self._os,
+            hardware_model=self._model,
             outbox_backlog=0,
             peripherals=self._peripherals,
         )
+
+
+def operating_system() -> str:
+    """The OS's own name for itself (os-release's PRETTY_NAME), else the kernel's name."""
+    try:
+        pretty = platform.freedesktop_os_release().get("PRETTY_NAME", "")
+    except OSError:  # not a systemd-era Linux
+        pretty = ""
+    return pretty or f"{platform.system()} {platform.release()}".strip()
+
+
+def hardware_model(dmi: Path = Path("/sys/class/dmi/id")) -> str:
+    """The maker's name for the machine (DMI vendor and product), or "" where there is none."""
+    parts = []
+    for name in ("sys_vendor", "product_name"):
+        try:
+            parts.append((dmi / name).read_text(errors="replace").strip())
+        except OSError:  # no DMI (ARM boards, containers)
+            continue
+    return " ".join(part for part in parts if part)
 
 
 # Linux interface names by kind (systemd's predictable names and the classic ones), in the order

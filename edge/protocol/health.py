@@ -84,6 +84,10 @@ class Heartbeat(Payload, frozen=True, kw_only=True):
     temperature_c: float | None = None
     network: Network | None = None
     agent_version: str | None = None
+    os: str | None = None
+    """Operating system and its version, as the terminal names it (``Kylin V10 (SP1)``)."""
+    hardware_model: str | None = None
+    """The terminal's model as its maker names it (a PC's DMI product name)."""
     outbox_backlog: Annotated[int, msgspec.Meta(ge=0)] | None = None
     peripherals: tuple[PeripheralStatus, ...] | None = None
 

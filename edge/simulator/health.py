@@ -45,6 +45,14 @@ _TROUBLE = {
     PeripheralKind.A4_PRINTER: (PeripheralState.FAULT, "paper_jam"),
     PeripheralKind.ID_CARD_READER: (PeripheralState.FAULT, "no_answer"),
 }
+SIMULATED_OS = "Kylin V10 (SP1)"
+_MODELS = {
+    DeviceKind.KIOSK: "sim-kiosk-21",
+    DeviceKind.REVIEW_PAD: "sim-pad-5",
+    DeviceKind.STATION_PC: "sim-pc-7",
+    DeviceKind.BOOTH: "sim-booth-2",
+}
+"""Made-up models: the simulator should not pass for a real maker's terminal."""
 _NETWORK = {
     DeviceKind.STATION_PC: NetworkType.CELLULAR_4G,
     DeviceKind.REVIEW_PAD: NetworkType.WIFI,
@@ -81,6 +89,8 @@ class SimulatedHealth:
             temperature_c=round(rng.uniform(38, 55), 1),
             network=Network(type=network_type, signal_dbm=signal),
             agent_version=__version__,
+            os=SIMULATED_OS,
+            hardware_model=_MODELS.get(self._kind, ""),
             outbox_backlog=0,
             peripherals=tuple(self._peripherals.values()),
         )

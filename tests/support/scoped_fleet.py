@@ -88,7 +88,8 @@ def document() -> str:
 
 async def load_fleet() -> FleetState:
     """The fleet as the server builds it at start, plus a device heard of but placed nowhere."""
-    fleet = FleetState([*await registry.load_states(), DeviceState(UNPLACED, DeviceKind.KIOSK)])
+    await registry.save_state(DeviceState(UNPLACED, DeviceKind.KIOSK))  # as the ingest would
+    fleet = FleetState(await registry.load_states())
     fleet.set_opening_hours(await registry.load_opening_hours())
     fleet.set_site_paths(await registry.load_site_paths())
     fleet.place(await registry.load_placements())
@@ -104,6 +105,6 @@ async def scoped_api(
         await import_inventory(read_json(document(), "scoped.json"))
         fleet = await load_fleet()
         metrics = ControlPlaneMetrics(fleet)
-        app = make_app(fleet, metrics, Ingest(fleet, metrics), clock)
+        app = make_app(fleet, metrics, Ingest(fleet, metrics), clock=clock)
         async with test_utils.TestClient(test_utils.TestServer(app)) as client:
             yield client
