@@ -29,9 +29,11 @@ from control_plane import uplink  # noqa: E402 - needs the repo root on sys.path
 from control_plane.services.broker import BrokerSettings, start_broker  # noqa: E402
 from control_plane.services.processes import free_port  # noqa: E402
 from edge import mqtt  # noqa: E402
+from edge.protocol import Channel  # noqa: E402
+from edge.protocol import topics as wire  # noqa: E402
 
 PUBLISHERS = 4
-SHARED_FILTER = "$share/bench/termfleet/v1/up/+/usage"
+SHARED_FILTER = f"$share/bench/{wire.uplink_filter(Channel.USAGE)}"
 RECORD = (
     b'{"v":1,"seq":1,"at":"2026-11-22T10:00:00Z","type":"transaction",'
     b'"department":"tax","item":"11440100MB2C938","outcome":"done","duration_s":31}'
@@ -93,7 +95,7 @@ def measure(client: str, count: int, workdir: Path) -> dict[str, float]:
         publish = ["mosquitto_pub", "-V", "mqttv5", "-p", str(broker.port), "-q", "1", "-l"]
         publishers = [
             subprocess.Popen(  # noqa: S603 - fixed arguments
-                [*publish, "-t", f"termfleet/v1/up/bench-{n}/usage"], stdin=lines.open("rb")
+                [*publish, "-t", wire.uplink(f"bench-{n}", Channel.USAGE)], stdin=lines.open("rb")
             )
             for n in range(PUBLISHERS)
         ]
