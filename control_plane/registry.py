@@ -23,7 +23,7 @@ from edge.schedule import OpeningHours, ScheduleError
 from .db.inventory_models import AgentInventory, DeviceLabel, PeripheralInventory
 from .db.models import Device, Site
 from .device_inventory import Inventory, InventoryChange, changes, inventory_of
-from .fleet import DeviceState, FleetState
+from .fleet import DeviceState
 from .sites import opening_hours
 
 log = logging.getLogger(__name__)
@@ -162,13 +162,6 @@ async def write_labels(
             if current.get(k) != v
         ]
     await DeviceLabel.bulk_create(new, batch_size=LABEL_CHUNK, using_db=conn)
-
-
-async def refresh_fleet(fleet: FleetState) -> None:
-    """Give the fleet what it keeps of the database: sites' hours and paths, placements."""
-    fleet.set_opening_hours(await load_opening_hours())
-    fleet.set_site_paths(await load_site_paths())
-    fleet.place(await load_placements())
 
 
 async def load_placements() -> dict[str, str]:

@@ -64,7 +64,7 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
             started_at=datetime.now(UTC),
         )
         sites = SiteCache(fleet)
-        await _refresh_placements(fleet, sites)
+        await refresh_placements(fleet, sites)
         metrics = ControlPlaneMetrics(fleet)
         ingest = Ingest(fleet, metrics)
         app = make_app(fleet, metrics, ingest, sites_cache=sites)
@@ -110,7 +110,8 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
             await runner.cleanup()
 
 
-async def _refresh_placements(fleet: FleetState, sites: SiteCache) -> None:
+async def refresh_placements(fleet: FleetState, sites: SiteCache) -> None:
+    """Give the fleet what it keeps of the database: sites' hours and paths, placements."""
     # Through the cache the API's site changes use, so that this cannot set what it read
     # before such a change after it.
     await sites.reload()
@@ -122,7 +123,7 @@ async def _keep_placements(fleet: FleetState, sites: SiteCache) -> None:
     while True:
         await asyncio.sleep(PLACEMENT_REFRESH_S)
         try:
-            await _refresh_placements(fleet, sites)
+            await refresh_placements(fleet, sites)
         except (OSError, BaseORMException) as exc:
             log.warning("could not re-read sites and placements: %s", exc)
 

@@ -43,9 +43,8 @@ class SiteCache:
     """Re-reads sites into a fleet state: one after a change, or all of them.
 
     Both run under one lock, so that a re-read cannot set what it read before another one that
-    read later: the last to run read the newest. ``server.py``'s periodic refresh could call
-    ``reload`` to take part in the same order (today it re-reads on its own, and one that read
-    just before an API change and set just after it hides the change until its next round).
+    read later: the last to run read the newest. ``server.py``'s periodic refresh and the API's
+    changes share one cache (``make_app``'s ``sites_cache``).
     """
 
     def __init__(self, fleet: SiteAwareFleet) -> None:

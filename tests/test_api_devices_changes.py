@@ -13,7 +13,8 @@ import pytest
 from control_plane import tokens
 from control_plane.auth import Role
 from control_plane.db.inventory_models import DeviceLabel
-from control_plane.db.models import AuditEntry, Device
+from control_plane.db.models import AuditEntry, Device, JurisdictionNode, Site
+from control_plane.fleet import DeviceState
 from tests.support.device_fleet import DeviceApi, device_api
 from tests.support.scoped_fleet import DISTRICT, TOWN_A, TOWN_B, VILLAGE_A1
 from tests.support.tokens import TEST_ACTOR
@@ -146,6 +147,31 @@ async def test_a_move_places_the_device_at_once_and_is_audited(database_url: str
             "/44/4401/440117/440117001/",
         )
     ]
+
+
+async def test_a_move_to_a_site_made_elsewhere_reads_that_site_into_the_fleet(
+    database_url: str,
+) -> None:
+    """A site imported (or made by another replica) after the server last re-read its sites."""
+    async with device_api(database_url) as api:
+        town = await JurisdictionNode.get(code=TOWN_A)
+        await Site.create(
+            code="s-new-hall", name="New hall", level="town", node=town, hours="mon-sun closed"
+        )
+        assert api.fleet.site_path(DeviceState("probe", site="s-new-hall")) is None
+        status, body = await send(
+            api,
+            "POST",
+            DEVICE.format("station-a1") + "/move",
+            await issue(),
+            {"site": "s-new-hall"},
+        )
+        path = api.fleet.site_path(DeviceState("probe", site="s-new-hall"))
+
+    assert status == 200, body
+    assert path == "/44/4401/440117/440117001/"
+    # Its hours came with it: a silent station at a closed hall is expected to be offline.
+    assert body["availability"] == "offline_expected"
 
 
 async def test_a_move_between_towns_is_audited_where_both_lie(sqlite_url: str) -> None:

@@ -322,7 +322,7 @@ def offline_kiosks(exposition: str) -> dict[str, float]:
 
 
 async def test_a_full_reload_reads_every_site(database_url: str) -> None:
-    """What ``server.py``'s periodic refresh could call (``SiteCache.reload``)."""
+    """What ``server.py``'s periodic refresh calls (``SiteCache.reload``)."""
     async with admin_api(database_url):
         fleet = FleetState(
             [DeviceState(device, site=f"s{node}") for device, node in DEVICES_AT.items()]

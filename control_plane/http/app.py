@@ -61,15 +61,17 @@ def make_app(  # noqa: PLR0913 - the parts it serves, then keyword-only test sea
     app = web.Application(
         middlewares=[error_middleware, auth_middleware(API_ROUTES, authenticate, clock)]
     )
+    # One cache for the API and the server's periodic refresh: they re-read sites in turn.
+    sites_cache = sites_cache or site_cache.SiteCache(fleet)
     app[METRICS] = metrics
     app[INGEST] = ingest
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health_handler)
     handlers: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
-        **devices.handlers(fleet, clock),
+        **devices.handlers(fleet, clock, sites_cache.site_changed),
         "/api/v1/audit": audit.list_handler,
         **nodes.handlers(),
-        **sites.handlers((sites_cache or site_cache.SiteCache(fleet)).site_changed),
+        **sites.handlers(sites_cache.site_changed),
         **windows.handlers(),
         **staff.handlers(),
         **api_tokens.handlers(),

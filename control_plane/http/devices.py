@@ -16,6 +16,7 @@ from control_plane import device_queries
 from control_plane.auth import Permission
 from control_plane.device_filters import QueryError, encode_cursor, parse_query
 from control_plane.fleet import FleetState
+from control_plane.site_cache import SiteChanged
 
 from . import devices_changes
 from .auth import PRINCIPAL, ApiRoute
@@ -47,12 +48,14 @@ ROUTES = (
 )
 
 
-def handlers(fleet: FleetState, clock: Callable[[], datetime]) -> dict[str, Handler]:
-    """The handler of each path of ``ROUTES``."""
+def handlers(
+    fleet: FleetState, clock: Callable[[], datetime], site_changed: SiteChanged
+) -> dict[str, Handler]:
+    """The handler of each path of ``ROUTES``; ``site_changed`` re-reads a site into ``fleet``."""
     return {
         DEVICES: partial(list_devices, fleet, clock),
         DEVICE: partial(show_device, fleet, clock),
-        **devices_changes.handlers(fleet, clock),
+        **devices_changes.handlers(fleet, clock, site_changed),
     }
 
 

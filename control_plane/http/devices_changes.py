@@ -15,10 +15,11 @@ from typing import Any
 
 from aiohttp import web
 
-from control_plane import device_admin, device_queries, registry
+from control_plane import device_admin, device_queries
 from control_plane.auth import AuthError, Permission
 from control_plane.device_admin import DeviceChangeError
 from control_plane.fleet import DeviceState, FleetState
+from control_plane.site_cache import SiteChanged
 
 from .auth import PRINCIPAL, ApiRoute, as_api_error
 from .device_views import device_view
@@ -54,10 +55,12 @@ ROUTES = (
 )
 
 
-def handlers(fleet: FleetState, clock: Callable[[], datetime]) -> dict[str, Handler]:
+def handlers(
+    fleet: FleetState, clock: Callable[[], datetime], site_changed: SiteChanged
+) -> dict[str, Handler]:
     return {
         LABELS: partial(_answer, _labels, fleet, clock),
-        MOVE: partial(_answer, _move, fleet, clock),
+        MOVE: partial(_answer, partial(_move, site_changed), fleet, clock),
         RETIRE: partial(_answer, _retire, fleet, clock),
     }
 
@@ -107,12 +110,16 @@ async def _labels(_fleet: FleetState, now: datetime, request: web.Request) -> st
     return device_id
 
 
-async def _move(fleet: FleetState, now: datetime, request: web.Request) -> str:
+async def _move(
+    site_changed: SiteChanged, fleet: FleetState, now: datetime, request: web.Request
+) -> str:
     device_id = request.match_info["device_id"]
     moved = await device_admin.move(request[PRINCIPAL], device_id, await _object(request), now)
     fleet.place({device_id: moved.site})
     if fleet.site_path(DeviceState(device_id, site=moved.site)) is None:
-        await registry.refresh_fleet(fleet)  # a site created since the last re-read
+        # A site made elsewhere (an import, another replica) since the last periodic re-read:
+        # read that one, not every site's schedule.
+        await site_changed(moved.site)
     return device_id
 
 

@@ -32,6 +32,8 @@ from control_plane.ingest import Ingest
 from control_plane.inventory_files import read_json
 from control_plane.inventory_store import import_inventory
 from control_plane.metrics import ControlPlaneMetrics
+from control_plane.server import refresh_placements
+from control_plane.site_cache import SiteCache
 from edge.protocol import (
     DeviceKind,
     Heartbeat,
@@ -192,7 +194,7 @@ async def populate() -> None:
 async def load_fleet() -> FleetState:
     """The fleet state as the server builds it at start (``heartbeat_timeout_s`` off)."""
     fleet = FleetState(await registry.load_states())
-    await registry.refresh_fleet(fleet)
+    await refresh_placements(fleet, SiteCache(fleet))
     return fleet
 
 
