@@ -7,21 +7,25 @@ terminal sends live) or several (what it sends when it drains a backlog), and ti
 from the moment it is handed to the client to the arrival of the ``Ack`` that lists it, which
 the control plane sends only after its commit.
 
-Workers are separate processes because one Python process cannot publish much beyond 5,000
-messages a second here; they start on a shared wall-clock instant so their rates add up.
+Workers are separate processes, started on a shared wall-clock instant so their rates add up.
+The simulated terminals speak through the ingest's own MQTT connection (``control_plane.uplink``),
+not paho as a real agent does: the generator shares two cores with the broker and the control
+plane, and paho's ~100 µs of CPU per message would make it the largest consumer on the machine
+at 10,000 records/s, so the control plane's latency would measure the generator's queueing. The
+broker sees the same QoS 1 PUBLISHes either way; ``bench/agent.py`` measures the agent's paho.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import multiprocessing
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from control_plane import uplink
 from edge import mqtt
 from edge.protocol import Ack, Channel, PrintJob, decode, encode_records
 from edge.protocol import topics as wire
@@ -76,8 +80,6 @@ def run_load(broker_host: str, broker_port: int, load: Load) -> LoadResult:
 
 
 def _worker(host: str, port: int, load: Load, worker: int, start_at: float) -> LoadResult:
-    # aiomqtt warns about every publish beyond ten pending; an open-loop load has many by design.
-    logging.getLogger("mqtt").setLevel(logging.ERROR)
     devices = [f"bench-{worker}-{n:05d}" for n in range(worker, load.devices, load.workers)]
     share = load.rate * len(devices) / load.devices
     return asyncio.run(_drive(mqtt.BrokerAddress(host, port), devices, share, load, start_at))
@@ -120,21 +122,22 @@ async def _drive(
 @contextlib.asynccontextmanager
 async def _connections(
     address: mqtt.BrokerAddress, devices: list[str], timer: _Timer, *, want_acks: bool
-) -> AsyncIterator[list[mqtt.Connection]]:
+) -> AsyncIterator[list[uplink.UplinkConnection]]:
     """One MQTT connection per device, each collecting its device's Acks."""
     async with asyncio.TaskGroup() as collectors, contextlib.AsyncExitStack() as stack:
         conns = []
         for device in devices:
             options = mqtt.SessionOptions(client_id=device, max_inflight=1000)
-            conn = await stack.enter_async_context(mqtt.connect(address, options))
+            conn = await stack.enter_async_context(uplink.connect(address, options))
             if want_acks:
-                await conn.subscribe(wire.device_downlink_filter(device), qos=1)
+                # Acks are published at QoS 0, so they come at QoS 0 and need no PUBACK.
+                await conn.subscribe(wire.device_downlink_filter(device), qos=0)
                 stack.callback(collectors.create_task(_collect(device, conn, timer)).cancel)
             conns.append(conn)
         yield conns
 
 
-async def _collect(device: str, conn: mqtt.Connection, timer: _Timer) -> None:
+async def _collect(device: str, conn: uplink.UplinkConnection, timer: _Timer) -> None:
     async for arrived in conn.arrivals():
         for message in arrived:
             ack = decode(Channel.ACK, message.payload)
@@ -153,7 +156,11 @@ def _messages(devices: list[str], records_per_message: int) -> Iterator[tuple[in
 
 
 async def _publish_at_rate(
-    conns: list[mqtt.Connection], devices: list[str], rate: float, load: Load, timer: _Timer
+    conns: list[uplink.UplinkConnection],
+    devices: list[str],
+    rate: float,
+    load: Load,
+    timer: _Timer,
 ) -> int:
     """Open loop: each tick hands the client every message due by then, whatever the consumer.
 

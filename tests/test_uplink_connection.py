@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from control_plane import uplink
+from control_plane.uplink import packets
 from control_plane.services.broker import BrokerSettings
 from control_plane.services.processes import ManagedProcess, free_port
 from edge import mqtt
@@ -94,10 +95,80 @@ async def test_a_publish_at_qos_0_reaches_a_subscriber(
         async with asyncio.timeout(10):
             message = await anext(watcher.messages())
 
-        with pytest.raises(ValueError, match="QoS 0 only"):
-            conn.publish_nowait(mqtt.Outgoing(topic, b"{}", qos=1))
+        with pytest.raises(ValueError, match="QoS 0 or 1, not 2"):
+            conn.publish_nowait(mqtt.Outgoing(topic, b"{}", qos=2))
 
     assert message.payload == b'{"seqs":[1]}'
+
+
+async def test_qos_1_publishes_all_arrive_and_are_acknowledged(
+    broker: BrokerSettings, device_prefix: str
+) -> None:
+    """More at once than the broker's Receive Maximum (1,000): the rest wait their turn."""
+    topic, count = f"{device_prefix}/up/usage", 2_500
+    async with (
+        uplink.connect(address(broker), options(f"{device_prefix}-watch")) as watcher,
+        uplink.connect(address(broker), options(f"{device_prefix}-terminal")) as conn,
+    ):
+        await watcher.subscribe(topic, qos=1)
+        for n in range(count):
+            conn.publish_nowait(mqtt.Outgoing(topic, str(n).encode(), qos=1))
+        waiting = conn.unacknowledged
+        got: list[mqtt.Incoming] = []
+        async with asyncio.timeout(20):
+            async for arrived in watcher.arrivals():
+                for message in arrived:
+                    watcher.ack(message)
+                got += arrived
+                if len(got) >= count:
+                    break
+        async with asyncio.timeout(10):
+            while conn.unacknowledged:
+                await asyncio.sleep(0.01)
+
+    assert waiting == count
+    assert [m.payload for m in got] == [str(n).encode() for n in range(count)]
+
+
+async def test_qos_1_publishes_beyond_the_receive_maximum_wait_for_pubacks() -> None:
+    connack_receive_maximum_2 = b"\x20\x06\x00\x00\x03\x21\x00\x02"
+    received: asyncio.Queue[list[packets.Packet]] = asyncio.Queue()
+    acknowledge: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)  # CONNECT
+        writer.write(connack_receive_maximum_2)
+        parse = ClientPackets()
+        while data := await reader.read(1024):
+            await received.put(parse.feed(data))
+            writer.write(await acknowledge.get())
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    fake = mqtt.BrokerAddress("127.0.0.1", server.sockets[0].getsockname()[1])
+    async with server, uplink.connect(fake, options("terminal")) as conn:
+        for n in range(4):
+            conn.publish_nowait(mqtt.Outgoing("u/x", str(n).encode(), qos=1))
+        first = await asyncio.wait_for(received.get(), 5)
+        await acknowledge.put(packets.puback(1))
+        second = await asyncio.wait_for(received.get(), 5)
+        left = conn.unacknowledged
+        await acknowledge.put(b"")
+
+    assert first == [(1, b"0"), (2, b"1")]  # two in flight, as the broker allows
+    assert second == [(3, b"2")]  # one more once the first was acknowledged
+    assert left == 3  # messages 1 and 2 in flight, message 3 held back
+
+
+class ClientPackets:
+    """The (packet id, payload) of each PUBLISH a client sends: the packet reads the same."""
+
+    def __init__(self) -> None:
+        self._reader = packets.PacketReader(1024)
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        read = self._reader.feed(data)
+        return [(p.packet_id, p.payload) for p in read if isinstance(p, packets.Publish)]
 
 
 async def test_a_filter_the_broker_cannot_take_ends_the_connection_with_its_reason(

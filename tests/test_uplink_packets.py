@@ -16,6 +16,7 @@ from control_plane.uplink.packets import (
     PacketReader,
     PacketType,
     PingResp,
+    PubAck,
     Publish,
     SubAck,
 )
@@ -88,10 +89,12 @@ def test_packets_split_anywhere_read_the_same_as_whole() -> None:
 
 
 def test_control_packets_read_with_their_reason_codes() -> None:
-    keepalive = b"\x03\x13\x00\x0a"  # properties: Server Keep Alive 10
+    keepalive = b"\x06\x13\x00\x0a\x21\x00\x14"  # Server Keep Alive 10, Receive Maximum 20
     reason = b"\x1f" + packets.utf8("not allowed")
     stream = (
         frame(0x20, b"\x01\x00" + keepalive)
+        + frame(0x40, b"\x00\x07")
+        + frame(0x40, b"\x00\x08\x97\x00")
         + frame(0x90, b"\x00\x05\x00\x01\x87")
         + frame(0xB0, b"\x00\x06\x00\x00")
         + b"\xd0\x00"
@@ -100,7 +103,15 @@ def test_control_packets_read_with_their_reason_codes() -> None:
     )
 
     assert read(stream) == [
-        ConnAck(session_present=True, reason_code=0, server_keepalive_s=10, reason=""),
+        ConnAck(
+            session_present=True,
+            reason_code=0,
+            server_keepalive_s=10,
+            reason="",
+            receive_maximum=20,
+        ),
+        PubAck(7, 0),  # the short form: success
+        PubAck(8, 0x97),  # quota exceeded
         SubAck(PacketType.SUBACK, 5, b"\x01\x87"),
         SubAck(PacketType.UNSUBACK, 6, b"\x00"),
         PingResp(),
@@ -129,6 +140,7 @@ def test_what_we_send_is_laid_out_as_the_specification_says() -> None:
     assert packets.unsubscribe(10, ["a/+"]) == frame(0xA2, b"\x00\x0a\x00\x00\x03a/+")
     assert packets.puback(0x1234) == b"\x40\x02\x12\x34"
     assert packets.publish_qos0("d/ack", b"{}") == b"\x30\x0a\x00\x05d/ack\x00{}"
+    assert packets.publish_qos1("u/x", b"{}", 0x0102) == b"\x32\x0a\x00\x03u/x\x01\x02\x00{}"
 
 
 @pytest.mark.parametrize(
@@ -142,6 +154,8 @@ def test_what_we_send_is_laid_out_as_the_specification_says() -> None:
         (publish_bytes("t", b"", properties=b"\x05\x02\x00"), "run past the end"),
         (frame(0x90, b"\x00\x05\x00"), "without reason codes"),
         (frame(0x20, b"\x00"), "cut short"),
+        (frame(0x20, b"\x00\x00\x03\x21\x00\x00"), "Receive Maximum of 0"),
+        (frame(0x40, b"\x00"), "PUBACK packet cut short"),
         (frame(0x10, b"\x00"), "unexpected CONNECT"),
         (b"\x00\x00", "reserved type 0"),
         (frame(0x30, b"\x00\x01\xff\x00"), "garbled"),

@@ -11,6 +11,13 @@ and ``Ack`` messages of one commit go out in one write (docs/benchmarks.md has t
 
 It speaks to the rest of the control plane as ``edge.mqtt.Connection`` does, with the same
 ``Incoming``/``Outgoing``/``SessionOptions`` types, and raises ``edge.mqtt.MqttError``.
+
+The ingest publishes at QoS 0 only (an ``Ack`` may be lost: the agent resends and the ingest
+acknowledges again). QoS 1 publishing is there for the benchmark's load generator, whose
+thousands of simulated terminals must cost little CPU on the machine they share with the
+control plane: it keeps within the broker's Receive Maximum and queues beyond it, and keeps no
+session of its own, so what the broker has not acknowledged when the connection breaks is lost
+with it.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 
 from edge.mqtt import (
@@ -33,7 +41,7 @@ from edge.mqtt import (
 )
 
 from . import packets
-from .packets import ConnAck, Disconnect, MalformedPacketError, Publish, SubAck
+from .packets import ConnAck, Disconnect, MalformedPacketError, PubAck, Publish, SubAck
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +64,11 @@ class UplinkConnection(asyncio.Protocol):
         self._connack: asyncio.Future[ConnAck] = self._loop.create_future()
         self._replies: dict[int, asyncio.Future[SubAck]] = {}
         self._packet_ids = itertools.cycle(range(1, 0x10000))
+        self._unacknowledged: set[int] = set()
+        """Packet ids of our QoS 1 messages that the broker has not acknowledged yet."""
+        self._send_quota = 0xFFFF
+        self._held: deque[Outgoing] = deque()
+        """QoS 1 messages beyond the broker's Receive Maximum, sent as PUBACKs free room."""
         self._outbox = bytearray()
         self._error: MqttError | None = None
         self._last_received = self._loop.time()
@@ -125,11 +138,21 @@ class UplinkConnection(asyncio.Protocol):
             self._send(packets.puback(message.mid))
 
     def publish_nowait(self, message: Outgoing) -> None:
-        """Publish at QoS 0, the only QoS this connection sends (an ``Ack`` may be lost)."""
-        if message.qos:
-            msg = f"the uplink connection publishes at QoS 0 only, not {message.qos}"
+        """Publish at QoS 0, or at QoS 1 within the broker's Receive Maximum (queued beyond)."""
+        if message.qos == 0:
+            self._send(packets.publish_qos0(message.topic, message.payload, retain=message.retain))
+        elif message.qos != 1:
+            msg = f"the uplink connection publishes at QoS 0 or 1, not {message.qos}"
             raise ValueError(msg)
-        self._send(packets.publish_qos0(message.topic, message.payload, retain=message.retain))
+        elif self._held or len(self._unacknowledged) >= self._send_quota:
+            self._held.append(message)
+        else:
+            self._publish_qos1(message)
+
+    @property
+    def unacknowledged(self) -> int:
+        """QoS 1 messages published and not yet acknowledged by the broker, or held back."""
+        return len(self._unacknowledged) + len(self._held)
 
     # --- inside -------------------------------------------------------------------------------
 
@@ -158,6 +181,7 @@ class UplinkConnection(asyncio.Protocol):
             raise MqttError(msg)
         if connack.server_keepalive_s is not None:
             self.keepalive_s = connack.server_keepalive_s
+        self._send_quota = connack.receive_maximum
         return connack
 
     async def keep_alive(self) -> None:
@@ -185,7 +209,7 @@ class UplinkConnection(asyncio.Protocol):
         self, build: Callable[[int], bytes], filters: tuple[str, ...], what: str
     ) -> None:
         """Send a SUBSCRIBE or UNSUBSCRIBE and wait for its reply; a failure code raises."""
-        packet_id = next(self._packet_ids)
+        packet_id = self._free_packet_id()
         reply: asyncio.Future[SubAck] = self._loop.create_future()
         self._replies[packet_id] = reply
         try:
@@ -205,8 +229,34 @@ class UplinkConnection(asyncio.Protocol):
             msg = f"the broker refused {what} {', '.join(refused) or filters}"
             raise MqttError(msg)
 
+    def _free_packet_id(self) -> int:
+        """The next packet id that no message or request of ours in flight holds."""
+        while True:
+            packet_id = next(self._packet_ids)
+            if packet_id not in self._unacknowledged and packet_id not in self._replies:
+                return packet_id
+
+    def _publish_qos1(self, message: Outgoing) -> None:
+        packet_id = self._free_packet_id()
+        self._unacknowledged.add(packet_id)
+        self._send(
+            packets.publish_qos1(message.topic, message.payload, packet_id, retain=message.retain)
+        )
+
+    def _acknowledged(self, ack: PubAck) -> None:
+        if ack.packet_id not in self._unacknowledged:
+            self._fail(f"a PUBACK for packet id {ack.packet_id}, which is not in flight")
+            return
+        self._unacknowledged.discard(ack.packet_id)
+        if ack.reason_code >= FAILURE:
+            log.warning("the broker refused a message: reason code 0x%02x", ack.reason_code)
+        while self._held and len(self._unacknowledged) < self._send_quota:
+            self._publish_qos1(self._held.popleft())
+
     def _control(self, packet: packets.Packet) -> None:
-        if isinstance(packet, ConnAck):
+        if type(packet) is PubAck:
+            self._acknowledged(packet)
+        elif isinstance(packet, ConnAck):
             if self._connack.done():
                 self._fail("a second CONNACK")
             else:

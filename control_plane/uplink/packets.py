@@ -11,6 +11,7 @@ Any bytes fed to ``PacketReader`` give packets or ``MalformedPacketError``, neve
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -154,6 +155,11 @@ def publish_qos0(topic: str, payload: bytes, *, retain: bool = False) -> bytes:
     return _packet(PacketType.PUBLISH << 4 | int(retain), utf8(topic) + b"\x00" + payload)
 
 
+def publish_qos1(topic: str, payload: bytes, packet_id: int, *, retain: bool = False) -> bytes:
+    header = PacketType.PUBLISH << 4 | 0x02 | int(retain)
+    return _packet(header, utf8(topic) + struct.pack("!H", packet_id) + b"\x00" + payload)
+
+
 # --- reading ----------------------------------------------------------------------------------
 
 
@@ -173,6 +179,14 @@ class ConnAck:
     reason_code: int
     server_keepalive_s: int | None
     reason: str
+    receive_maximum: int = 0xFFFF
+    """How many QoS 1 messages the broker takes from us unacknowledged (absent: 65,535)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PubAck:
+    packet_id: int
+    reason_code: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +209,7 @@ class PingResp:
     pass
 
 
-Packet = Publish | ConnAck | SubAck | Disconnect | PingResp
+Packet = Publish | ConnAck | SubAck | PubAck | Disconnect | PingResp
 
 
 class PacketReader:
@@ -249,38 +263,59 @@ def _fixed_header(buffer: bytearray, pos: int, end: int) -> tuple[int, int, int]
 
 def _decode(first: int, body: bytes) -> Packet:
     kind = first >> 4
+    reader = _READERS.get(kind)
+    if reader is None:
+        name = PacketType(kind).name if kind else "reserved type 0"
+        msg = f"unexpected {name} packet"
+        raise MalformedPacketError(msg)
     try:
-        if kind == PacketType.PUBLISH:
-            return _publish(first, body)
-        if kind == PacketType.CONNACK:
-            properties, _ = _read_properties(body, 2)
-            keepalive = properties.get(Property.SERVER_KEEP_ALIVE)
-            return ConnAck(
-                session_present=bool(body[0] & 1),
-                reason_code=body[1],
-                server_keepalive_s=keepalive if isinstance(keepalive, int) else None,
-                reason=str(properties.get(Property.REASON_STRING, "")),
-            )
-        if kind in (PacketType.SUBACK, PacketType.UNSUBACK):
-            _, pos = _read_properties(body, 2)
-            codes = body[pos:]
-            if not codes:
-                msg = f"{PacketType(kind).name} without reason codes"
-                raise MalformedPacketError(msg)
-            return SubAck(PacketType(kind), struct.unpack_from("!H", body)[0], codes)
-        if kind == PacketType.PINGRESP:
-            return PingResp()
-        if kind == PacketType.DISCONNECT:
-            if not body:
-                return Disconnect(0, "")
-            properties, _ = _read_properties(body, 1)
-            return Disconnect(body[0], str(properties.get(Property.REASON_STRING, "")))
+        return reader(first, body)
     except (IndexError, struct.error, UnicodeDecodeError) as exc:
         msg = f"{PacketType(kind).name} packet cut short or garbled: {exc}"
         raise MalformedPacketError(msg) from exc
-    name = PacketType(kind).name if kind else "reserved type 0"
-    msg = f"unexpected {name} packet"
-    raise MalformedPacketError(msg)
+
+
+def _connack(_first: int, body: bytes) -> ConnAck:
+    properties, _ = _read_properties(body, 2)
+    keepalive = properties.get(Property.SERVER_KEEP_ALIVE)
+    receive_maximum = properties.get(Property.RECEIVE_MAXIMUM, 0xFFFF)
+    if receive_maximum == 0 or not isinstance(receive_maximum, int):
+        msg = "CONNACK with a Receive Maximum of 0 (section 3.2.2.3.3)"
+        raise MalformedPacketError(msg)
+    return ConnAck(
+        session_present=bool(body[0] & 1),
+        reason_code=body[1],
+        server_keepalive_s=keepalive if isinstance(keepalive, int) else None,
+        reason=str(properties.get(Property.REASON_STRING, "")),
+        receive_maximum=receive_maximum,
+    )
+
+
+def _puback(_first: int, body: bytes) -> PubAck:
+    packet_id = struct.unpack_from("!H", body)[0]
+    # The short form (section 3.4.2.1) leaves out the reason code: success.
+    return PubAck(packet_id, body[_PUBACK_REASON] if len(body) > _PUBACK_REASON else 0)
+
+
+def _suback(first: int, body: bytes) -> SubAck:
+    kind = PacketType(first >> 4)
+    _, pos = _read_properties(body, 2)
+    codes = body[pos:]
+    if not codes:
+        msg = f"{kind.name} without reason codes"
+        raise MalformedPacketError(msg)
+    return SubAck(kind, struct.unpack_from("!H", body)[0], codes)
+
+
+def _pingresp(_first: int, _body: bytes) -> PingResp:
+    return PingResp()
+
+
+def _disconnect(_first: int, body: bytes) -> Disconnect:
+    if not body:
+        return Disconnect(0, "")
+    properties, _ = _read_properties(body, 1)
+    return Disconnect(body[0], str(properties.get(Property.REASON_STRING, "")))
 
 
 def _publish(first: int, body: bytes) -> Publish:
@@ -370,3 +405,16 @@ def _read_sized(data: bytes, pos: int) -> tuple[bytes, int]:
         msg = "a string runs past the end of the packet"
         raise MalformedPacketError(msg)
     return data[pos : pos + size], pos + size
+
+
+_PUBACK_REASON = 2
+"""Where a PUBACK's reason code is, after the packet id."""
+_READERS: dict[int, Callable[[int, bytes], Packet]] = {
+    PacketType.PUBLISH: _publish,
+    PacketType.CONNACK: _connack,
+    PacketType.PUBACK: _puback,
+    PacketType.SUBACK: _suback,
+    PacketType.UNSUBACK: _suback,
+    PacketType.PINGRESP: _pingresp,
+    PacketType.DISCONNECT: _disconnect,
+}
