@@ -126,10 +126,14 @@ class AuthError(Exception):
 
     status = 401
 
-    def __init__(self, code: Refusal, message: str) -> None:
+    def __init__(
+        self, code: Refusal, message: str, *, details: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.details = dict(details or {})
+        """Facts for scripts, as the API's error ``details``: the permission a role lacks."""
 
 
 class AuthenticationError(AuthError):
@@ -274,7 +278,8 @@ class Principal:
     def require(self, permission: Permission) -> None:
         if not self.allows(permission):
             msg = f"a {self.role} token may not do this (it needs {permission})"
-            raise PermissionDeniedError(Refusal.FORBIDDEN, msg)
+            details = {"permission": permission.value, "role": self.role.value}
+            raise PermissionDeniedError(Refusal.FORBIDDEN, msg, details=details)
 
     def sees(self, path: str | None) -> bool:
         """Whether something at jurisdiction ``path`` lies in this token's scope."""

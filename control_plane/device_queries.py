@@ -29,6 +29,8 @@ from .db.models import Device, JurisdictionNode, ServiceWindow, Site, StoredReco
 from .device_filters import ANY_FAULT, DeviceFilters, QueryError
 from .device_inventory import NEEDS_ATTENTION
 from .inventory import DEVICE_ID
+from .inventory import NAME as SITE
+from .scope_lookup import could_be
 from .sites import devices_under
 
 LIST_COLUMNS = (
@@ -94,7 +96,9 @@ async def candidates(filters: DeviceFilters, scope_path: str | None) -> QuerySet
 
 async def _node_within(code: str, scope_path: str | None) -> str:
     """The path to search for ``?node=``: the node's subtree, cut down to the scope."""
-    node = await JurisdictionNode.get_or_none(code=code).values("path")
+    node = None
+    if could_be(jurisdiction.CODE, code):
+        node = await JurisdictionNode.get_or_none(code=code).values("path")
     if node is not None:
         path = str(node["path"])
         if scope_path is None or jurisdiction.is_within(path, scope_path):
@@ -105,7 +109,8 @@ async def _node_within(code: str, scope_path: str | None) -> str:
 
 
 async def _site_within(code: str, scope_path: str | None) -> int:
-    for site in await Site.filter(code=code).values("id", "node__path"):
+    sites = await Site.filter(code=code).values("id", "node__path") if could_be(SITE, code) else []
+    for site in sites:
         if scope_path is None or jurisdiction.is_within(site["node__path"], scope_path):
             return int(site["id"])
     raise QueryError(parameter="site", message=f"{code!r} is no site in this token's scope")

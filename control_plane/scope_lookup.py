@@ -12,17 +12,40 @@ Two rules, the same for every route (docs/api-sites.md):
 
 from __future__ import annotations
 
+import re
+
 from tortoise.expressions import Subquery
 from tortoise.queryset import QuerySet
 
 from .admin_errors import InvalidFieldError, NotFoundError
 from .auth import PermissionDeniedError, Principal, Refusal
 from .db.models import JurisdictionNode, Site
+from .inventory import NAME as SITE_CODE
+from .jurisdiction import CODE as NODE_CODE
 from .sites import sites_under
 
 
+def could_be(pattern: re.Pattern[str], value: str) -> bool:
+    """Whether a stored object could have ``value`` as its code or number.
+
+    Asked before a lookup: a value that no object could have is refused without a query, and
+    the database never sees text longer than its column (which tortoise refuses with an error).
+    """
+    return pattern.fullmatch(value) is not None
+
+
+async def _node(code: str) -> JurisdictionNode | None:
+    return await JurisdictionNode.get_or_none(code=code) if could_be(NODE_CODE, code) else None
+
+
+async def _site(code: str) -> Site | None:
+    if not could_be(SITE_CODE, code):
+        return None
+    return await Site.get_or_none(code=code).select_related("node")
+
+
 async def visible_node(principal: Principal, code: str) -> JurisdictionNode:
-    node = await JurisdictionNode.get_or_none(code=code)
+    node = await _node(code)
     if node is None or not principal.sees(node.path):
         msg = f"no node has the code {code!r}"
         raise NotFoundError(msg)
@@ -31,7 +54,7 @@ async def visible_node(principal: Principal, code: str) -> JurisdictionNode:
 
 async def visible_site(principal: Principal, code: str) -> tuple[Site, JurisdictionNode]:
     """The site and the node it hangs off."""
-    site = await Site.get_or_none(code=code).select_related("node")
+    site = await _site(code)
     if site is None or not principal.sees(site.node.path):
         msg = f"no site has the code {code!r}"
         raise NotFoundError(msg)
@@ -39,7 +62,7 @@ async def visible_site(principal: Principal, code: str) -> tuple[Site, Jurisdict
 
 
 async def placement_node(principal: Principal, code: str, field: str) -> JurisdictionNode:
-    node = await JurisdictionNode.get_or_none(code=code)
+    node = await _node(code)
     if node is not None and principal.sees(node.path):
         return node
     raise _placement_refused(principal, "node", code, field)
@@ -48,7 +71,7 @@ async def placement_node(principal: Principal, code: str, field: str) -> Jurisdi
 async def placement_site(
     principal: Principal, code: str, field: str
 ) -> tuple[Site, JurisdictionNode]:
-    site = await Site.get_or_none(code=code).select_related("node")
+    site = await _site(code)
     if site is not None and principal.sees(site.node.path):
         return site, site.node
     raise _placement_refused(principal, "site", code, field)

@@ -15,13 +15,15 @@ from tortoise.expressions import Subquery
 from tortoise.transactions import in_transaction
 
 from . import audit
-from .admin_bodies import StaffSpec
+from .admin_bodies import STAFF_NUMBER, StaffSpec
 from .admin_errors import ALREADY_EXISTS, ConflictError, InvalidFieldError, NotFoundError
 from .auth import Principal
 from .db.models import Department, ServiceWindow, Site
 from .db.staff_models import Staff
+from .inventory import NAME as DEPARTMENT_CODE
+from .inventory import NUMBER as WINDOW_NUMBER
 from .paging import Page, page_of
-from .scope_lookup import placement_site, visible_node, visible_site, visible_site_ids
+from .scope_lookup import could_be, placement_site, visible_node, visible_site, visible_site_ids
 from .site_views import common_path, staff_view
 from .sites import sites_under
 
@@ -54,7 +56,7 @@ async def list_staff(  # noqa: PLR0913 - one parameter per filter
     if site is not None:
         query = query.filter(site_id=(await visible_site(principal, site))[0].id)
     if department is not None:
-        found = await Department.get_or_none(code=department)
+        found = await _department_or_none(department)
         if found is None:
             msg = f"no department has the code {department!r}"
             raise NotFoundError(msg)
@@ -154,15 +156,21 @@ async def _apply(principal: Principal, staff: Staff, changes: dict[str, object])
 
 
 async def _visible(principal: Principal, number: str) -> Staff:
-    staff = await Staff.get_or_none(number=number).select_related(*_RELATED)
+    staff = None
+    if could_be(STAFF_NUMBER, number):
+        staff = await Staff.get_or_none(number=number).select_related(*_RELATED)
     if staff is None or not principal.sees(staff.site.node.path):
         msg = f"no member of staff has the number {number!r}"
         raise NotFoundError(msg)
     return staff
 
 
+async def _department_or_none(code: str) -> Department | None:
+    return await Department.get_or_none(code=code) if could_be(DEPARTMENT_CODE, code) else None
+
+
 async def _department(code: str) -> Department:
-    department = await Department.get_or_none(code=code)
+    department = await _department_or_none(code)
     if department is None:
         raise InvalidFieldError(field="department", problem=f"no department has the code {code!r}")
     return department
@@ -171,7 +179,9 @@ async def _department(code: str) -> Department:
 async def _window_at(site: Site, number: str | None) -> ServiceWindow | None:
     if number is None:
         return None
-    window = await ServiceWindow.get_or_none(site_id=site.id, number=number)
+    window = None
+    if could_be(WINDOW_NUMBER, number):
+        window = await ServiceWindow.get_or_none(site_id=site.id, number=number)
     if window is None:
         raise InvalidFieldError(
             field="window", problem=f"site {site.code} has no window {number!r}"

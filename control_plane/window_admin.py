@@ -19,8 +19,9 @@ from .admin_errors import ALREADY_EXISTS, IN_USE, ConflictError, InvalidFieldErr
 from .auth import Principal
 from .db.models import Department, Device, ServiceWindow, Site, WindowDepartment
 from .db.staff_models import Staff
+from .inventory import NUMBER as WINDOW_NUMBER
 from .inventory import WindowSpec
-from .scope_lookup import visible_site
+from .scope_lookup import could_be, visible_site
 from .site_views import window_audit_view, window_view
 
 
@@ -111,7 +112,9 @@ async def delete_window(principal: Principal, site_code: str, number: str) -> No
 
 
 async def _window(site: Site, number: str) -> ServiceWindow:
-    window = await ServiceWindow.get_or_none(site_id=site.id, number=number)
+    window = None
+    if could_be(WINDOW_NUMBER, number):
+        window = await ServiceWindow.get_or_none(site_id=site.id, number=number)
     if window is None:
         msg = f"site {site.code} has no window {number!r}"
         raise NotFoundError(msg)

@@ -1,7 +1,7 @@
 """Shared fixtures: real Mosquitto, a SQLite file per test, PostgreSQL when reachable.
 
-One broker serves the whole session; a test that breaks its broker gets one of its own.
-See tests/README.md.
+One broker serves the whole session (each xdist worker runs a session of its own); a test that
+breaks its broker, or counts every device on it, gets one of its own. See tests/README.md.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
 
@@ -52,13 +53,42 @@ def postgres() -> PostgresServer | None:
     return find_postgres()
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+DATABASE_BACKENDS = pytest.StashKey[list[str]]()
+# The key under which pytest-xdist hands the controller's choice of backends to each worker.
+BACKENDS_WORKERINPUT = "termfleet_database_backends"
+
+
+def pytest_configure(config: pytest.Config) -> None:
     # Tests that take ``database_url`` run on SQLite always and on PostgreSQL wherever a server is
-    # reachable; .ci/run sets TERMFLEET_TEST_POSTGRES so that CI cannot quietly lose the second.
+    # reachable; ./dev test sets TERMFLEET_TEST_POSTGRES so that CI cannot quietly lose the second.
+    # Under xdist the controller probes once and every worker takes its answer: xdist refuses a run
+    # whose workers collected different tests, as they would if one probe timed out on a busy host.
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        config.stash[DATABASE_BACKENDS] = list(workerinput[BACKENDS_WORKERINPUT])
+        return
+    backends = ["sqlite"]
+    if os.environ.get("TERMFLEET_TEST_POSTGRES") or find_postgres() is not None:
+        backends.append("postgres")
+    config.stash[DATABASE_BACKENDS] = backends
+
+
+class XdistWorkerController(Protocol):
+    """What ``pytest_configure_node`` uses of xdist's WorkerController (xdist ships no types)."""
+
+    config: pytest.Config
+    workerinput: dict[str, Any]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: XdistWorkerController) -> None:
+    """Hand each xdist worker the backends the controller chose (see ``pytest_configure``)."""
+    node.workerinput[BACKENDS_WORKERINPUT] = node.config.stash[DATABASE_BACKENDS]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "database_url" in metafunc.fixturenames:
-        backends = ["sqlite"]
-        if os.environ.get("TERMFLEET_TEST_POSTGRES") or find_postgres() is not None:
-            backends.append("postgres")
+        backends = metafunc.config.stash[DATABASE_BACKENDS]
         metafunc.parametrize("database_url", backends, indirect=True)
 
 

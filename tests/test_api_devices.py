@@ -131,6 +131,7 @@ async def test_a_node_or_site_outside_the_scope_is_refused_as_unknown(
     assert body["error"] == {
         "code": "invalid_parameter",
         "message": f"{parameter} {value!r} is no {parameter} in this token's scope",
+        "details": {"parameter": parameter},
     }
 
 
@@ -166,6 +167,7 @@ async def test_a_bad_parameter_is_a_400_naming_it(
     assert response.status == 400, body
     assert body["error"]["code"] == "invalid_parameter"
     assert body["error"]["message"].startswith(f"{parameter} ")
+    assert body["error"]["details"] == {"parameter": parameter}
 
 
 async def test_a_cursor_is_refused_when_edited_or_used_with_other_filters(sqlite_url: str) -> None:
@@ -181,6 +183,7 @@ async def test_a_cursor_is_refused_when_edited_or_used_with_other_filters(sqlite
             body = await response.json()
             assert response.status == 400, (query, body)
             assert body["error"]["message"].startswith("cursor "), body
+            assert body["error"]["details"] == {"parameter": "cursor"}, body
         # A cursor made for the same filters is fine, even if this API did not hand it out:
         # it carries no authority, the scope is applied again.
         again = encode_cursor("kiosk-a", DeviceFilters())
@@ -243,14 +246,29 @@ async def test_records_default_to_twenty_and_can_be_left_out(sqlite_url: str) ->
     assert none["recent_records"] == []
 
 
-@pytest.mark.parametrize("query", ["records=101", "records=-1", "records=x", "limit=1"])
-async def test_a_bad_detail_parameter_is_a_400(sqlite_url: str, query: str) -> None:
+UNKNOWN_LIMIT = {"unknown": ["limit"], "allowed": ["records"]}
+
+
+@pytest.mark.parametrize(
+    ("query", "details"),
+    [
+        ("records=101", {}),
+        ("records=-1", {}),
+        ("records=x", {}),
+        ("limit=1", UNKNOWN_LIMIT),
+    ],
+)
+async def test_a_bad_detail_parameter_is_a_400(
+    sqlite_url: str, query: str, details: dict[str, list[str]]
+) -> None:
     async with device_api(sqlite_url) as api:
         response = await api.client.get(f"{DEVICES}/kiosk-d1?{query}", headers=await issue())
         body = await response.json()
 
+    parameter = query.partition("=")[0]
     assert response.status == 400
-    assert body["error"]["message"].startswith(query.partition("=")[0] + " ")
+    assert body["error"]["message"].startswith(parameter + " ")
+    assert body["error"]["details"] == {"parameter": parameter, **details}
 
 
 async def test_a_device_outside_the_scope_is_a_404_like_one_that_does_not_exist(
@@ -265,7 +283,11 @@ async def test_a_device_outside_the_scope_is_a_404_like_one_that_does_not_exist(
                 assert response.status == 200, body
             else:
                 assert response.status == 404, (device_id, body)
-                assert body["error"] == {"code": "not_found", "message": f"no device {device_id!r}"}
+                assert body["error"] == {
+                    "code": "not_found",
+                    "message": f"no device {device_id!r}",
+                    "details": {},
+                }
 
 
 async def test_a_device_heard_of_before_this_start_shows_its_stored_health(

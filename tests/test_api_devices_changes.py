@@ -242,6 +242,7 @@ async def test_a_scoped_token_cannot_move_to_a_site_beyond_its_scope(
     assert body["error"] == {
         "code": "out_of_scope",
         "message": f"site: no site {site!r} within this token's scope ({TOWN_A})",
+        "details": {},
     }
     assert device.site_id is not None
     live = api.fleet.get("kiosk-a")
@@ -292,6 +293,16 @@ async def test_a_bad_retirement_is_a_400(
     assert status == 400
     assert needle in answer["error"]["message"]
     assert device.lifecycle == "registered"
+
+
+async def test_an_unknown_retirement_field_is_named_in_the_details(sqlite_url: str) -> None:
+    async with device_api(sqlite_url) as api:
+        path = DEVICE.format("kiosk-b") + "/retire"
+        status, answer = await send(api, "POST", path, await issue(), {"why": "x", "note": "y"})
+
+    assert status == 400
+    assert answer["error"]["code"] == "invalid_field"
+    assert answer["error"]["details"] == {"field": "why", "unknown": ["why"], "allowed": ["note"]}
 
 
 # --- scope and role, through every change --------------------------------------------------------
@@ -369,3 +380,4 @@ async def test_hostile_input_is_refused_cleanly(
 
     assert response.status == status, body
     assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}

@@ -102,23 +102,53 @@ async def test_creating_a_node_audits_it_and_a_town_may_grow_villages(database_u
 
 
 @pytest.mark.parametrize(
-    ("change", "status", "code", "message"),
+    ("change", "status", "code", "message", "details"),
     [
-        ({"code": "440118003"}, 400, "invalid_field", "does not extend its parent's code"),
-        ({"code": DISTRICT + "3"}, 409, "already_exists", "a node with the code 4401173 exists"),
-        ({"code": TOWN_B}, 409, "already_exists", f"a node with the code {TOWN_B} exists"),
-        ({"level": "city"}, 400, "invalid_field", "level: a city cannot be below a district"),
-        ({"level": "district"}, 400, "invalid_field", "a district cannot be below a district"),
-        ({"parent": "440199"}, 400, "invalid_field", "parent: no node has the code '440199'"),
-        ({"code": "44011x"}, 400, "invalid_field", "is not a 行政区划 code"),
-        ({"name": None}, 400, "invalid_field", "name: missing"),
-        ({"name": ["x"]}, 400, "invalid_field", "name: must be text"),
-        ({"path": "/x/"}, 400, "invalid_field", "unknown field(s) path"),
+        ({"code": "440118003"}, 400, "invalid_field", "does not extend its parent's code", "code"),
+        (
+            {"code": DISTRICT + "3"},
+            409,
+            "already_exists",
+            "a node with the code 4401173 exists",
+            None,
+        ),
+        ({"code": TOWN_B}, 409, "already_exists", f"a node with the code {TOWN_B} exists", None),
+        (
+            {"level": "city"},
+            400,
+            "invalid_field",
+            "level: a city cannot be below a district",
+            "level",
+        ),
+        (
+            {"level": "district"},
+            400,
+            "invalid_field",
+            "a district cannot be below a district",
+            "level",
+        ),
+        (
+            {"parent": "440199"},
+            400,
+            "invalid_field",
+            "parent: no node has the code '440199'",
+            "parent",
+        ),
+        ({"code": "44011x"}, 400, "invalid_field", "is not a 行政区划 code", "code"),
+        ({"name": None}, 400, "invalid_field", "name: missing", "name"),
+        ({"name": ["x"]}, 400, "invalid_field", "name: must be text", "name"),
+        ({"path": "/x/"}, 400, "invalid_field", "unknown field(s) path", None),
     ],
 )
 async def test_a_node_that_does_not_fit_the_tree_is_refused(
-    database_url: str, change: dict[str, object], status: int, code: str, message: str
+    database_url: str,
+    change: dict[str, object],
+    status: int,
+    code: str,
+    message: str,
+    details: str | None,
 ) -> None:
+    """``details`` names the field at fault; a conflict, or an unknown field, names none."""
     async with admin_api(database_url) as api:
         secret = await api.token()
         if code == "already_exists" and change["code"] != TOWN_B:
@@ -128,6 +158,7 @@ async def test_a_node_that_does_not_fit_the_tree_is_refused(
 
         assert (got, body["error"]["code"]) == (status, code), body
         assert message in body["error"]["message"]
+        assert body["error"]["details"] == ({"field": details} if details else {})
         assert await audit_count() == before
 
 

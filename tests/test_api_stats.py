@@ -389,6 +389,7 @@ async def test_a_bad_parameter_is_a_400_naming_it(
     assert status == 400, body
     assert body["error"]["code"] == "invalid_parameter"
     assert parameter in body["error"]["message"]
+    assert body["error"]["details"] == {"parameter": parameter}
 
 
 @pytest.mark.parametrize(
@@ -402,6 +403,7 @@ async def test_bad_parameters_are_400s_on_both_databases(
 
     assert (status, body["error"]["code"]) == (400, "invalid_parameter")
     assert body["error"]["message"].startswith(parameter)
+    assert body["error"]["details"] == {"parameter": parameter}
 
 
 async def test_too_many_groups_is_a_400_naming_by(

@@ -194,3 +194,4 @@ async def test_a_token_listing_takes_only_its_own_cursors(sqlite_url: str, curso
         status, body = await api.call("GET", f"/api/v1/tokens?cursor={cursor}", await api.token())
 
     assert (status, body["error"]["code"]) == (400, "invalid_parameter")
+    assert body["error"]["details"] == {"parameter": "cursor"}

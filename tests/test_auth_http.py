@@ -6,6 +6,7 @@ a town whose code starts like another's, a district hall and a device placed now
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from control_plane.db.models import ApiToken
 from control_plane.fleet import FleetState
 from control_plane.http.app import API_ROUTES, make_app
 from control_plane.http.auth import ApiRoute
+from control_plane.http.errors import INTERNAL_ERROR_MESSAGE
 from control_plane.ingest import Ingest
 from control_plane.inventory_files import read_json
 from control_plane.inventory_store import import_inventory
@@ -174,6 +176,7 @@ async def assert_refused(
     assert set(body) == {"error"}
     assert body["error"]["code"] == code
     assert body["error"]["message"]
+    assert isinstance(body["error"]["details"], dict)
     assert response.headers["WWW-Authenticate"] == challenge
     return body  # type: ignore[no-any-return]
 
@@ -194,7 +197,9 @@ async def test_no_usable_header_is_a_401(
 ) -> None:
     async with scoped_api(sqlite_url) as client:
         response = await client.get(path, headers=headers)
-        await assert_refused(response, 401, code, challenge)
+        body = await assert_refused(response, 401, code, challenge)
+
+    assert body["error"]["details"] == {}
 
 
 @pytest.mark.parametrize("path", ROUTES)
@@ -244,6 +249,7 @@ async def test_a_role_reaches_the_routes_of_its_permissions_only(
             challenge = 'Bearer realm="termfleet", error="insufficient_scope"'
             body = await assert_refused(response, 403, "forbidden", challenge)
             assert str(route.permission) in body["error"]["message"]
+            assert body["error"]["details"] == {"permission": route.permission, "role": role}
 
 
 @pytest.mark.parametrize(
@@ -264,7 +270,9 @@ async def test_with_a_token_an_unknown_route_is_a_404(sqlite_url: str) -> None:
     async with scoped_api(sqlite_url) as client:
         response = await client.get("/api/v1/no-such-route", headers=bearer(await issue()))
         assert response.status == 404
-        assert (await response.json())["error"]["code"] == "not_found"
+        body = await response.json()
+
+    assert (body["error"]["code"], body["error"]["details"]) == ("not_found", {})
 
 
 async def test_a_route_declared_without_a_permission_is_refused_to_everyone() -> None:
@@ -284,6 +292,54 @@ async def test_a_route_declared_without_a_permission_is_refused_to_everyone() ->
 
     assert response.status == 403
     assert body["error"]["code"] == "forbidden"
+
+
+# --- the one error format, for aiohttp's refusals and for bugs --------------------------------
+
+
+async def test_a_method_the_path_lacks_is_a_405_naming_the_allowed_ones(sqlite_url: str) -> None:
+    async with scoped_api(sqlite_url) as client:
+        response = await client.put("/api/v1/nodes", headers=bearer(await issue()))
+        body = await response.json()
+
+    assert response.status == 405, body
+    assert body["error"]["code"] == "method_not_allowed"
+    assert body["error"]["details"] == {"allowed": ["GET", "POST"]}
+    assert response.headers["Allow"] == "GET,POST"
+
+
+async def test_a_body_over_the_size_limit_is_a_413_in_the_same_format(sqlite_url: str) -> None:
+    async with scoped_api(sqlite_url) as client:
+        too_large = b'{"name": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+        response = await client.post("/api/v1/nodes", headers=bearer(await issue()), data=too_large)
+        body = await response.json()
+
+    assert response.status == 413, body
+    assert body["error"]["code"] == "request_entity_too_large"
+    assert body["error"]["details"] == {}
+
+
+async def test_a_failing_handler_is_a_500_that_keeps_its_traceback_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken(_request: web.Request) -> web.Response:
+        raise RuntimeError("the internals of the failure")
+
+    fleet = FleetState()
+    metrics = ControlPlaneMetrics(fleet)
+    app = make_app(fleet, metrics, Ingest(fleet, metrics))
+    app.router.add_get("/broken", broken)
+    async with test_utils.TestClient(test_utils.TestServer(app)) as client:
+        response = await client.get("/broken")
+        text = await response.text()
+
+    assert response.status == 500
+    assert json.loads(text) == {
+        "error": {"code": "internal_error", "message": INTERNAL_ERROR_MESSAGE, "details": {}}
+    }
+    assert "internals" not in text
+    assert "Traceback" in caplog.text
+    assert "RuntimeError: the internals of the failure" in caplog.text
 
 
 # --- what stays open, and what is recorded ---------------------------------------------------

@@ -154,7 +154,7 @@ def test_control_plane_and_simulator_reach_the_broker(resolved_compose: dict[str
     assert "mqtt://broker:1883" in server["command"]
     http_host = server["command"][server["command"].index("--http-host") + 1]
     assert http_host == "0.0.0.0"  # noqa: S104 - in a container, loopback is unreachable
-    assert "http://127.0.0.1:8080/metrics" in " ".join(server["healthcheck"]["test"])
+    assert "http://127.0.0.1:8080/readyz" in " ".join(server["healthcheck"]["test"])
     assert services["simulator"]["command"][0] == "simulate"
     assert "mqtt://broker:1883" in services["simulator"]["command"]
     assert "/var/lib/termfleet" in {

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from control_plane import uplink
-from control_plane.uplink import packets
 from control_plane.services.broker import BrokerSettings
 from control_plane.services.processes import ManagedProcess, free_port
+from control_plane.uplink import packets
 from edge import mqtt
 
 pytestmark = pytest.mark.asyncio
@@ -123,7 +123,7 @@ async def test_qos_1_publishes_all_arrive_and_are_acknowledged(
                 if len(got) >= count:
                     break
         async with asyncio.timeout(10):
-            while conn.unacknowledged:
+            while conn.unacknowledged:  # noqa: ASYNC110 - a count, polled until it drains
                 await asyncio.sleep(0.01)
 
     assert waiting == count
@@ -132,7 +132,7 @@ async def test_qos_1_publishes_all_arrive_and_are_acknowledged(
 
 async def test_qos_1_publishes_beyond_the_receive_maximum_wait_for_pubacks() -> None:
     connack_receive_maximum_2 = b"\x20\x06\x00\x00\x03\x21\x00\x02"
-    received: asyncio.Queue[list[packets.Packet]] = asyncio.Queue()
+    received: asyncio.Queue[list[tuple[int, bytes]]] = asyncio.Queue()
     acknowledge: asyncio.Queue[bytes] = asyncio.Queue()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

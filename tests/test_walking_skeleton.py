@@ -44,6 +44,15 @@ def eventually(check: Callable[[], object], timeout_s: float = WAIT_S) -> object
 
 
 @pytest.fixture
+def broker(own_broker: tuple[BrokerSettings, object]) -> BrokerSettings:
+    """Each test's own broker, in place of the session's shared one."""
+    # The tests count the fleet's kiosks in /metrics, and presence that other tests left retained
+    # on a shared broker would count too.
+    settings, _ = own_broker
+    return settings
+
+
+@pytest.fixture
 def control_plane(
     broker: BrokerSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[str]:

@@ -8,7 +8,22 @@ import click
 
 from edge import __version__
 
-from . import agent, audit, db, demo, devices, server, simulate, sites, staff, stats, tokens
+from . import (
+    agent,
+    audit,
+    db,
+    demo,
+    departments,
+    devices,
+    nodes,
+    server,
+    simulate,
+    sites,
+    staff,
+    stats,
+    tokens,
+    windows,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -39,7 +54,10 @@ cli.add_command(agent.agent)
 cli.add_command(simulate.simulate)
 cli.add_command(devices.devices)
 cli.add_command(db.db)
+cli.add_command(nodes.nodes)
 cli.add_command(sites.sites)
+cli.add_command(windows.windows)
+cli.add_command(departments.departments)
 cli.add_command(staff.staff)
 cli.add_command(tokens.tokens)
 cli.add_command(audit.audit)

@@ -1,4 +1,4 @@
-"""How ``termfleet sites show`` and ``sites tree`` print for people. Pure.
+"""How ``termfleet sites show/add/set`` and ``sites tree`` print for people. Pure.
 
 ``--json`` prints what the API answered instead (``sites tree --json`` nests each node's
 ``children_nodes``).
@@ -9,24 +9,32 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from .site_hours import holidays_text
+
 INDENT = "  "
 
 
 def site_lines(site: Mapping[str, Any]) -> list[str]:
-    """A site as aligned ``field  value`` lines, its windows left to a table."""
-    holidays = ", ".join(f"{day} {spans}" for day, spans in site["holidays"].items())
-    fields = [
+    """A site as aligned ``field  value`` lines: as shown, or as a change answered it.
+
+    Shown (``sites show``), it has its node's name, its path and its counts too; its windows
+    are left to a table. Holidays read as ``--holiday`` and the import write them.
+    """
+    node = site["node"] + (f" ({site['node_name']})" if "node_name" in site else "")
+    fields: list[tuple[str, object]] = [
         ("code", site["code"]),
         ("name", site["name"]),
         ("level", site["level"]),
-        ("node", f"{site['node']} ({site['node_name']})"),
-        ("path", " / ".join(site["path"])),
+        ("node", node),
+    ]
+    if "path" in site:
+        fields.append(("path", " / ".join(site["path"])))
+    fields += [
         ("address", site["address"] or "-"),
         ("hours", site["hours"]),
-        ("holidays", holidays or "-"),
-        ("devices", site["devices"]),
-        ("staff", site["staff"]),
+        ("holidays", holidays_text(site["holidays"]) or "-"),
     ]
+    fields += [(name, site[name]) for name in ("devices", "staff") if name in site]
     width = max(len(name) for name, _ in fields)
     return [f"{name.ljust(width)}  {value}" for name, value in fields]
 

@@ -1,7 +1,8 @@
 """``termfleet sites``: the jurisdiction tree, its sites and their windows.
 
 ``ls``, ``show`` and ``tree`` read them through the REST API, as far as the token's scope
-reaches; ``import`` writes files of them straight into the database (docs/site-import.md).
+reaches, and ``add``, ``set`` and ``rm`` change sites through it (``sites_admin``); ``import``
+writes files of them straight into the database (docs/site-import.md).
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import options, site_output
+from control_plane.auth import Permission
+
+from . import options, site_output, sites_admin
+from .admin import needs
 from .api_calls import ApiSession, run
 from .options import database_url
 from .output import print_rows
@@ -73,7 +77,7 @@ async def _import(files: tuple[Path, ...], url: str, *, dry_run: bool) -> Import
         return await import_inventory(inventory, dry_run=dry_run)
 
 
-@sites.command("ls")
+@sites.command("ls", epilog=needs(Permission.SITES_READ))
 @options.server_url
 @options.api_token
 @click.option("--node", metavar="CODE", help="Only the sites in this node's subtree.")
@@ -96,7 +100,7 @@ def ls(  # noqa: PLR0913 - one parameter per option
         click.echo(f"{len(rows)} sites", err=True)
 
 
-@sites.command("show")
+@sites.command("show", epilog=needs(Permission.SITES_READ))
 @click.argument("code")
 @options.server_url
 @options.api_token
@@ -115,7 +119,7 @@ def show(code: str, server: str, token: str | None, as_json: bool) -> None:
     print_rows(site_output.window_rows(site), ["number", "name", "departments"], as_json=False)
 
 
-@sites.command("tree")
+@sites.command("tree", epilog=needs(Permission.SITES_READ))
 @click.argument("code", required=False)
 @click.option("--depth", type=click.IntRange(min=1), help="Levels to show below the top [all].")
 @options.server_url
@@ -157,3 +161,7 @@ async def _children(
         if node["children"] and below != 0:
             node["children_nodes"] = await _children(api, node["code"], below)
     return nodes
+
+
+for _change in sites_admin.COMMANDS:
+    sites.add_command(_change)

@@ -1,4 +1,8 @@
-"""``termfleet staff``: staff (工作人员) at the sites in the token's scope, through the REST API."""
+"""``termfleet staff``: staff (工作人员) at the sites in the token's scope, through the REST API.
+
+There is no ``staff rm``: the API never deletes a member of staff, so that the reviews bound to
+them stay attributable; ``staff set NUMBER --inactive`` retires one.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,12 @@ import json
 
 import click
 
+from control_plane.auth import Permission
+
 from . import options
+from .admin import announce, api_path, needs, print_object
 from .api_calls import run
+from .devices_calls import api_options, call
 from .output import print_rows
 
 COLUMNS = ["number", "name", "department", "site", "window", "active"]
@@ -21,7 +29,7 @@ def staff() -> None:
     """
 
 
-@staff.command("ls")
+@staff.command("ls", epilog=needs(Permission.SITES_READ))
 @options.server_url
 @options.api_token
 @click.option("--site", metavar="CODE", help="Only the staff of this site.")
@@ -48,7 +56,7 @@ def ls(  # noqa: PLR0913 - one parameter per option
         click.echo(f"{len(rows)} staff", err=True)
 
 
-@staff.command("add")
+@staff.command("add", epilog=needs(Permission.SITES_WRITE))
 @click.option("--number", required=True, help="The staff number (工号), unique in the tree.")
 @click.option("--name", required=True)
 @click.option("--department", required=True, metavar="CODE")
@@ -77,3 +85,38 @@ def add(  # noqa: PLR0913 - one parameter per option
         return
     where = f"{added['site']}, window {added['window']}" if added["window"] else added["site"]
     click.echo(f"added {added['number']} {added['name']} ({added['department']}) at {where}")
+
+
+@staff.command("set", epilog=needs(Permission.SITES_WRITE, "moving them, the new --site too"))
+@click.argument("number")
+@click.option("--name", help="A new name.")
+@click.option("--department", metavar="CODE", help="Their department.")
+@click.option("--site", metavar="CODE", help="Move them here (their window goes, unless given).")
+@click.option("--window", metavar="NUMBER", help="The window they work at, at their site.")
+@click.option("--no-window", is_flag=True, help="Bind them to no window.")
+@click.option("--active/--inactive", default=None, help="Back at work, or gone (never deleted).")
+@api_options
+def set_(  # noqa: PLR0913 - one parameter per argument and option
+    number: str,
+    name: str | None,
+    department: str | None,
+    site: str | None,
+    window: str | None,
+    no_window: bool,
+    active: bool | None,
+    server: str,
+    token: str | None,
+    as_json: bool,
+) -> None:
+    """Change a member of staff, known by their staff NUMBER (工号); the rest stays."""
+    if window is not None and no_window:
+        msg = "give --window NUMBER, or --no-window, not both"
+        raise click.UsageError(msg)
+    fields = {"name": name, "department": department, "site": site, "window": window,
+              "active": active}  # fmt: skip
+    changes: dict[str, object] = {k: v for k, v in fields.items() if v is not None}
+    if no_window:
+        changes["window"] = None
+    member = call(server, token, "PATCH", api_path("staff", number), body=changes)
+    print_object(member, COLUMNS, as_json=as_json)
+    announce(f"updated staff {member['number']}", as_json=as_json)

@@ -21,7 +21,7 @@ from control_plane.auth import PermissionDeniedError
 from control_plane.paging import Page
 
 from .auth import as_api_error
-from .errors import ApiError
+from .errors import ApiError, invalid_field, invalid_parameter, unknown_names
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STATUS: Mapping[type[AdminError], int] = {
@@ -41,13 +41,17 @@ def refusals(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def translated(request: web.Request) -> web.StreamResponse:
         for name, value in (*request.match_info.items(), *request.query.items()):
-            _storable(name, value, "invalid_parameter")
+            if not _is_storable(value):
+                raise invalid_parameter(_unstorable(name), parameter=name)
         try:
             return await handler(request)
         except PermissionDeniedError as exc:
             raise as_api_error(exc) from None
         except AdminError as exc:
-            raise ApiError(STATUS.get(type(exc), 400), exc.code, exc.message) from None
+            field = exc.field if isinstance(exc, InvalidFieldError) else None
+            details = {"field": field} if field else {}
+            status = STATUS.get(type(exc), 400)
+            raise ApiError(status, exc.code, exc.message, details=details) from None
 
     return translated
 
@@ -77,8 +81,8 @@ async def json_object(request: web.Request) -> dict[str, object]:
         msg = f"the body must be a JSON object, not {type(body).__name__}"
         raise ApiError(400, "invalid_body", msg)
     for name, value in body.items():
-        for text in _strings(value):
-            _storable(name, text, "invalid_field")
+        if not all(_is_storable(text) for text in _strings(value)):
+            raise invalid_field(_unstorable(name), field=name)
     return body
 
 
@@ -92,13 +96,12 @@ def _strings(value: object) -> list[str]:
     return []
 
 
-def _storable(name: str, text: str, code: str) -> None:
-    """Refuse text no database column takes: NUL (PostgreSQL), lone surrogates (UTF-8)."""
-    if not _is_storable(text):
-        raise ApiError(400, code, f"{name}: text with NUL or unpaired surrogates is not accepted")
+def _unstorable(name: str) -> str:
+    return f"{name}: text with NUL or unpaired surrogates is not accepted"
 
 
 def _is_storable(text: str) -> bool:
+    """Whether a database column takes ``text``: no NUL (PostgreSQL), no lone surrogate (UTF-8)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -123,7 +126,7 @@ def only_parameters(request: web.Request, filters: Collection[str]) -> None:
     unknown = sorted(set(request.query) - allowed)
     if unknown:
         msg = f"unknown parameter(s) {', '.join(unknown)}; this listing takes {sorted(allowed)}"
-        raise ApiError(400, "invalid_parameter", msg)
+        raise invalid_parameter(msg, parameter=unknown[0], **unknown_names(unknown, allowed))
 
 
 def encode_cursor(key: str | int) -> str:
@@ -144,7 +147,7 @@ def cursor_after(request: web.Request, key_type: type[K]) -> K | None:
         after = None
     if not _is_key(after, key_type):
         msg = "cursor: not a cursor of this listing (pass the next_cursor of the previous page)"
-        raise ApiError(400, "invalid_parameter", msg)
+        raise invalid_parameter(msg, parameter="cursor")
     return after
 
 
@@ -169,7 +172,7 @@ def flag(request: web.Request, name: str) -> bool | None:
         return None
     if value not in {"true", "false"}:
         msg = f"{name} must be true or false, not {value!r}"
-        raise ApiError(400, "invalid_parameter", msg)
+        raise invalid_parameter(msg, parameter=name, allowed=["false", "true"])
     return value == "true"
 
 
@@ -177,5 +180,5 @@ def text_parameter(request: web.Request, name: str, max_length: int) -> str | No
     value = request.query.get(name)
     if value is not None and (not value.strip() or len(value) > max_length):
         msg = f"{name} must be 1 to {max_length} characters"
-        raise ApiError(400, "invalid_parameter", msg)
+        raise invalid_parameter(msg, parameter=name)
     return value.strip() if value is not None else None

@@ -11,6 +11,7 @@ from aiohttp import web
 from control_plane import admin_bodies, token_admin
 from control_plane.auth import Permission
 
+from . import request_schemas, schemas
 from .admin import (
     Handler,
     by_method,
@@ -22,7 +23,7 @@ from .admin import (
     refusals,
 )
 from .auth import PRINCIPAL, ApiRoute
-from .errors import ApiError
+from .errors import invalid_parameter
 from .params import limit_param
 
 TOKENS = "/api/v1/tokens"
@@ -36,14 +37,26 @@ ROUTES = (
         TOKENS,
         Permission.TOKENS_READ,
         "the tokens scoped to the token's subtree, with their state; never a secret",
+        answer=schemas.TokenPage,
+        query=request_schemas.Paged,
     ),
     ApiRoute(
         "POST",
         TOKENS,
         Permission.TOKENS_WRITE,
         "issue a token within the token's scope and permissions; its secret is shown once",
+        answer=schemas.IssuedToken,
+        status=201,
+        body=request_schemas.NewToken,
+        conflict="a token of that name exists (pass replace)",
     ),
-    ApiRoute("POST", REVOKE, Permission.TOKENS_WRITE, "revoke a token of the token's subtree"),
+    ApiRoute(
+        "POST",
+        REVOKE,
+        Permission.TOKENS_WRITE,
+        "revoke a token of the token's subtree",
+        answer=schemas.Token,
+    ),
 )
 
 
@@ -70,7 +83,8 @@ async def revoke_token(request: web.Request) -> web.Response:
     if not (
         raw.isascii() and raw.isdigit() and len(raw) <= MAX_ID_DIGITS and 0 < int(raw) <= MAX_ID
     ):
-        raise ApiError(400, "invalid_parameter", f"id must be a token's id, not {raw!r}")
+        msg = f"id must be a token's id, not {raw!r}"
+        raise invalid_parameter(msg, parameter="id")
     view = await token_admin.revoke_visible(request[PRINCIPAL], int(raw))
     return web.json_response(view)
 

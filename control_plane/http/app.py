@@ -14,9 +14,22 @@ from control_plane.fleet import FleetState
 from control_plane.ingest import Ingest
 from control_plane.metrics import ControlPlaneMetrics
 
-from . import api_tokens, audit, devices, nodes, sites, staff, stats, windows
-from .auth import ApiRoute, Authenticator, auth_middleware
+from . import (
+    api_tokens,
+    audit,
+    devices,
+    nodes,
+    openapi,
+    request_schemas,
+    schemas,
+    sites,
+    staff,
+    stats,
+    windows,
+)
+from .auth import OPENAPI_PATH, ApiRoute, Authenticator, auth_middleware
 from .errors import error_middleware
+from .health import probe_routes
 
 API_ROUTES = (
     *devices.ROUTES,
@@ -25,6 +38,8 @@ API_ROUTES = (
         "/api/v1/audit",
         Permission.AUDIT_READ,
         "the audit log's entries about the token's scope, newest first",
+        answer=schemas.AuditPage,
+        query=request_schemas.AuditParameters,
     ),
     *nodes.ROUTES,
     *sites.ROUTES,
@@ -36,16 +51,11 @@ API_ROUTES = (
 """Every route of the REST API with the permission it needs; docs/api-auth.md lists them."""
 
 METRICS = web.AppKey("metrics", ControlPlaneMetrics)
-INGEST = web.AppKey("ingest", Ingest)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-async def health_handler(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", "mqtt_connected": request.app[INGEST].connected})
 
 
 def make_app(  # noqa: PLR0913 - the parts it serves, then keyword-only test seams
@@ -57,16 +67,15 @@ def make_app(  # noqa: PLR0913 - the parts it serves, then keyword-only test sea
     authenticate: Authenticator = tokens.authenticate,
     sites_cache: site_cache.SiteCache | None = None,
 ) -> web.Application:
-    """The API, /metrics and /healthz; ``sites_cache`` is the server's, shared with its refresh."""
+    """The API, /metrics, /healthz and /readyz; ``sites_cache`` is the server's, for its refresh."""
     app = web.Application(
         middlewares=[error_middleware, auth_middleware(API_ROUTES, authenticate, clock)]
     )
     # One cache for the API and the server's periodic refresh: they re-read sites in turn.
     sites_cache = sites_cache or site_cache.SiteCache(fleet)
     app[METRICS] = metrics
-    app[INGEST] = ingest
     app.router.add_get("/metrics", metrics_handler)
-    app.router.add_get("/healthz", health_handler)
+    app.router.add_routes(probe_routes(ingest))
     handlers: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
         **devices.handlers(fleet, clock, sites_cache.site_changed),
         "/api/v1/audit": audit.list_handler,
@@ -79,4 +88,5 @@ def make_app(  # noqa: PLR0913 - the parts it serves, then keyword-only test sea
     }
     for route in API_ROUTES:
         app.router.add_route(route.method, route.path, handlers[route.path])
+    app.router.add_get(OPENAPI_PATH, openapi.handler(API_ROUTES))
     return app

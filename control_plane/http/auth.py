@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
@@ -29,18 +31,33 @@ from .errors import ApiError
 API_PREFIX = "/api/v1/"
 REALM = "termfleet"
 PRINCIPAL = web.RequestKey("principal", Principal)
+OPENAPI_PATH = "/api/v1/openapi.json"
+OPEN_API_PATHS = frozenset({OPENAPI_PATH})
+"""Under /api/v1 but open, like /healthz: the API's own description (``openapi``)."""
 
 Authenticator = Callable[[str, datetime], Awaitable[Principal]]
 
 
 @dataclass(frozen=True)
 class ApiRoute:
-    """One route of the REST API and the permission a token needs for it."""
+    """One route of the REST API: the permission a token needs, and what it takes and answers.
+
+    The shapes are msgspec structs (``schemas``, ``request_schemas``) from which the OpenAPI
+    document is made (``openapi``): ``query``'s fields are the route's query parameters, ``body``
+    its JSON body, ``answer`` what it answers with ``status`` (None: 204, no body).
+    """
 
     method: str
     path: str
     permission: Permission
     summary: str
+    answer: type[msgspec.Struct] | None = None
+    status: int = 200
+    query: type[msgspec.Struct] | None = None
+    body: Any = None
+    """A struct, or any type msgspec describes (a labels patch is a mapping)."""
+    conflict: str | None = None
+    """When the route answers 409 Conflict, if it can."""
 
 
 def challenge(error: AuthError) -> str:
@@ -54,7 +71,11 @@ def challenge(error: AuthError) -> str:
 
 def as_api_error(error: AuthError) -> ApiError:
     return ApiError(
-        error.status, error.code.value, error.message, {"WWW-Authenticate": challenge(error)}
+        error.status,
+        error.code.value,
+        error.message,
+        {"WWW-Authenticate": challenge(error)},
+        details=error.details,
     )
 
 
@@ -70,6 +91,8 @@ def auth_middleware(
         canonical = route.resource.canonical if route.resource else ""
         # Either says it is the API: the path asked for, or the route it reached.
         if not (request.path.startswith(API_PREFIX) or canonical.startswith(API_PREFIX)):
+            return await handler(request)
+        if canonical in OPEN_API_PATHS:
             return await handler(request)
         try:
             # Authenticated first, so that without a token even an unknown path says 401:

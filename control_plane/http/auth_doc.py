@@ -15,10 +15,21 @@ from pathlib import Path
 from control_plane.auth import permissions_markdown, refusals_markdown, roles_markdown
 
 from .app import API_ROUTES
+from .auth import OPENAPI_PATH
 
+READYZ_SUMMARY = (
+    "readiness: 200 while the database answers at the latest migration and the ingest is"
+    " connected to the broker, else 503 naming the check that failed"
+)
 OPEN_ROUTES = (
     ("GET", "/metrics", "Prometheus metrics of the control plane"),
     ("GET", "/healthz", "liveness, and whether the ingest is connected to the broker"),
+    ("GET", "/readyz", READYZ_SUMMARY),
+    (
+        "GET",
+        OPENAPI_PATH,
+        "the API's OpenAPI 3.1 document: every route below, its parameters and answers",
+    ),
 )
 
 

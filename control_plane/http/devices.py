@@ -18,10 +18,10 @@ from control_plane.device_filters import QueryError, encode_cursor, parse_query
 from control_plane.fleet import FleetState
 from control_plane.site_cache import SiteChanged
 
-from . import devices_changes
+from . import devices_changes, request_schemas, schemas
 from .auth import PRINCIPAL, ApiRoute
 from .device_views import detail_view, device_view, live_state, matches_presence
-from .errors import ApiError
+from .errors import ApiError, invalid_parameter, unknown_names
 
 DEVICES = "/api/v1/devices"
 DEVICE = "/api/v1/devices/{device_id}"
@@ -36,6 +36,8 @@ ROUTES = (
         Permission.DEVICES_READ,
         "the devices in the token's scope, filtered by node, site, kind, presence, fault, label,"
         " text and lifecycle, with presence, availability and health",
+        answer=schemas.DevicePage,
+        query=request_schemas.DeviceListParameters,
     ),
     ApiRoute(
         "GET",
@@ -43,6 +45,8 @@ ROUTES = (
         Permission.DEVICES_READ,
         "one device: its placement, inventory (agent, peripherals), last health and most"
         " recent records",
+        answer=schemas.DeviceDetail,
+        query=request_schemas.DeviceParameters,
     ),
     *devices_changes.ROUTES,
 )
@@ -60,7 +64,7 @@ def handlers(
 
 
 def invalid(exc: QueryError) -> ApiError:
-    return ApiError(400, "invalid_parameter", exc.message)
+    return invalid_parameter(exc.message, parameter=exc.parameter)
 
 
 async def list_devices(
@@ -97,11 +101,11 @@ async def show_device(
     unknown = sorted(set(request.query) - {"records"})
     if unknown:
         msg = f"{unknown[0]} is not a parameter of this route; it takes records"
-        raise ApiError(400, "invalid_parameter", msg)
+        raise invalid_parameter(msg, parameter=unknown[0], **unknown_names(unknown, ["records"]))
     records = request.query.get("records", str(DEFAULT_RECORDS))
     if not records.isascii() or not records.isdigit() or int(records) > MAX_RECORDS:
         msg = f"records must be a whole number from 0 to {MAX_RECORDS}, not {records!r}"
-        raise ApiError(400, "invalid_parameter", msg)
+        raise invalid_parameter(msg, parameter="records")
     device_id = request.match_info["device_id"]
     located = await device_queries.device_path(device_id)
     placement = located[1] if located else None

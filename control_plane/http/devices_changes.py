@@ -21,9 +21,10 @@ from control_plane.device_admin import DeviceChangeError
 from control_plane.fleet import DeviceState, FleetState
 from control_plane.site_cache import SiteChanged
 
+from . import request_schemas, schemas
 from .auth import PRINCIPAL, ApiRoute, as_api_error
 from .device_views import device_view
-from .errors import ApiError
+from .errors import ApiError, invalid_field, unknown_names
 
 LABELS = "/api/v1/devices/{device_id}/labels"
 MOVE = "/api/v1/devices/{device_id}/move"
@@ -38,6 +39,8 @@ ROUTES = (
         Permission.DEVICES_WRITE,
         'change a device\'s labels: a JSON merge patch, `{"key": "value"}` sets,'
         ' `{"key": null}` removes',
+        answer=schemas.Device,
+        body=request_schemas.LabelsPatch,
     ),
     ApiRoute(
         "POST",
@@ -45,12 +48,17 @@ ROUTES = (
         Permission.DEVICES_WRITE,
         'move a device to a site in scope, and to one of its windows: `{"site": CODE,'
         ' "window": NUMBER}`',
+        answer=schemas.Device,
+        body=request_schemas.Move,
     ),
     ApiRoute(
         "POST",
         RETIRE,
         Permission.DEVICES_WRITE,
         'retire a device for good (409 if already retired): `{"note": TEXT}` optional',
+        answer=schemas.Device,
+        body=request_schemas.Retire,
+        conflict="the device is retired already",
     ),
 )
 
@@ -129,6 +137,6 @@ async def _retire(_fleet: FleetState, now: datetime, request: web.Request) -> st
     unknown = sorted(set(body) - {"note"})
     if unknown:
         msg = f"unknown field(s) {', '.join(unknown)}; retiring takes a note"
-        raise ApiError(400, "invalid_field", msg)
+        raise invalid_field(msg, field=unknown[0], **unknown_names(unknown, ["note"]))
     await device_admin.retire(request[PRINCIPAL], device_id, body.get("note"), now)
     return device_id

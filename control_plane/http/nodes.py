@@ -7,6 +7,7 @@ from aiohttp import web
 from control_plane import admin_bodies, tree_admin
 from control_plane.auth import Permission
 
+from . import request_schemas, schemas
 from .admin import (
     Handler,
     by_method,
@@ -30,20 +31,41 @@ ROUTES = (
         Permission.SITES_READ,
         "the children of `?parent=CODE`, or the top of the token's tree (the roots, or its"
         " scope), with their counts of children and sites",
+        answer=schemas.NodePage,
+        query=request_schemas.NodeListParameters,
     ),
-    ApiRoute("POST", NODES, Permission.SITES_WRITE, "create a node below a parent in scope"),
+    ApiRoute(
+        "POST",
+        NODES,
+        Permission.SITES_WRITE,
+        "create a node below a parent in scope",
+        answer=schemas.Node,
+        status=201,
+        body=request_schemas.NewNode,
+        conflict="a node with the code exists",
+    ),
     ApiRoute(
         "GET",
         NODE,
         Permission.SITES_READ,
         "a node with its ancestors, and the counts of its sites and its subtree's devices",
+        answer=schemas.NodeDetail,
     ),
-    ApiRoute("PATCH", NODE, Permission.SITES_WRITE, "rename a node"),
+    ApiRoute(
+        "PATCH",
+        NODE,
+        Permission.SITES_WRITE,
+        "rename a node",
+        answer=schemas.Node,
+        body=request_schemas.NodeRename,
+    ),
     ApiRoute(
         "DELETE",
         NODE,
         Permission.SITES_WRITE,
         "delete a node without children, sites or tokens (409 otherwise)",
+        status=204,
+        conflict="the node has children, sites or tokens",
     ),
 )
 

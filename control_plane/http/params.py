@@ -6,7 +6,7 @@ from collections.abc import Set as AbstractSet
 
 from aiohttp import web
 
-from .errors import ApiError
+from .errors import invalid_parameter
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
@@ -16,7 +16,7 @@ def choice(request: web.Request, name: str, allowed: AbstractSet[str]) -> str | 
     value = request.query.get(name)
     if value is not None and value not in allowed:
         msg = f"{name} must be one of {sorted(allowed)}, not {value!r}"
-        raise ApiError(400, "invalid_parameter", msg)
+        raise invalid_parameter(msg, parameter=name, allowed=sorted(allowed))
     return value
 
 
@@ -28,11 +28,12 @@ def integer(request: web.Request, name: str, default: int | None = None) -> int 
         return int(raw)
     except ValueError:
         msg = f"{name} must be an integer, not {raw!r}"
-        raise ApiError(400, "invalid_parameter", msg) from None
+        raise invalid_parameter(msg, parameter=name) from None
 
 
 def limit_param(request: web.Request) -> int:
     limit = integer(request, "limit", DEFAULT_LIMIT)
     if limit is None or not 1 <= limit <= MAX_LIMIT:
-        raise ApiError(400, "invalid_parameter", f"limit must be between 1 and {MAX_LIMIT}")
+        msg = f"limit must be between 1 and {MAX_LIMIT}"
+        raise invalid_parameter(msg, parameter="limit")
     return limit

@@ -14,6 +14,7 @@ from control_plane.auth import Permission
 from control_plane.jurisdiction import Level
 from control_plane.site_cache import SiteChanged
 
+from . import request_schemas, schemas
 from .admin import (
     Handler,
     by_method,
@@ -38,32 +39,59 @@ ROUTES = (
         SITES,
         Permission.SITES_READ,
         "the sites in the token's scope: `?node=CODE` (subtree), `?level=`, `?q=` (text)",
+        answer=schemas.SitePage,
+        query=request_schemas.SiteListParameters,
     ),
-    ApiRoute("POST", SITES, Permission.SITES_WRITE, "create a site at a node in scope"),
+    ApiRoute(
+        "POST",
+        SITES,
+        Permission.SITES_WRITE,
+        "create a site at a node in scope",
+        answer=schemas.Site,
+        status=201,
+        body=request_schemas.NewSite,
+        conflict="a site with the code exists",
+    ),
     ApiRoute(
         "GET",
         SITE,
         Permission.SITES_READ,
         "a site with its opening hours, holidays, windows and the departments they serve",
+        answer=schemas.SiteDetail,
     ),
     ApiRoute(
         "PATCH",
         SITE,
         Permission.SITES_WRITE,
         "change a site's name, level, node, hours, holidays or address",
+        answer=schemas.Site,
+        body=request_schemas.SiteChange,
     ),
     ApiRoute(
         "DELETE",
         SITE,
         Permission.SITES_WRITE,
         "delete a site and its windows; 409 while devices or staff are placed there",
+        status=204,
+        conflict="devices or staff are placed at the site",
     ),
-    ApiRoute("GET", DEPARTMENTS, Permission.SITES_READ, "the departments, shared by the tree"),
+    ApiRoute(
+        "GET",
+        DEPARTMENTS,
+        Permission.SITES_READ,
+        "the departments, shared by the tree",
+        answer=schemas.DepartmentPage,
+        query=request_schemas.Paged,
+    ),
     ApiRoute(
         "POST",
         DEPARTMENTS,
         Permission.SITES_WRITE,
         "create a department (a token for the whole tree only)",
+        answer=schemas.Department,
+        status=201,
+        body=request_schemas.NewDepartment,
+        conflict="a department with the code exists",
     ),
 )
 

@@ -7,6 +7,7 @@ from aiohttp import web
 from control_plane import admin_bodies, staff
 from control_plane.auth import Permission
 
+from . import request_schemas, schemas
 from .admin import (
     Handler,
     by_method,
@@ -29,14 +30,33 @@ ROUTES = (
         STAFF,
         Permission.SITES_READ,
         "the staff of the sites in scope: `?site=`, `?node=`, `?department=`, `?active=`",
+        answer=schemas.StaffPage,
+        query=request_schemas.StaffListParameters,
     ),
-    ApiRoute("POST", STAFF, Permission.SITES_WRITE, "add a member of staff at a site in scope"),
-    ApiRoute("GET", MEMBER, Permission.SITES_READ, "a member of staff, by staff number"),
+    ApiRoute(
+        "POST",
+        STAFF,
+        Permission.SITES_WRITE,
+        "add a member of staff at a site in scope",
+        answer=schemas.Staff,
+        status=201,
+        body=request_schemas.NewStaff,
+        conflict="a member of staff with the number exists",
+    ),
+    ApiRoute(
+        "GET",
+        MEMBER,
+        Permission.SITES_READ,
+        "a member of staff, by staff number",
+        answer=schemas.Staff,
+    ),
     ApiRoute(
         "PATCH",
         MEMBER,
         Permission.SITES_WRITE,
         "change a member of staff: name, department, site, window, active",
+        answer=schemas.Staff,
+        body=request_schemas.StaffChange,
     ),
 )
 

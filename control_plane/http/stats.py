@@ -27,8 +27,9 @@ from control_plane.rollup_settings import RollupSettings
 from control_plane.stats_groups import CASES, REVIEWS, Figures
 from control_plane.stats_query import StatsParameterError, parse_query
 
+from . import request_schemas, schemas
 from .auth import PRINCIPAL, ApiRoute, as_api_error
-from .errors import ApiError
+from .errors import invalid_parameter
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
@@ -49,7 +50,7 @@ def figures_handler(
                 root_path, root_code = await _root(principal, query.node), query.node
             body = await stats.figures(query, kind, root_path=root_path, root_code=root_code)
         except StatsParameterError as exc:
-            raise ApiError(400, "invalid_parameter", exc.message) from None
+            raise invalid_parameter(exc.message, parameter=exc.parameter) from None
         except AuthError as exc:
             raise as_api_error(exc) from None
         return web.json_response(body)
@@ -81,6 +82,8 @@ ROUTES = (
         Permission.STATS_READ,
         "handled cases (办件量) and usage in the token's scope, grouped by level, site, node,"
         " department, item, day or month",
+        answer=schemas.CaseStats,
+        query=request_schemas.StatsParameters,
     ),
     ApiRoute(
         "GET",
@@ -88,6 +91,8 @@ ROUTES = (
         Permission.STATS_READ,
         "好差评 ratings by level and the satisfaction rate in the token's scope, grouped as the"
         " cases",
+        answer=schemas.ReviewStats,
+        query=request_schemas.StatsParameters,
     ),
 )
 

@@ -11,6 +11,7 @@ from control_plane import admin_bodies, window_admin
 from control_plane.auth import Permission
 from control_plane.inventory import WindowSpec
 
+from . import request_schemas, schemas
 from .admin import Handler, by_method, created, json_object, no_content, refusals
 from .auth import PRINCIPAL, ApiRoute
 
@@ -21,18 +22,26 @@ ROUTES = (
         WINDOW,
         Permission.SITES_WRITE,
         "create a window of a site, with the departments it serves",
+        answer=schemas.Window,
+        status=201,
+        body=request_schemas.WindowFields,
+        conflict="the site has a window of that number",
     ),
     ApiRoute(
         "PATCH",
         WINDOW,
         Permission.SITES_WRITE,
         "change a window's name or the departments it serves",
+        answer=schemas.Window,
+        body=request_schemas.WindowFields,
     ),
     ApiRoute(
         "DELETE",
         WINDOW,
         Permission.SITES_WRITE,
         "delete a window; 409 while devices or staff are bound to it",
+        status=204,
+        conflict="devices or staff are bound to the window",
     ),
 )
 
