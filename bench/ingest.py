@@ -141,7 +141,9 @@ def report(rows: list[list[Result]]) -> str:
         "",
         (
             f"{first.devices} device connections in {first.workers} generator processes "
-            f"(`bench/loadgen.py`), QoS 1, open loop, {first.duration_s:.0f} s per step. "
+            f"(`bench/loadgen.py`, speaking through the ingest's own MQTT client, not paho, "
+            "so that the generator does not take the cores the control plane is measured on), "
+            f"QoS 1, open loop, {first.duration_s:.0f} s per step. "
             "*Records per message* is 1 for live traffic and 100 for a terminal draining its "
             "backlog. Delivered = records the consumer got (reference) or that were acknowledged "
             "after their commit (termfleet), per second from the first publish to the later of "
