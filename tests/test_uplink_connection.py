@@ -13,7 +13,7 @@ import pytest
 from control_plane import uplink
 from control_plane.services.broker import BrokerSettings
 from control_plane.services.processes import ManagedProcess, free_port
-from control_plane.uplink import packets
+from control_plane.uplink import packets, reading
 from edge import mqtt
 
 pytestmark = pytest.mark.asyncio
@@ -164,11 +164,11 @@ class ClientPackets:
     """The (packet id, payload) of each PUBLISH a client sends: the packet reads the same."""
 
     def __init__(self) -> None:
-        self._reader = packets.PacketReader(1024)
+        self._reader = reading.PacketReader(1024)
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
         read = self._reader.feed(data)
-        return [(p.packet_id, p.payload) for p in read if isinstance(p, packets.Publish)]
+        return [(p.packet_id, p.payload) for p in read if isinstance(p, reading.Publish)]
 
 
 async def test_a_filter_the_broker_cannot_take_ends_the_connection_with_its_reason(

@@ -9,12 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from control_plane.uplink import packets
-from control_plane.uplink.packets import (
+from control_plane.uplink.packets import MalformedPacketError, PacketType
+from control_plane.uplink.reading import (
     ConnAck,
     Disconnect,
-    MalformedPacketError,
+    Packet,
     PacketReader,
-    PacketType,
     PingResp,
     PubAck,
     Publish,
@@ -41,7 +41,7 @@ def publish_bytes(
     return frame(0x30 | qos << 1 | int(retain), body + payload)
 
 
-def read(data: bytes) -> list[packets.Packet]:
+def read(data: bytes) -> list[Packet]:
     return PacketReader(MAXIMUM).feed(data)
 
 

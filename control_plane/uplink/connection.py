@@ -40,8 +40,9 @@ from edge.mqtt import (
     tls_context,
 )
 
-from . import packets
-from .packets import ConnAck, Disconnect, MalformedPacketError, PubAck, Publish, SubAck
+from . import packets, reading
+from .packets import MalformedPacketError
+from .reading import ConnAck, Disconnect, PubAck, Publish, SubAck
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class UplinkConnection(asyncio.Protocol):
         self._options = options
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
-        self._reader = packets.PacketReader(MAXIMUM_PACKET_SIZE)
+        self._reader = reading.PacketReader(MAXIMUM_PACKET_SIZE)
         self._inbox: list[Incoming] = []
         self._arrived = asyncio.Event()
         self._connack: asyncio.Future[ConnAck] = self._loop.create_future()
@@ -253,7 +254,7 @@ class UplinkConnection(asyncio.Protocol):
         while self._held and len(self._unacknowledged) < self._send_quota:
             self._publish_qos1(self._held.popleft())
 
-    def _control(self, packet: packets.Packet) -> None:
+    def _control(self, packet: reading.Packet) -> None:
         if type(packet) is PubAck:
             self._acknowledged(packet)
         elif isinstance(packet, ConnAck):
