@@ -1,10 +1,9 @@
-"""The MQTT 5 packets of the ingest's connection, encoded and read (OASIS MQTT 5.0, chapter 3).
+"""The MQTT 5 packets of the ingest's connection, written (OASIS MQTT 5.0, chapter 3).
 
-Only what a subscriber that acknowledges by hand needs: CONNECT/CONNACK, SUBSCRIBE/SUBACK,
-UNSUBSCRIBE/UNSUBACK, PUBLISH in at QoS 0 or 1 with its PUBACK out, PUBLISH out at QoS 0 (the
-devices' ``Ack``) or 1 (the benchmark's simulated terminals), PINGREQ/PINGRESP and DISCONNECT. Pure functions and a stream reader; the
-socket is ``control_plane.uplink.connection``'s. This module writes them;
-``control_plane.uplink.reading`` reads them.
+Only what a subscriber that acknowledges by hand needs: CONNECT, SUBSCRIBE, UNSUBSCRIBE, PUBACK
+for what it receives, PUBLISH at QoS 0 (the devices' ``Ack``) or 1 (the benchmark's simulated
+terminals), PINGREQ and DISCONNECT. Pure functions; ``control_plane.uplink.reading`` reads what
+the broker sends, and the socket is ``control_plane.uplink.connection``'s.
 """
 
 from __future__ import annotations
