@@ -21,7 +21,14 @@ from .commands import Command, CommandName, CommandResult, CommandStatus
 from .common import SCHEMA_VERSION, SUPPORTED_VERSIONS, OpenEnum, Payload, Record
 from .config import ApplyStatus, DesiredConfig, ReportedConfig
 from .delivery import Ack
-from .enrollment import BrokerEndpoint, ClaimRequest, ClaimResponse, ClaimStatus
+from .enrollment import (
+    CLAIM_TIMEOUT_S,
+    CLAIM_USERNAME,
+    BrokerEndpoint,
+    ClaimRequest,
+    ClaimResponse,
+    ClaimStatus,
+)
 from .errors import PayloadError, ProtocolError, RejectReason, TopicError, UnsupportedVersionError
 from .events import DeviceEvent, EventType, Severity
 from .health import (
@@ -52,6 +59,8 @@ from .usage import (
 )
 
 __all__ = [
+    "CLAIM_TIMEOUT_S",
+    "CLAIM_USERNAME",
     "MAX_PAYLOAD_BYTES",
     "MAX_RECORDS_PER_MESSAGE",
     "SCHEMA_VERSION",

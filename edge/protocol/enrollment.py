@@ -9,6 +9,15 @@ import msgspec
 from .common import OpenEnum, Payload, Timestamp
 from .presence import DeviceKind
 
+CLAIM_USERNAME = "termfleet-claim"
+"""The broker user of the restricted claim credentials, shared by every enrolling terminal.
+
+Its role lets it publish a request under a claim id and read that claim id's response, nothing
+else; its password is handed out with the claim codes (``termfleet provision claims create``).
+"""
+CLAIM_TIMEOUT_S = 30.0
+"""How long an enrolling agent waits for the claim service's answer by default."""
+
 
 class ClaimRequest(Payload, frozen=True, kw_only=True):
     """Sent with the restricted claim credentials, which can do nothing but this exchange.

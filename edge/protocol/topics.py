@@ -204,3 +204,22 @@ def shared(group: str, topic_filter: str) -> str:
         msg = f"invalid share group {group!r}"
         raise TopicError(msg)
     return f"$share/{group}/{topic_filter}"
+
+
+# Broker ACL patterns (provisioning/dynsec.py): a "+" in an ACL also permits subscribing with
+# a "+" in that level, never with "#".
+
+
+def all_downlink_filter() -> str:
+    """Every device's downlink: what the control plane may publish on."""
+    return f"{ROOT}/{Direction.DOWN.value}/+/+"
+
+
+def claim_response_filter() -> str:
+    """Every claim exchange's response: what the claim service may publish on."""
+    return f"{ROOT}/{Direction.CLAIM.value}/+/{Channel.RESPONSE.value}"
+
+
+def any_share_group(topic_filter: str) -> str:
+    """``topic_filter`` shared in any group: the ACL for replicas that split a subscription."""
+    return f"$share/+/{topic_filter}"
