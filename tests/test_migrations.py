@@ -31,6 +31,7 @@ LATEST = [
     "0004_device_inventory",
     "0005_staff",
     "0006_rollups",
+    "0007_provisioning",
 ]
 
 # The tables as `generate_schemas` created them before migrations existed (whitespace folded):
@@ -93,6 +94,8 @@ async def upgrade_keeps_data(database_url: str) -> None:
         assert device.last_health == {"seq": 9}
         # The columns 0002 added hold their defaults for the rows that were there.
         assert (device.serial, device.labels, device.lifecycle) == ("", {}, "registered")
+        # ... and those of 0007: no broker credentials yet, no self-test.
+        assert (device.broker_generation, device.enrolled_at, device.self_test) == (0, None, {})
         assert device.site_id is None
         assert device.window_id is None
         assert [(r.device_id, r.seq, r.payload) for r in records] == [

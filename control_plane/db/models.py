@@ -124,6 +124,13 @@ class Device(Model):
     serial = fields.CharField(max_length=64, default="", db_default="")
     labels: fields.Field[dict[str, str]] = fields.JSONField(default=dict, db_default={})
     lifecycle = fields.CharField(max_length=16, default="registered", db_default="registered")
+    # Provisioning: the generation of its broker password (0: it has none; each re-enrollment
+    # adds one, so the old password dies), when it last enrolled, until when an administrator
+    # allows it to enroll again, and the results of its commissioning self-test.
+    broker_generation = fields.IntField(default=0, db_default=0)
+    enrolled_at = fields.DatetimeField(null=True)
+    reenroll_until = fields.DatetimeField(null=True)
+    self_test: fields.Field[dict[str, object]] = fields.JSONField(default=dict, db_default={})
 
     class Meta:
         table = "device"
@@ -225,6 +232,9 @@ from .inventory_models import (  # noqa: E402, F401 - re-exported: tortoise find
     AgentInventory,
     DeviceLabel,
     PeripheralInventory,
+)
+from .provisioning_models import (  # noqa: E402, F401 - re-exported: tortoise finds models here
+    ClaimToken,
 )
 from .rollup_models import (  # noqa: E402, F401 - re-exported: tortoise finds models here
     DailyRollup,
