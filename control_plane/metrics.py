@@ -71,6 +71,23 @@ class ControlPlaneMetrics:
         self.mqtt_connected = Gauge(
             names.MQTT_CONNECTED.name, names.MQTT_CONNECTED.help, registry=self.registry
         )
+        # Provisioning: the claim service and the broker reconcile (provisioning/runner.py).
+        self.enrollments = _counter(names.ENROLLMENTS, self.registry)
+        self.broker_drift = _gauge(names.BROKER_DRIFT, self.registry)
+        self.broker_save_failures = _counter(names.BROKER_SAVE_FAILURES, self.registry)
+        self.broker_reconciles = _counter(names.BROKER_RECONCILES, self.registry)
+        self._broker_file_in_step: Gauge | None = None
+
+
+    def broker_file_in_step(self) -> Gauge:
+        """Made on first use: absent, not 0, where the control plane cannot read the file."""
+        if self._broker_file_in_step is None:
+            self._broker_file_in_step = _gauge(names.BROKER_FILE_IN_STEP, self.registry)
+        return self._broker_file_in_step
+
+
+def _gauge(spec: names.MetricSpec, registry: CollectorRegistry) -> Gauge:
+    return Gauge(spec.name, spec.help, spec.labels, registry=registry)
 
 
 def _counter(spec: names.MetricSpec, registry: CollectorRegistry) -> Counter:

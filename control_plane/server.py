@@ -8,6 +8,7 @@ import signal
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from tortoise.exceptions import BaseORMException
@@ -22,6 +23,9 @@ from .ingest import Ingest
 from .metrics import ControlPlaneMetrics
 from .rollup_settings import RollupSettings, SettingsError
 from .site_cache import SiteCache
+
+if TYPE_CHECKING:
+    from provisioning.settings import ProvisioningSettings
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,16 @@ class ServerSettings:
     http_port: int = 8080
     client_id: str = ""
     heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S
+    provisioning: ProvisioningSettings | None = None
+    """Claim service and broker reconcile, when the control plane holds the secret."""
+
+    def ingest_address(self) -> BrokerAddress:
+        """The URL's login if it names one, else the control plane's own from the secret."""
+        if self.provisioning is None or self.mqtt.username is not None:
+            return self.mqtt
+        from provisioning.dynsec import CONTROL_PLANE_USERNAME  # noqa: PLC0415 - optional part
+
+        return self.provisioning.login(CONTROL_PLANE_USERNAME)
 
     def ingest_client_id(self) -> str:
         # Stable across restarts, so that a restarted control plane resumes its broker session
@@ -87,7 +101,8 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
         try:
             async with asyncio.TaskGroup() as tasks:
                 ingest_task = tasks.create_task(
-                    ingest.run(settings.mqtt, settings.ingest_client_id()), name="ingest"
+                    ingest.run(settings.ingest_address(), settings.ingest_client_id()),
+                    name="ingest",
                 )
                 chores = [
                     tasks.create_task(_keep_placements(fleet, sites), name="placements"),
@@ -96,6 +111,11 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
                         name="rollups",
                     ),
                 ]
+                if settings.provisioning is not None:
+                    from provisioning.runner import Provisioning  # noqa: PLC0415 - optional part
+
+                    provisioning = Provisioning(settings.provisioning, metrics)
+                    chores.append(tasks.create_task(provisioning.run(), name="provisioning"))
                 await stop.wait()
                 ingest_task.cancel()
                 for chore in chores:

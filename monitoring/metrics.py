@@ -50,3 +50,32 @@ MQTT_CONNECTED = MetricSpec(
     "termfleet_mqtt_connected",
     "1 while the control plane's ingest is connected to the broker.",
 )
+ENROLLMENTS = MetricSpec(
+    "termfleet_enrollments_total",
+    "Claim requests answered by the claim service, by outcome: accepted, or the refusal reason "
+    "(unknown, expired, used, rate_limited, already_enrolled, retired, wrong_kind, wrong_serial, "
+    "invalid, unavailable).",
+    ("outcome",),
+)
+BROKER_DRIFT = MetricSpec(
+    "termfleet_broker_drift",
+    "Differences between the broker's logins and roles and the database found by the last "
+    "reconcile (then repaired), by kind: missing_client, missing_role, acl, client_role, "
+    "clientid, disabled, retired_present, unknown.",
+    ("kind",),
+)
+BROKER_FILE_IN_STEP = MetricSpec(
+    "termfleet_broker_login_file_in_step",
+    "1 when the broker's dynamic-security file holds the logins the broker has in memory, 0 when "
+    "it does not (the broker could not save it: a restart would lose or lock out logins); "
+    "absent when the control plane cannot read the file.",
+)
+BROKER_SAVE_FAILURES = MetricSpec(
+    "termfleet_broker_save_failures_total",
+    "Failed saves of its login file that the broker's error log reported.",
+)
+BROKER_RECONCILES = MetricSpec(
+    "termfleet_broker_reconciles_total",
+    "Reconciles of the broker's logins with the database, by result: ok, or failed.",
+    ("result",),
+)

@@ -16,6 +16,7 @@ from . import (
     departments,
     devices,
     nodes,
+    provision,
     server,
     simulate,
     sites,
@@ -62,6 +63,7 @@ cli.add_command(staff.staff)
 cli.add_command(tokens.tokens)
 cli.add_command(audit.audit)
 cli.add_command(stats.stats)
+cli.add_command(provision.provision)
 
 
 def main() -> None:

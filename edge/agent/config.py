@@ -71,6 +71,10 @@ class AgentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     telemetry: TelemetryConfig = TelemetryConfig()
     outbox: OutboxConfig = OutboxConfig()
     delivery: DeliveryConfig = DeliveryConfig()
+    content_keys: tuple[str, ...] = ()
+    """Ed25519 public keys (base64) whose signatures the agent accepts on content (enrollment)."""
+    initial_config: dict[str, str] = msgspec.field(default_factory=dict)
+    """The settings the control plane handed over at enrollment, until its first desired config."""
 
 
 def load_config(path: Path) -> AgentConfig:

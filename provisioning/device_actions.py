@@ -1,0 +1,145 @@
+"""Administrators' actions on a terminal's membership: retire it, allow it to enroll again.
+
+Each changes the database (with its audit entry) first and then the broker: the database is
+the source of truth, and reconcile repeats on the broker whatever a crash in between left
+undone.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.transactions import in_transaction
+
+from control_plane import audit
+from control_plane.admin_errors import ConflictError, NotFoundError
+from control_plane.auth import Actor
+from control_plane.db.models import Device
+from control_plane.lifecycle import Lifecycle, LifecycleError, advance
+from edge import mqtt
+from edge.protocol import Channel, topics
+
+from . import dynsec
+from .broker_admin import BrokerAdmin
+from .reconcile import Desired
+from .settings import ProvisioningSettings
+
+GONE = frozenset({"Client not found", "Role not found"})
+"""Answers to a revocation that mean it was done before."""
+DEFAULT_REENROLL_WINDOW = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Retired:
+    device_id: str
+    kick_s: float
+    """From the command to the broker's answer: the session is gone by then."""
+
+
+async def _locked(device_id: str, conn: BaseDBAsyncClient) -> Device:
+    device = await Device.select_for_update().using_db(conn).get_or_none(device_id=device_id)
+    if device is None:
+        msg = f"no device {device_id!r}"
+        raise NotFoundError(msg)
+    return device
+
+
+async def retire(  # noqa: PLR0913 - who, what, the two connections, when, why
+    actor: Actor,
+    device_id: str,
+    *,
+    admin: BrokerAdmin,
+    control_plane: mqtt.Connection,
+    now: datetime,
+    note: str = "",
+) -> Retired:
+    """Retire for good: revoke its login (which kicks its session) and clear its presence."""
+    async with in_transaction() as conn:
+        device = await _locked(device_id, conn)
+        try:
+            device.lifecycle = advance(Lifecycle(device.lifecycle), Lifecycle.RETIRED)
+        except LifecycleError as exc:
+            raise ConflictError(str(exc)) from None
+        await device.save(using_db=conn, update_fields=["lifecycle"])
+        await audit.record(
+            "device.retire",
+            actor,
+            "device",
+            device_id,
+            after={"lifecycle": Lifecycle.RETIRED.value},
+            note=note,
+            at=now,
+            using_db=conn,
+        )
+    started = time.monotonic()
+    await admin.run(
+        dynsec.revoke_commands(device_id, dynsec.device_role_name(device_id)), tolerate=GONE
+    )
+    kick_s = time.monotonic() - started
+    # A kicked session leaves no last will: clear the retained presence, or every new
+    # subscriber would still read "online".
+    await control_plane.publish(
+        mqtt.Outgoing(topics.uplink(device_id, Channel.PRESENCE), b"", retain=True)
+    )
+    return Retired(device_id, kick_s)
+
+
+async def allow_reenroll(  # noqa: PLR0913 - who, what, the admin, when, how long, why
+    actor: Actor,
+    device_id: str,
+    *,
+    admin: BrokerAdmin,
+    now: datetime,
+    window: timedelta = DEFAULT_REENROLL_WINDOW,
+    note: str = "",
+) -> datetime:
+    """Let the terminal enroll once more within ``window``: after a factory reset, a new disk.
+
+    Its current login is disabled at once, so whatever holds the old password is out.
+    """
+    until = now + window
+    async with in_transaction() as conn:
+        device = await _locked(device_id, conn)
+        if device.lifecycle == Lifecycle.RETIRED:
+            msg = f"device {device_id} is retired: it cannot enroll again"
+            raise ConflictError(msg)
+        device.reenroll_until = until
+        await device.save(using_db=conn, update_fields=["reenroll_until"])
+        await audit.record(
+            "device.reenroll_allow",
+            actor,
+            "device",
+            device_id,
+            after={"reenroll_until": until.isoformat()},
+            note=note,
+            at=now,
+            using_db=conn,
+        )
+    if device.broker_generation > 0:
+        await admin.run([{"command": "disableClient", "username": device_id}], tolerate=GONE)
+    return until
+
+
+async def desired_state(settings: ProvisioningSettings) -> Desired:
+    """The broker's logins and roles as the database says they should be."""
+    clients = dynsec.service_clients(settings.password)
+    roles = list(dynsec.SERVICE_ROLES)
+    retired: set[str] = set()
+    rows = await Device.filter(broker_generation__gt=0).values_list(
+        "device_id", "lifecycle", "broker_generation", "reenroll_until"
+    )
+    now = datetime.now().astimezone()
+    for device_id, lifecycle, generation, reenroll_until in rows:
+        # A device waiting to enroll again stays out of both: its login is disabled on purpose,
+        # and reconcile leaves a disabled login it does not know alone.
+        if lifecycle == Lifecycle.RETIRED:
+            retired.add(device_id)
+            continue
+        if reenroll_until is not None and reenroll_until > now:
+            continue
+        clients.append(dynsec.device_client(device_id, settings.password(device_id, generation)))
+        roles.append(dynsec.device_role(device_id))
+    return Desired(clients=clients, roles=roles, retired=retired)
