@@ -74,6 +74,15 @@ class Outgoing:
     payload: bytes
     qos: int = 1
     retain: bool = False
+    expiry_s: int = 0
+    """MQTT 5 message expiry: the broker drops it undelivered after this long (0: never)."""
+
+    def properties(self) -> Properties | None:
+        if not self.expiry_s:
+            return None
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        properties.MessageExpiryInterval = self.expiry_s
+        return properties
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +154,7 @@ class Connection:
                 message.payload,
                 qos=message.qos,
                 retain=message.retain,
+                properties=message.properties(),
                 timeout=OPERATION_TIMEOUT_S,
             )
         except aiomqtt.MqttError as exc:

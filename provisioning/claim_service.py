@@ -17,7 +17,7 @@ import binascii
 import logging
 import socket
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -43,6 +43,8 @@ SHARE_GROUP = "termfleet-claims"
 RECONNECT_INITIAL_S = 1.0
 RECONNECT_MAX_S = 30.0
 PUBLIC_KEY_BYTES = 32
+ANSWERS_KEPT = 1_000
+"""Answers remembered by claim id, so a terminal repeating its request gets the same one."""
 ACCEPTED = "accepted"
 
 
@@ -67,6 +69,7 @@ class ClaimService:
         """Held while enrolling: a reconcile running meanwhile would take a login created
         after it read the database for an unknown one, and disable it."""
         self._counted = counted
+        self._answered: OrderedDict[str, ClaimResponse] = OrderedDict()
         self._clock = clock
         self._monotonic = monotonic
 
@@ -94,7 +97,7 @@ class ClaimService:
         async def give_login(enrollment: claim_store.Enrollment) -> None:
             nonlocal password
             password = self.settings.password(enrollment.device_id, enrollment.generation)
-            await admin.run(login_commands(enrollment.device_id, password))
+            await admin.run(await login_commands(admin, enrollment.device_id, password))
 
         try:
             result = await claim_store.enroll(
@@ -131,6 +134,8 @@ class ClaimService:
 
     async def run(self) -> None:
         """Serve claim requests until cancelled, reconnecting with capped jittered backoff."""
+        # A clean session: a request sent while it reconnects is lost, and the terminal sends
+        # it again (edge.agent.enroll), answered from ``_answered`` if it was seen before.
         options = mqtt.SessionOptions(client_id=f"termfleet-claims-{socket.gethostname()}")
         backoff = Backoff(RECONNECT_INITIAL_S, RECONNECT_MAX_S)
         while True:
@@ -163,7 +168,12 @@ class ClaimService:
             return
         if not isinstance(request, ClaimRequest):
             return
-        response = await self.answer(request, admin)
+        response = self._answered.get(topic.subject)
+        if response is None:
+            response = await self.answer(request, admin)
+            self._answered[topic.subject] = response
+            while len(self._answered) > ANSWERS_KEPT:
+                self._answered.popitem(last=False)
         await connection.publish(
             mqtt.Outgoing(topics.claim(topic.subject, Channel.RESPONSE), codec.encode(response))
         )
@@ -173,12 +183,25 @@ def refused(reason: Refusal) -> ClaimResponse:
     return ClaimResponse(status=ClaimStatus.REFUSED, reason=reason.value)
 
 
-def login_commands(device_id: str, password: str) -> list[dict[str, object]]:
-    """The terminal's role and login, created or, on re-enrollment, given the new password."""
+async def login_commands(
+    admin: BrokerAdmin, device_id: str, password: str
+) -> list[dict[str, object]]:
+    """The terminal's role and login, created or, on re-enrollment, given the new password.
+
+    Asked first rather than tolerated after: 2.0.11 answers "Internal error" to an
+    addClientRole for a role the client holds already.
+    """
+    [answer] = await admin.run(
+        [{"command": "getClient", "username": device_id}], tolerate={"Client not found"}
+    )
+    client = answer.get("data", {}).get("client")
+    role = dynsec.device_role(device_id)
+    if client is None:
+        return dynsec.enroll_commands(dynsec.device_client(device_id, password), role)
+    held = {r.get("rolename") for r in client.get("roles", [])}
     return [
-        *dynsec.enroll_commands(
-            dynsec.device_client(device_id, password), dynsec.device_role(device_id)
-        ),
+        dynsec.create_role(role),  # "already exists" is tolerated
+        *([] if role.name in held else [dynsec.add_client_role(device_id, role.name)]),
         dynsec.set_password(device_id, password),
         {"command": "enableClient", "username": device_id},
     ]

@@ -205,8 +205,11 @@ def create_client(client: Client) -> list[dict[str, Any]]:
     }
     if client.clientid is not None:
         create["clientid"] = client.clientid
-    add_role = {"command": "addClientRole", "username": client.username, "rolename": client.role}
-    return [create, add_role]
+    return [create, add_client_role(client.username, client.role)]
+
+
+def add_client_role(username: str, role: str) -> dict[str, Any]:
+    return {"command": "addClientRole", "username": username, "rolename": role}
 
 
 def enroll_commands(client: Client, role: Role) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import math
 import os
 import secrets
 from collections.abc import Mapping, Sequence
@@ -22,6 +23,7 @@ from nacl.public import PrivateKey
 
 import edge
 from edge import mqtt
+from edge.aio import cancel_and_wait
 from edge.protocol import (
     CLAIM_TIMEOUT_S,
     CLAIM_USERNAME,
@@ -208,6 +210,9 @@ def _read_text(path: Path) -> str:
         return ""
 
 
+REPEAT_REQUEST_S = 2.0
+
+
 def new_claim_id() -> str:
     """128 random bits in lowercase hex: unguessable, and valid as one topic level."""
     return secrets.token_hex(16)
@@ -219,12 +224,18 @@ async def exchange(
     """Publish the request under ``claim_id`` and return the first answer; raises EnrollError."""
     session = mqtt.SessionOptions(client_id=f"claim-{claim_id}", clean_start=True, expiry_s=0)
     response_topic = topics.claim(claim_id, Channel.RESPONSE)
-    request_message = mqtt.Outgoing(topics.claim(claim_id, Channel.REQUEST), encode(request))
+    # Never delivered after this terminal has given up: an answer nobody reads would use up
+    # the code for nothing.
+    request_message = mqtt.Outgoing(
+        topics.claim(claim_id, Channel.REQUEST),
+        encode(request),
+        expiry_s=max(1, math.ceil(timeout_s)),
+    )
     try:
         async with mqtt.connect(address, session) as connection:
             # Subscribed before asking: the claim service may answer before a later SUBACK.
             await connection.subscribe(response_topic, qos=1)
-            await connection.publish(request_message)
+            asking = asyncio.create_task(_ask(connection, request_message))
             try:
                 async with asyncio.timeout(timeout_s):
                     return await _first_response(connection, response_topic)
@@ -234,8 +245,23 @@ async def exchange(
                     "(is the control plane running?)"
                 )
                 raise EnrollError(msg) from None
+            finally:
+                await cancel_and_wait([asking])
     except mqtt.MqttError as exc:
         raise EnrollError(_connection_failure(address, exc)) from None
+
+
+async def _ask(connection: mqtt.Connection, request: mqtt.Outgoing) -> None:
+    """Send the request, and again now and then until cancelled.
+
+    A claim service that is reconnecting (a broker restart, a control plane starting) has no
+    subscription, and the broker drops what nobody subscribes to. The claim id makes a repeat
+    the same exchange: the service answers it as it answered the first (provisioning.
+    claim_service), never enrolling twice.
+    """
+    while True:
+        await connection.publish(request)
+        await asyncio.sleep(REPEAT_REQUEST_S)
 
 
 async def _first_response(connection: mqtt.Connection, response_topic: str) -> ClaimResponse:

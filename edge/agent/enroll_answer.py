@@ -27,6 +27,14 @@ REFUSALS = {
         "this terminal's serial is enrolled already; an administrator must run "
         "`termfleet provision reenroll` first"
     ),
+    "retired": "this terminal's serial belongs to a retired terminal; it cannot join again",
+    "wrong_kind": "the claim code is for terminals of another kind; check --kind",
+    "wrong_serial": (
+        "the claim code was made for a terminal with another serial; check --serial, or use"
+        " the code printed for this terminal"
+    ),
+    "invalid": "the control plane could not use the request (serial or key missing or too long)",
+    "unavailable": "the control plane could not reach its broker; nothing was used up, try again",
 }
 """The claim service's reasons for refusing, in the words the technician at the terminal needs."""
 
