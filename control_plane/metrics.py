@@ -78,7 +78,6 @@ class ControlPlaneMetrics:
         self.broker_reconciles = _counter(names.BROKER_RECONCILES, self.registry)
         self._broker_file_in_step: Gauge | None = None
 
-
     def broker_file_in_step(self) -> Gauge:
         """Made on first use: absent, not 0, where the control plane cannot read the file."""
         if self._broker_file_in_step is None:
