@@ -24,6 +24,7 @@ from edge.protocol import (
     SPECS,
     Ack,
     Channel,
+    CommandResult,
     DeviceEvent,
     Direction,
     Heartbeat,
@@ -39,8 +40,9 @@ from edge.protocol import (
     probe_seq,
 )
 from edge.protocol import topics as wire
+from edge.protocol.commands import is_self_test
 
-from . import registry, uplink
+from . import commissioning, registry, uplink
 from .batch import BATCH_MAX_RECORDS, DeviceAck, RecordBatch
 from .fleet import DeviceState, FleetState, health_changed
 from .metrics import ControlPlaneMetrics
@@ -139,20 +141,27 @@ class Ingest:
                 return True  # a retained message being cleared: housekeeping, not bad input
             self._reject(exc.reason, incoming.topic, str(exc))
             return True
-        device_id = topic.subject
+        await self._handle_state(topic.subject, payload, retained=incoming.retain, now=now)
+        return True
+
+    async def _handle_state(
+        self, device_id: str, payload: object, *, retained: bool, now: datetime
+    ) -> None:
+        """Presence, a heartbeat or a command result: what the device says of itself."""
         updated: DeviceState | None = None
         if isinstance(payload, Presence):
-            retained = incoming.retain
             updated = self._fleet.presence_update(device_id, payload, None if retained else now)
         elif isinstance(payload, Heartbeat):
             updated = self._fleet.heartbeat_update(device_id, payload, now)
+        elif isinstance(payload, CommandResult) and is_self_test(payload.command_id):
+            if not await commissioning.record_self_test(device_id, payload, now):
+                log.info("self-test from unknown device %s not kept", device_id)
         else:
-            # Reported config and command results are acted on by the issues that send config
-            # and commands; until then they are counted.
-            log.debug("%s from %s not acted on yet", channel.value, device_id)
+            # Reported config and other command results are acted on by the issues that send
+            # config and commands; until then they are counted.
+            log.debug("%s from %s not acted on yet", type(payload).__name__, device_id)
         if updated is not None:
             await self._store(updated, now)
-        return True
 
     def _take_records(self, incoming: mqtt.Incoming, topic: wire.Topic, now: datetime) -> None:
         """Put a record message's records into the batch; refused ones become dead letters.

@@ -19,6 +19,7 @@ from . import registry, rollups
 from .db import database
 from .fleet import DEFAULT_HEARTBEAT_TIMEOUT_S, FleetState
 from .http.app import make_app
+from .http.devices_changes import ON_RETIRED
 from .ingest import Ingest
 from .metrics import ControlPlaneMetrics
 from .rollup_settings import RollupSettings, SettingsError
@@ -82,6 +83,12 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
         metrics = ControlPlaneMetrics(fleet)
         ingest = Ingest(fleet, metrics)
         app = make_app(fleet, metrics, ingest, sites_cache=sites)
+        provisioning = None
+        if settings.provisioning is not None:
+            from provisioning.runner import Provisioning  # noqa: PLC0415 - optional part
+
+            provisioning = Provisioning(settings.provisioning, metrics)
+            app[ON_RETIRED] = provisioning.device_retired
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
@@ -111,10 +118,7 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
                         name="rollups",
                     ),
                 ]
-                if settings.provisioning is not None:
-                    from provisioning.runner import Provisioning  # noqa: PLC0415 - optional part
-
-                    provisioning = Provisioning(settings.provisioning, metrics)
+                if provisioning is not None:
                     chores.append(tasks.create_task(provisioning.run(), name="provisioning"))
                 await stop.wait()
                 ingest_task.cancel()

@@ -74,6 +74,13 @@ async def retire(  # noqa: PLR0913 - who, what, the two connections, when, why
             at=now,
             using_db=conn,
         )
+    return Retired(device_id, await revoke_on_broker(device_id, admin, control_plane))
+
+
+async def revoke_on_broker(
+    device_id: str, admin: BrokerAdmin, control_plane: mqtt.Connection
+) -> float:
+    """Revoke a retired terminal's login and role; the seconds the broker took to answer."""
     started = time.monotonic()
     await admin.run(
         dynsec.revoke_commands(device_id, dynsec.device_role_name(device_id)), tolerate=GONE
@@ -84,7 +91,7 @@ async def retire(  # noqa: PLR0913 - who, what, the two connections, when, why
     await control_plane.publish(
         mqtt.Outgoing(topics.uplink(device_id, Channel.PRESENCE), b"", retain=True)
     )
-    return Retired(device_id, kick_s)
+    return kick_s
 
 
 async def allow_reenroll(  # noqa: PLR0913 - who, what, the admin, when, how long, why
@@ -143,3 +150,40 @@ async def desired_state(settings: ProvisioningSettings) -> Desired:
         clients.append(dynsec.device_client(device_id, settings.password(device_id, generation)))
         roles.append(dynsec.device_role(device_id))
     return Desired(clients=clients, roles=roles, retired=retired)
+
+
+async def replace(
+    actor: Actor, old_id: str, new_id: str, *, now: datetime
+) -> tuple[int, int | None]:
+    """Give ``new_id`` the place of ``old_id``: its site and window (a new pad at a window).
+
+    The old one keeps its site but no window. Returns the (site id, window id) taken.
+    """
+    if old_id == new_id:
+        msg = "a terminal cannot replace itself"
+        raise ConflictError(msg)
+    async with in_transaction() as conn:
+        old = await _locked(old_id, conn)
+        new = await _locked(new_id, conn)
+        if new.lifecycle == Lifecycle.RETIRED:
+            msg = f"device {new_id} is retired: it cannot take another's place"
+            raise ConflictError(msg)
+        if old.site_id is None:
+            msg = f"device {old_id} is placed nowhere: there is no place to take"
+            raise ConflictError(msg)
+        before = {"old": [old.site_id, old.window_id], "new": [new.site_id, new.window_id]}
+        new.site_id, new.window_id = old.site_id, old.window_id
+        old.window_id = None
+        await old.save(using_db=conn, update_fields=["window_id"])
+        await new.save(using_db=conn, update_fields=["site_id", "window_id"])
+        await audit.record(
+            "device.replace",
+            actor,
+            "device",
+            new_id,
+            before=before,
+            after={"replaces": old_id, "site_id": new.site_id, "window_id": new.window_id},
+            at=now,
+            using_db=conn,
+        )
+    return new.site_id, new.window_id

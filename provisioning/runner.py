@@ -17,7 +17,7 @@ from edge import mqtt
 from . import dynsec
 from .broker_admin import DynsecError, open_admin
 from .claim_service import ClaimService
-from .device_actions import desired_state
+from .device_actions import desired_state, revoke_on_broker
 from .reconcile import Report, reconcile
 from .settings import ProvisioningSettings
 
@@ -39,6 +39,29 @@ class Provisioning:
         )
         self.last_report: Report | None = None
         self._reported_save_failures = 0
+        self._revoking: set[asyncio.Task[None]] = set()
+
+    def device_retired(self, device_id: str) -> None:
+        """Revoke the login of a terminal just retired through the API.
+
+        Now, rather than at the next reconcile (which would find it too, as retired_present).
+        """
+        task = asyncio.get_running_loop().create_task(self._revoke(device_id))
+        self._revoking.add(task)
+        task.add_done_callback(self._revoking.discard)
+
+    async def _revoke(self, device_id: str) -> None:
+        session = mqtt.SessionOptions(client_id=f"termfleet-retire-{device_id}"[:64])
+        try:
+            async with (
+                self._exclusive,
+                open_admin(self.settings.login(dynsec.ADMIN_USERNAME)) as admin,
+                mqtt.connect(self.settings.login(dynsec.CONTROL_PLANE_USERNAME), session) as cp,
+            ):
+                kick_s = await revoke_on_broker(device_id, admin, cp)
+            log.info("revoked the broker login of %s in %.1f ms", device_id, kick_s * 1000)
+        except (mqtt.MqttError, DynsecError) as exc:
+            log.warning("could not revoke %s now (reconcile will): %s", device_id, exc)
 
     async def run(self, *, reconcile_every_s: float = RECONCILE_INTERVAL_S) -> None:
         async with asyncio.TaskGroup() as tasks:

@@ -14,9 +14,11 @@ import base64
 import json
 import re
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nacl.public import PrivateKey
@@ -46,6 +48,7 @@ from tests.support.provisioning_stand import (
     ProvisioningStand,
     agent_password,
 )
+from tests.support.tokens import issue_token
 
 pytestmark = pytest.mark.slow
 
@@ -301,3 +304,100 @@ def test_an_unreadable_request_is_counted_and_not_answered(stand: ProvisioningSt
     assert claimant.received(1.0) == []
     claimant.close()
     eventually(lambda: counted(stand, "invalid") == before + 1, 5, "counted as invalid")
+
+
+def test_retiring_through_the_api_kicks_the_terminal_too(stand: ProvisioningStand) -> None:
+    answer = enrolled(stand, "SN-API-RETIRE")
+    device_id, password = answer["device_id"], agent_password(Path(answer["config"]))
+    session = stand.device_probe(device_id, password)
+    assert session.connect() == 0
+    token = asyncio.run(issue_token(stand.database_url))
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{stand.http_port}/api/v1/devices/{device_id}/retire",
+        data=b'{"note": "broken screen"}',
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
+        assert json.load(resp)["lifecycle"] == "retired"
+    assert session.disconnected.wait(5)
+    assert session.disconnect_reason == 0x98
+    assert stand.device_probe(device_id, password).connect() == NOT_AUTHORIZED
+
+
+def provision_status(stand: ProvisioningStand, device_id: str) -> dict[str, Any]:
+    done = stand.termfleet("provision", "status", device_id, "--json")
+    assert done.exit_code == 0, done.output
+    return dict(json.loads(done.stdout))
+
+
+def test_a_terminal_passes_its_self_test_and_goes_in_service_on_sign_off(
+    stand: ProvisioningStand,
+) -> None:
+    device_id = enrolled(stand, "SN-COMMISSION")["device_id"]
+    not_yet = stand.termfleet("provision", "accept", device_id)
+    assert not_yet.exit_code == 1
+    assert "no self-test" in not_yet.output
+    stand.run_agent("SN-COMMISSION", peripherals="simulated")
+    eventually(
+        lambda: provision_status(stand, device_id)["lifecycle"] == "commissioning", 20, "tested"
+    )
+    view = provision_status(stand, device_id)
+    assert view["self_test"]["status"] == "succeeded"
+    assert view["self_test"]["checks"]["printer0.test_print"] == "pass"
+    assert view["self_test"]["checks"]["idreader0.card_read"] == "pass"
+    assert view["failed_checks"] == []
+    human = stand.termfleet("provision", "status", device_id)
+    assert "PASS  printer0.test_print" in human.output
+    first_test = view["self_test"]["command_id"]
+    again = stand.termfleet("provision", "selftest", device_id)
+    assert again.exit_code == 0, again.output
+    eventually(
+        lambda: provision_status(stand, device_id)["self_test"]["command_id"] != first_test,
+        20,
+        "a second self-test on demand",
+    )
+    accepted = stand.termfleet("provision", "accept", device_id, "--note", "checked on site")
+    assert accepted.exit_code == 0, accepted.output
+    assert provision_status(stand, device_id)["lifecycle"] == "in_service"
+
+
+def test_a_failed_self_test_needs_force_and_a_note(stand: ProvisioningStand) -> None:
+    device_id = enrolled(stand, "SN-NO-DRIVER")["device_id"]
+    stand.run_agent("SN-NO-DRIVER")  # no peripheral driver: its check fails
+    eventually(
+        lambda: provision_status(stand, device_id)["lifecycle"] == "commissioning", 20, "tested"
+    )
+    view = provision_status(stand, device_id)
+    assert view["failed_checks"] == ["peripherals"]
+    assert stand.termfleet("provision", "status", device_id).output.count("FAIL") == 1
+    refused = stand.termfleet("provision", "accept", device_id)
+    assert refused.exit_code == 1
+    assert "failed peripherals" in refused.output
+    assert stand.termfleet("provision", "accept", device_id, "--force").exit_code == 1
+    forced = stand.termfleet(
+        "provision", "accept", device_id, "--force", "--note", "driver comes next week"
+    )
+    assert forced.exit_code == 0, forced.output
+    assert provision_status(stand, device_id)["lifecycle"] == "in_service"
+
+
+def test_a_new_pad_takes_the_window_of_the_one_it_replaces(
+    stand: ProvisioningStand, tmp_path: Path
+) -> None:
+    sheet = tmp_path / "pads.csv"
+    sheet.write_text(f"serial,kind,site,window\nSN-OLD-PAD,review_pad,{SITE},{WINDOW}\n")
+    [row] = json.loads(stand.termfleet("provision", "register", str(sheet), "--json").stdout)
+    new_pad = enrolled_kind(stand, "SN-NEW-PAD", "review_pad")
+    done = stand.termfleet("provision", "replace", row["device_id"], new_pad)
+    assert done.exit_code == 0, done.output
+    assert provision_status(stand, new_pad)["window"] == WINDOW
+    assert provision_status(stand, row["device_id"])["window"] is None
+    itself = stand.termfleet("provision", "replace", new_pad, new_pad)
+    assert itself.exit_code == 1
+
+
+def enrolled_kind(stand: ProvisioningStand, serial: str, kind: str) -> str:
+    done = stand.enroll(stand.claim_link(), serial, kind)
+    assert done.exit_code == 0, done.output
+    return str(json.loads(done.stdout)["device_id"])

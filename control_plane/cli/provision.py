@@ -12,29 +12,21 @@ import csv
 import functools
 import json
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 import click
 
-from . import options, provision_broker, provision_ca
-from .db import run_with_database
+from . import options, provision_broker, provision_ca, provision_devices
 from .options import database_url
 from .output import print_rows
+from .provision_broker import run_provisioning, secret_file
 
 T = TypeVar("T")
 KINDS = ("kiosk", "review_pad", "station_pc", "booth")
 TOKEN_COLUMNS = ["id", "prefix", "site", "batch", "kind", "uses", "max_uses", "expires_at", "state"]
 
-secret_file = click.option(
-    "--secret-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    envvar="TERMFLEET_SECRET_FILE",
-    required=True,
-    help="The provisioning secret [env TERMFLEET_SECRET_FILE].",
-)
 public_broker_url = click.option(
     "--public-broker-url",
     metavar="URL",
@@ -69,16 +61,10 @@ provision.add_command(provision_broker.broker_file)
 provision.add_command(provision_broker.reconcile)
 provision.add_command(provision_broker.retire)
 provision.add_command(provision_broker.reenroll)
-
-
-def run_provisioning(url: str, work: Callable[[], Awaitable[T]]) -> T:
-    """Run ``work`` on the database; refusals become clean errors."""
-    from control_plane.admin_errors import AdminError
-
-    try:
-        return run_with_database(url, work)
-    except AdminError as exc:
-        raise click.ClickException(exc.message) from None
+provision.add_command(provision_devices.status)
+provision.add_command(provision_devices.selftest)
+provision.add_command(provision_devices.accept)
+provision.add_command(provision_devices.replace)
 
 
 def claim_link(secret_path: Path, public_url: str, code: str) -> str:

@@ -36,6 +36,16 @@ secret_file = click.option(
 note = click.option("--note", default="", help="Why: kept in the audit log.")
 
 
+def run_provisioning(url: str, work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work`` on the database; refusals become clean errors."""
+    from control_plane.admin_errors import AdminError
+
+    try:
+        return run_with_database(url, work)
+    except AdminError as exc:
+        raise click.ClickException(exc.message) from None
+
+
 def _settings(secret: Path, broker: BrokerAddress) -> ProvisioningSettings:
     from provisioning.settings import provisioning_settings
 

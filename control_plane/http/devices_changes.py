@@ -29,6 +29,8 @@ from .errors import ApiError, invalid_field, unknown_names
 LABELS = "/api/v1/devices/{device_id}/labels"
 MOVE = "/api/v1/devices/{device_id}/move"
 RETIRE = "/api/v1/devices/{device_id}/retire"
+ON_RETIRED: web.AppKey[Callable[[str], None]] = web.AppKey("on_retired")
+"""Told each device retired through the API: provisioning revokes its broker login."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Change = Callable[[FleetState, datetime, web.Request], Awaitable[str]]
 
@@ -139,4 +141,6 @@ async def _retire(_fleet: FleetState, now: datetime, request: web.Request) -> st
         msg = f"unknown field(s) {', '.join(unknown)}; retiring takes a note"
         raise invalid_field(msg, field=unknown[0], **unknown_names(unknown, ["note"]))
     await device_admin.retire(request[PRINCIPAL], device_id, body.get("note"), now)
+    if (retired := request.app.get(ON_RETIRED)) is not None:
+        retired(device_id)
     return device_id

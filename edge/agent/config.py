@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -75,6 +75,9 @@ class AgentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """Ed25519 public keys (base64) whose signatures the agent accepts on content (enrollment)."""
     initial_config: dict[str, str] = msgspec.field(default_factory=dict)
     """The settings the control plane handed over at enrollment, until its first desired config."""
+    peripherals: Literal["none", "simulated"] = "none"
+    """Where peripheral status comes from until firmware_bridge's drivers do: nowhere, or the
+    simulator's set for this kind of terminal, all working (demos, tests)."""
 
 
 def load_config(path: Path) -> AgentConfig:

@@ -18,6 +18,7 @@ from edge.protocol import (
     MAX_PAYLOAD_BYTES,
     Ack,
     Channel,
+    Command,
     DeviceEvent,
     DeviceKind,
     EventType,
@@ -38,6 +39,7 @@ from edge.protocol import topics as wire
 from edge.protocol.channels import SPECS
 
 from .backoff import Backoff
+from .commissioning import SelfTests
 from .delivery import DeliverySettings, RecordSender
 from .outbox import Outbox, OutboxError, PendingRecord
 from .telemetry import HealthSource, heartbeat_diff
@@ -90,6 +92,7 @@ class Agent:
         clock: Callable[[], datetime] = _now,
         outbox: Outbox | None = None,
         delivery: DeliverySettings | None = None,
+        self_tests: SelfTests | None = None,
     ) -> None:
         self.identity = identity
         self._broker = broker
@@ -105,6 +108,7 @@ class Agent:
         self._heartbeat_seq = 0
         self._last_reading: Heartbeat | None = None
         self.connected = asyncio.Event()
+        self._self_tests = self_tests
 
     def close(self) -> None:
         self.outbox.close()
@@ -223,6 +227,8 @@ class Agent:
         self._last_reading = None  # the control plane may have missed diffs while we were away
         self._session = session
         self._heartbeat_seq = 0
+        if self._self_tests is not None:
+            await self._self_tests.after_connect(conn, self._outgoing)
         self.connected.set()
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -285,5 +291,10 @@ class Agent:
             if isinstance(message.payload, Ack):
                 self.sender.acknowledge(message.payload)
                 continue
+            if isinstance(message.payload, Command) and self._self_tests is not None:
+                result = self._self_tests.answer(message.payload)
+                if result is not None:
+                    await conn.publish(self._outgoing(Channel.RESULT, result))
+                    continue
             # Config, catalogs, content and commands are acted on by later issues' parts.
             log.info("%s: %s received", self.identity.device_id, message.topic.channel.value)

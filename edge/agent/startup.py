@@ -9,10 +9,13 @@ import asyncio
 import dataclasses
 import os
 import signal
+from datetime import UTC, datetime
 from pathlib import Path
 
 from edge.mqtt import BrokerAddress
+from edge.protocol import PeripheralStatus
 
+from .commissioning import SelfTests
 from .config import AgentConfig, ConfigError, load_config, read_password
 from .delivery import DeliverySettings
 from .outbox import OUTBOX_FILE, Outbox, OutboxError
@@ -37,10 +40,11 @@ def build_agent(config_path: Path) -> Agent:
         outbox = Outbox(state_dir / OUTBOX_FILE, max_bytes=config.outbox.max_bytes)
     except OutboxError as exc:
         raise StartError(str(exc)) from None
+    health = SystemHealth(_peripherals(config))
     return Agent(
         AgentIdentity(config.device_id, config.kind),
         broker,
-        SystemHealth(),
+        health,
         FileSessionCounter(state_dir),
         timing=AgentTiming(
             heartbeat_interval_s=config.telemetry.heartbeat_interval_s,
@@ -54,7 +58,16 @@ def build_agent(config_path: Path) -> Agent:
             ack_timeout_s=config.delivery.ack_timeout_s,
             records_per_message=config.delivery.records_per_message,
         ),
+        self_tests=SelfTests(state_dir, health, lambda: datetime.now(UTC)),
     )
+
+
+def _peripherals(config: AgentConfig) -> tuple[PeripheralStatus, ...]:
+    if config.peripherals != "simulated":
+        return ()
+    from edge.simulator.health import working_peripherals  # noqa: PLC0415 - demos only
+
+    return working_peripherals(config.kind)
 
 
 def _broker(config: AgentConfig) -> BrokerAddress:

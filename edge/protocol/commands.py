@@ -48,3 +48,22 @@ class CommandResult(Payload, frozen=True, kw_only=True):
     at: Timestamp | None = None
 
     required: ClassVar[tuple[str, ...]] = ("command_id", "status")
+
+
+SELF_TEST_PREFIX = "self-test"
+"""The command id of a self-test result starts with this.
+
+``self-test:enrollment`` is the one an agent runs by itself on its first connection after
+enrolling; ``self-test:<n>`` answers a SELF_TEST command.
+"""
+SELF_TEST_AFTER_ENROLLMENT = f"{SELF_TEST_PREFIX}:enrollment"
+CHECK_PASSED = "pass"
+"""A check's outcome in ``CommandResult.checks``: this, or ``fail: <reason>``."""
+
+
+def is_self_test(command_id: str) -> bool:
+    return command_id == SELF_TEST_PREFIX or command_id.startswith(f"{SELF_TEST_PREFIX}:")
+
+
+def check_failed(reason: str) -> str:
+    return f"fail: {reason}"

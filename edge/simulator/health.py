@@ -59,6 +59,14 @@ _NETWORK = {
 }
 
 
+def working_peripherals(kind: DeviceKind) -> tuple[PeripheralStatus, ...]:
+    """The peripherals a terminal of this kind has, every one of them working."""
+    return tuple(
+        PeripheralStatus(name=name, kind=pkind, state=PeripheralState.OK, model="sim")
+        for name, pkind in PERIPHERALS.get(kind, ())
+    )
+
+
 class SimulatedHealth:
     """A HealthSource for one simulated terminal; deterministic for a given ``rng`` seed."""
 
@@ -67,10 +75,7 @@ class SimulatedHealth:
         self._rng = rng
         self._cpu = rng.uniform(3, 20)
         self._uptime = rng.randint(600, 30 * 86400)
-        self._peripherals = {
-            name: PeripheralStatus(name=name, kind=pkind, state=PeripheralState.OK, model="sim")
-            for name, pkind in PERIPHERALS.get(kind, ())
-        }
+        self._peripherals = {p.name: p for p in working_peripherals(kind)}
 
     def read(self) -> Heartbeat:
         rng = self._rng

@@ -156,7 +156,9 @@ class ProvisioningStand:
     def config_path(self, serial: str) -> Path:
         return self.workdir / "terminals" / serial / "agent.toml"
 
-    def run_agent(self, serial: str) -> ManagedProcess:
+    def run_agent(self, serial: str, *, peripherals: str = "none") -> ManagedProcess:
+        config = self.config_path(serial)
+        config.write_text(f'peripherals = "{peripherals}"\n' + config.read_text())
         argv = [sys.executable, "-m", "edge.agent", "--config", str(self.config_path(serial))]
         agent = ManagedProcess(f"agent-{serial}", argv, self.workdir / f"agent-{serial}.log")
         self.agents.append(agent.start())
