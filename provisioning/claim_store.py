@@ -137,7 +137,7 @@ async def pre_register(
             if existing is not None:
                 field = "serial"
                 raise InvalidFieldError(field, f"{row.serial!r} is device {existing.device_id}")
-            taken = await _device_ids(conn)
+            taken = await _ids_like(row.kind, row.serial, conn)
             device = await Device.create(
                 device_id=claims.device_id_for(row.kind, row.serial, taken),
                 kind=row.kind,
@@ -245,7 +245,7 @@ async def enroll(
         if refused is not None or token is None:
             return refused or Refusal.UNKNOWN
         if device is None:
-            taken = await _device_ids(conn)
+            taken = await _ids_like(kind, serial, conn)
             device = Device(device_id=claims.device_id_for(kind, serial, taken), serial=serial)
         again = device.broker_generation > 0
         device.kind = kind
@@ -286,8 +286,15 @@ async def _target(token: ClaimToken | None, serial: str, conn: BaseDBAsyncClient
     return await Device.select_for_update().using_db(conn).filter(serial=serial).first()
 
 
-async def _device_ids(conn: BaseDBAsyncClient) -> set[str]:
-    return {str(d) for d in await Device.all().using_db(conn).values_list("device_id", flat=True)}
+async def _ids_like(kind: str, serial: str, conn: BaseDBAsyncClient) -> set[str]:
+    """The ids a new terminal's id could collide with: those sharing its start, not the fleet's."""
+    start = claims.device_id_base(kind, serial)[:54]
+    rows = (
+        await Device.filter(device_id__startswith=start)
+        .using_db(conn)
+        .values_list("device_id", flat=True)
+    )
+    return {str(device_id) for device_id in rows}
 
 
 def _token_view(token: ClaimToken | None, device: Device | None) -> claims.TokenView | None:

@@ -107,16 +107,20 @@ def _device_refusal(device: DeviceView | None, now: datetime) -> Refusal | None:
     return None
 
 
+def device_id_base(kind: str, serial: str) -> str:
+    """The id ``device_id_for`` gives unless it is taken; its others start with its first 54."""
+    slug = _NOT_ID.sub("-", serial.lower()).strip("-._") or "x"
+    base = f"{kind or 'device'}-{slug}"[:64]
+    return f"d-{base}"[:64] if base.startswith(SERVICE_PREFIX) else base
+
+
 def device_id_for(kind: str, serial: str, taken: Collection[str] = ()) -> str:
     """A readable, stable id from the kind and serial: ``kiosk-sn2024x0042``.
 
     Stable, so that a terminal enrolled again after a factory reset keeps its id, its history
     and its placement. ``taken``: ids of other terminals it must not collide with.
     """
-    slug = _NOT_ID.sub("-", serial.lower()).strip("-._") or "x"
-    base = f"{kind or 'device'}-{slug}"[:64]
-    if base.startswith(SERVICE_PREFIX):
-        base = f"d-{base}"[:64]
+    base = device_id_base(kind, serial)
     candidate, n = base, 1
     while candidate in taken:
         n += 1

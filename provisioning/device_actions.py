@@ -105,7 +105,7 @@ async def allow_reenroll(  # noqa: PLR0913 - who, what, the admin, when, how lon
 ) -> datetime:
     """Let the terminal enroll once more within ``window``: after a factory reset, a new disk.
 
-    Its current login is disabled at once, so whatever holds the old password is out.
+    Its current login is deleted at once, so whatever holds the old password is out for good.
     """
     until = now + window
     async with in_transaction() as conn:
@@ -113,8 +113,13 @@ async def allow_reenroll(  # noqa: PLR0913 - who, what, the admin, when, how lon
         if device.lifecycle == Lifecycle.RETIRED:
             msg = f"device {device_id} is retired: it cannot enroll again"
             raise ConflictError(msg)
+        had_login = device.broker_generation > 0
         device.reenroll_until = until
-        await device.save(using_db=conn, update_fields=["reenroll_until"])
+        if had_login:
+            # A generation nobody holds: should the terminal never come back, reconcile
+            # re-creates its login with a password no old disk knows.
+            device.broker_generation += 1
+        await device.save(using_db=conn, update_fields=["reenroll_until", "broker_generation"])
         await audit.record(
             "device.reenroll_allow",
             actor,
@@ -125,8 +130,9 @@ async def allow_reenroll(  # noqa: PLR0913 - who, what, the admin, when, how lon
             at=now,
             using_db=conn,
         )
-    if device.broker_generation > 0:
-        await admin.run([{"command": "disableClient", "username": device_id}], tolerate=GONE)
+    if had_login:
+        # Deleted, not disabled: a disabled login with a valid client certificate still gets in.
+        await admin.run([{"command": "deleteClient", "username": device_id}], tolerate=GONE)
     return until
 
 
@@ -140,8 +146,8 @@ async def desired_state(settings: ProvisioningSettings) -> Desired:
     )
     now = datetime.now().astimezone()
     for device_id, lifecycle, generation, reenroll_until in rows:
-        # A device waiting to enroll again stays out of both: its login is disabled on purpose,
-        # and reconcile leaves a disabled login it does not know alone.
+        # A device waiting to enroll again has no login on purpose, until it enrolls or its
+        # window passes (then it gets one of a generation nobody holds).
         if lifecycle == Lifecycle.RETIRED:
             retired.add(device_id)
             continue

@@ -21,8 +21,10 @@ class Bucket:
     at: float
 
     def take(self, now: float) -> bool:
-        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.refill_per_s)
-        self.at = now
+        # max(): a clock stepping back must not drain the bucket below empty.
+        elapsed = max(0.0, now - self.at)
+        self.tokens = min(self.capacity, self.tokens + elapsed * self.refill_per_s)
+        self.at = max(self.at, now)
         if self.tokens < 1:
             return False
         self.tokens -= 1

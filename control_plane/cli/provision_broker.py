@@ -242,5 +242,5 @@ def reenroll(  # noqa: PLR0913 - one parameter per option
     until = _with_admin(database_url, settings, work)
     click.echo(
         f"{device_id} may enroll again until {until.isoformat(timespec='minutes')}"
-        " with a claim code for its site; its old broker login is disabled"
+        " with a claim code for its site; its old broker login is deleted"
     )

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from edge import mqtt
+from edge.atomic_file import write_atomic
 from edge.protocol import (
     Channel,
     Command,
@@ -101,7 +102,7 @@ class SelfTests:
             return
         result = self._result(SELF_TEST_AFTER_ENROLLMENT)
         await connection.publish(outgoing(Channel.RESULT, result))
-        self._mark.write_text(f"{result.status.value}\n")
+        write_atomic(self._mark, f"{result.status.value}\n".encode(), mode=0o644)
         log.info("self-test after enrollment reported: %s", result.detail)
 
     def answer(self, command: Command) -> CommandResult | None:
