@@ -1,39 +1,57 @@
-"""Replace a file atomically and durably: readers see the old content or the new, never half.
+"""Replace files atomically and durably: readers see the old content or the new, never half.
 
 Used for what a crash or a power cut must not leave half-written: the agent's config and
-password written at enrollment, the broker's login file, keys and certificates.
+password written at enrollment, the broker's login file, keys, certificates and QR codes.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def stage(path: Path, data: bytes, mode: int = 0o600) -> Path:
+    """A synced temporary file beside ``path`` holding ``data``, to be renamed over it.
+
+    It has ``mode`` from its creation, so a secret is never readable by others, not even for a
+    moment; a fresh random name that must not exist yet (``O_EXCL``, no symlink followed).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(temporary, _CREATE, mode)
+    try:
+        try:
+            os.fchmod(fd, mode)  # exactly this mode, whatever the umask took away
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return temporary
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make the renames in ``directory`` durable: a rename lives in the directory's own data."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Write ``data`` over ``path`` through a temporary file beside it.
-
-    The temporary file has ``mode`` from its creation, so a secret is never readable by others,
-    not even for a moment; it is fsynced, renamed over ``path``, and the directory fsynced so
-    that the rename itself survives a power cut.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    """Replace ``path`` with ``data`` through a staged file, then make the rename durable."""
+    temporary = stage(path, data, mode)
     try:
-        os.fchmod(fd, mode)  # the umask may have narrowed it, a leftover may have had another
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        temporary.replace(path)
     except BaseException:
-        os.close(fd)
         temporary.unlink(missing_ok=True)
         raise
-    os.close(fd)
-    temporary.replace(path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    fsync_directory(path.parent)

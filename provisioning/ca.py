@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import os
 import re
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from edge.atomic_file import fsync_directory, stage
 from edge.protocol.common import ID_PATTERN
 
 CA_CERT, CA_KEY = "ca.pem", "ca.key"
@@ -367,11 +366,11 @@ def _write_files(contents: dict[Path, tuple[bytes, int]], *, force: bool) -> Non
     path = next(iter(contents))
     try:
         for path, (data, mode) in contents.items():
-            staged.append((_stage(path, data, mode), path))
+            staged.append((stage(path, data, mode), path))
         for temporary, path in staged:
             temporary.replace(path)
         for directory in {target.parent for target in contents}:
-            _fsync_directory(directory)
+            fsync_directory(directory)
     except OSError as exc:
         msg = f"cannot write {path}: {exc.strerror}; choose a directory you may write to"
         raise CaError(msg) from None
@@ -379,28 +378,3 @@ def _write_files(contents: dict[Path, tuple[bytes, int]], *, force: bool) -> Non
         for temporary, _ in staged:
             with contextlib.suppress(FileNotFoundError):
                 temporary.unlink()
-
-
-def _stage(path: Path, data: bytes, mode: int) -> Path:
-    """A synced temporary file beside ``path``, created with ``mode`` so a key is never exposed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            os.fchmod(fd, mode)  # exactly this mode, whatever the umask took away
-            stream.write(data)
-            stream.flush()
-            os.fsync(fd)
-    except OSError:
-        temporary.unlink(missing_ok=True)
-        raise
-    return temporary
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -6,13 +6,13 @@ their owner only, and appear whole or not at all (written to a temporary file, t
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import tempfile
 from pathlib import Path
 
 import segno
+
+from edge.atomic_file import write_atomic
 
 ERROR_LEVEL = "m"
 """Level M (15 % of the code may be lost): survives a scuffed or creased label and keeps a
@@ -60,7 +60,8 @@ def write_qr(link: str, path: str | os.PathLike[str]) -> Path:
         code.save(buffer, kind="png", scale=PNG_SCALE_PX, border=QUIET_ZONE_MODULES, dpi=PNG_DPI)
     else:
         code.save(buffer, kind="svg", scale=SVG_MODULE_MM, unit="mm", border=QUIET_ZONE_MODULES)
-    _replace_atomically(target, buffer.getvalue())
+    # 0600: the link holds the claim login's password.
+    write_atomic(target, buffer.getvalue(), mode=0o600)
     return target
 
 
@@ -73,18 +74,3 @@ def terminal_qr(link: str) -> str:
     out = io.StringIO()
     qr_code(link).terminal(out=out, border=QUIET_ZONE_MODULES, compact=True)
     return out.getvalue()
-
-
-def _replace_atomically(target: Path, data: bytes) -> None:
-    # mkstemp creates the file with mode 0600; os.replace keeps that mode.
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        Path(temporary).replace(target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            Path(temporary).unlink()
-        raise

@@ -20,7 +20,6 @@ from edge.agent.enroll_files import (
     render_config,
     toml_string,
     write_enrollment,
-    write_private,
 )
 from edge.protocol import DeviceKind
 
@@ -123,17 +122,6 @@ def test_files_are_private_and_no_temporary_file_is_left(tmp_path: Path) -> None
     for path in (config_path, password_file):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert password_file.read_text() == "pw\n"
-
-
-@pytest.mark.usefixtures("open_umask")
-def test_replacing_a_readable_file_leaves_a_private_one(tmp_path: Path) -> None:
-    path = tmp_path / "agent.toml"
-    path.write_text("old")
-    path.chmod(0o644)
-
-    write_private(path, b"new")
-
-    assert (path.read_bytes(), stat.S_IMODE(path.stat().st_mode)) == (b"new", 0o600)
 
 
 def test_a_written_config_loads_with_the_agent_loader(tmp_path: Path) -> None:

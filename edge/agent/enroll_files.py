@@ -8,10 +8,11 @@ renamed into place: a power cut leaves no file or the whole file, never half of 
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 import msgspec
+
+from edge.atomic_file import write_atomic
 
 from .config import AgentConfig
 
@@ -110,38 +111,8 @@ def write_enrollment(
     """Write the password file, then the config: a config on disk means enrollment finished."""
     try:
         config_path.parent.mkdir(parents=True, exist_ok=True)
-        write_private(password_file, f"{password}\n".encode())
-        write_private(config_path, config_text.encode())
-        for directory in {config_path.parent, password_file.parent}:
-            fsync_dir(directory)
+        write_atomic(password_file, f"{password}\n".encode(), mode=PRIVATE_MODE)
+        write_atomic(config_path, config_text.encode(), mode=PRIVATE_MODE)
     except OSError as exc:
         msg = f"cannot write {exc.filename or config_path}: {exc.strerror or exc}"
         raise EnrollFileError(msg) from exc
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically, readable by its owner only from the start."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_MODE)
-    try:
-        try:
-            os.fchmod(fd, PRIVATE_MODE)  # exactly 0600 whatever the umask took away
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        temporary.replace(path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make the renames in ``directory`` durable: a rename lives in the directory's own data."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
