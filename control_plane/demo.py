@@ -1,7 +1,9 @@
 """``termfleet demo``: broker, control plane, Prometheus and a simulated district.
 
 They run as child processes of one supervisor, which stops them all by pid on Ctrl-C, SIGTERM or
-a closed terminal (SIGHUP).
+a closed terminal (SIGHUP). The broker runs as in production: dynamic security, anonymous access
+off. The district's terminals are recorded as enrolled (``provisioning.demo_logins``) and the
+simulator logs each in with the password derived from the demo's secret.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from types import FrameType
 
@@ -27,12 +28,15 @@ from control_plane.services.prometheus import (
     prometheus_binary,
     start_prometheus,
 )
-from edge.simulator.district import district_file, terminals
+from edge.atomic_file import write_atomic
+from edge.simulator.district import terminals
 
 ONLINE_TIMEOUT_S = 60.0
 ADMIN_NAME = "demo-admin"
 """The demo's admin API token's name; each demo replaces the previous one's."""
 ADMIN_FILE = "api-token"
+SECRET_FILE = "secret"  # noqa: S105 - a file name
+"""The demo's provisioning secret: every broker password is derived from it."""
 _POLL_S = 0.5
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -73,12 +77,19 @@ class Demo:
 
     @property
     def broker(self) -> BrokerSettings:
-        return BrokerSettings(self.settings.workdir / "broker", self.settings.mqtt_port)
+        workdir = self.settings.workdir / "broker"
+        return BrokerSettings(
+            workdir, self.settings.mqtt_port, dynsec_file=workdir / "dynamic-security.json"
+        )
+
+    @property
+    def secret_file(self) -> Path:
+        return self.settings.workdir / SECRET_FILE
 
     def start(self) -> None:
         for start_part in (
+            self._prepare_logins,
             self._start_broker,
-            self._import_district,
             self._create_token,
             self._start_control_plane,
             self._start_prometheus,
@@ -89,22 +100,30 @@ class Demo:
             start_part()
 
     def _start_broker(self) -> None:
-        self._say(f"starting Mosquitto on {self.broker.url}\n")
+        self._say(f"starting Mosquitto on {self.broker.url}, anonymous access off\n")
         self._children.append(start_broker(self.broker))
 
     @property
     def database_url(self) -> str:
         return f"sqlite://{self.settings.workdir / 'termfleet.sqlite3'}"
 
-    def _import_district(self) -> None:
-        """The district's tree, sites (with opening hours), windows and terminals."""
+    def _prepare_logins(self) -> None:
+        """The secret, the district (tree, sites, windows, terminals) enrolled, the broker's file.
+
+        Written before the broker starts, which reads its logins from the file.
+        """
         s = self.settings
-        self._say(f"importing the {s.district} district's sites and terminals\n")
-        with resources.as_file(district_file(s.district)) as path:
-            argv = _termfleet("sites", "import", str(path), "--database-url", self.database_url)
-            done = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
+        self._say(f"enrolling the {s.district} district's terminals, each with its own login\n")
+        argv = [
+            sys.executable, "-m", "provisioning.demo_logins",
+            "--district", s.district,
+            "--secret-file", str(self.secret_file),
+            "--broker-file", str(self.broker.dynsec_file),
+            "--database-url", self.database_url,
+        ]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
         if done.returncode != 0:
-            msg = f"importing the {s.district} district failed: {done.stderr.strip()}"
+            msg = f"enrolling the {s.district} district failed: {done.stderr.strip()}"
             raise ProcessError(msg)
 
     @property
@@ -126,24 +145,21 @@ class Demo:
             msg = f"creating the demo's API token failed: {done.stderr.strip()}"
             raise ProcessError(msg)
         self._token = json.loads(done.stdout)["token"]
-        self.token_file.unlink(missing_ok=True)
-        self.token_file.touch(mode=0o600)
-        self.token_file.write_text(self._token + "\n")
+        write_atomic(self.token_file, (self._token + "\n").encode())
         self._say(f"an admin API token is in {self.token_file}\n")
 
     def _start_control_plane(self) -> None:
         s = self.settings
         self._say(f"starting the control plane on {self.api_url}\n")
         argv = _termfleet(
-            "server",
-            "run",
-            "--database-url",
-            self.database_url,
-            "--mqtt-url",
-            self.broker.url,
-            "--http-port",
-            str(s.http_port),
-        )
+            "server", "run",
+            "--database-url", self.database_url,
+            "--mqtt-url", self.broker.url,
+            "--http-port", str(s.http_port),
+            "--secret-file", str(self.secret_file),
+            "--public-broker-url", self.broker.url,
+            "--broker-file", str(self.broker.dynsec_file),
+        )  # fmt: skip
         process = ManagedProcess("control-plane", argv, s.workdir / "control-plane.log")
         self._children.append(process.start_and_wait_port("127.0.0.1", s.http_port))
 
@@ -167,15 +183,12 @@ class Demo:
         self._say(f"starting the simulated {s.district} district\n")
         argv = _termfleet(
             "simulate",
-            "--district",
-            s.district,
-            "--mqtt-url",
-            self.broker.url,
-            "--heartbeat-interval",
-            str(s.heartbeat_interval_s),
-            "--state-dir",
-            str(s.workdir / "simulator"),
-        )
+            "--district", s.district,
+            "--mqtt-url", self.broker.url,
+            "--heartbeat-interval", str(s.heartbeat_interval_s),
+            "--state-dir", str(s.workdir / "simulator"),
+            "--secret-file", str(self.secret_file),
+        )  # fmt: skip
         self._children.append(
             ManagedProcess("simulator", argv, s.workdir / "simulator.log").start()
         )
@@ -251,9 +264,31 @@ class Demo:
             f"  token       {self.token_file} (admin): Authorization: Bearer {token}",
             f"  CLI         TERMFLEET_TOKEN={token} termfleet devices ls --server {self.api_url}",
             f"  logs        {self.settings.workdir}",
+            *self.enroll_hint(),
             "Press Ctrl-C to stop everything.",
         ]
         return "\n".join(lines) + "\n"
+
+    def enroll_hint(self) -> list[str]:
+        """How to enroll one more terminal against the demo, as a technician would."""
+        site = terminals(self.settings.district)[0].site_code
+        config = self.settings.workdir / "terminals" / "demo-0001" / "agent.toml"
+        claim = [
+            "termfleet", "provision", "claims", "create", "--site", site,
+            "--secret-file", str(self.secret_file), "--public-broker-url", self.broker.url,
+            "--database-url", self.database_url,
+        ]  # fmt: skip
+        enroll = [
+            "--kind", "kiosk", "--serial", "demo-0001", "--config", str(config),
+            "--state-dir", str(config.parent / "state"),
+        ]  # fmt: skip
+        return [
+            "  enroll one more terminal: make a claim code, enroll with its link, run the agent",
+            f"    {shlex.join(claim)}",
+            # The link, quoted: it holds & and ?.
+            f"    termfleet agent enroll --claim 'LINK' {shlex.join(enroll)}",
+            f"    {shlex.join(['termfleet', 'agent', 'run', '--config', str(config)])}",
+        ]
 
 
 def run_demo(settings: DemoSettings, say: Callable[[str], None]) -> None:

@@ -7,20 +7,26 @@ in a real Mosquitto. The YAML is then read to check that the services find each 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import getpass
 import re
 import shlex
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from control_plane.services.broker import mosquitto_binary
+from control_plane.services.broker import dynsec_plugin, mosquitto_binary
 from control_plane.services.processes import ManagedProcess, free_port
+from edge.protocol import Channel, topics
+from provisioning import dynsec
+from provisioning.broker_file import write_dynsec_file
+from tests.support.mqtt_probe import NOT_AUTHORIZED, Probe, allowed
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -29,7 +35,11 @@ GRAFANA_PROVISIONING = ROOT / "monitoring" / "grafana" / "provisioning"
 GRAFANA_DATASOURCE = GRAFANA_PROVISIONING / "datasources" / "prometheus.yml"
 BROKER_CONFIG = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
 SHARED_BROKER_CONF_DIR = ROOT / "control_plane" / "services" / "mosquitto.d"
-SERVICES = {"broker", "control-plane", "simulator", "prometheus", "grafana"}
+SERVICES = {"broker-init", "broker", "control-plane", "simulator", "prometheus", "grafana"}
+DYNSEC_PLUGIN_IN_IMAGE = "/usr/lib/mosquitto_dynamic_security.so"
+"""Where eclipse-mosquitto:2 installs the dynamic-security plugin."""
+BROKER_UID = "1883"
+"""The mosquitto user of eclipse-mosquitto:2, which must be able to rewrite its login file."""
 TOOL_TIMEOUT_S = 60
 # Where the docker CLI looks for plugins. Ubuntu's docker-compose-v2 (and Docker's own
 # docker-compose-plugin) put the binary in the last one; installed without recommends, it comes
@@ -120,6 +130,33 @@ def bind_mounts(service: dict[str, Any]) -> dict[str, str]:
     return mounts
 
 
+def named_mounts(service: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """Container path -> (named volume, read-only) of a service, from v1 or v2 `config` output."""
+    mounts: dict[str, tuple[str, bool]] = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):  # v1: "SOURCE:TARGET[:MODE]"
+            source, target, *mode = volume.split(":")
+            if not source.startswith(("/", ".")):
+                mounts[target] = (source, mode == ["ro"])
+        elif volume.get("type") == "volume":  # v2: long syntax
+            mounts[volume["target"]] = (volume["source"], bool(volume.get("read_only")))
+    return mounts
+
+
+def broker_setting(name: str) -> list[str]:
+    """The values of one setting in the compose broker's main config."""
+    lines = (line.split(maxsplit=1) for line in BROKER_CONFIG.read_text().splitlines())
+    return [words[1] for words in lines if len(words) == 2 and words[0] == name]
+
+
+def init_script(resolved: dict[str, Any]) -> str:
+    init = resolved["services"]["broker-init"]
+    assert init["entrypoint"] == ["sh", "-c"]
+    (script,) = init["command"]
+    assert isinstance(script, str)
+    return script
+
+
 def test_compose_file_is_valid() -> None:
     result = compose("config", "-q")
     assert result.returncode == 0, result.stderr
@@ -160,6 +197,74 @@ def test_control_plane_and_simulator_reach_the_broker(resolved_compose: dict[str
     assert "/var/lib/termfleet" in {
         v["target"] if isinstance(v, dict) else v.split(":")[1] for v in server["volumes"]
     }
+
+
+def test_the_broker_refuses_anonymous_clients_and_loads_the_plugin() -> None:
+    assert broker_setting("allow_anonymous") == ["false"]
+    assert broker_setting("plugin") == [DYNSEC_PLUGIN_IN_IMAGE]
+    assert broker_setting("per_listener_settings") == ["false"]
+    assert "topic" in broker_setting("log_dest"), "the control plane reads failed saves there"
+    (config_file,) = broker_setting("plugin_opt_config_file")
+    assert config_file.startswith("/mosquitto/dynsec/")
+
+
+def test_broker_init_writes_the_login_file_before_the_broker_starts(
+    resolved_compose: dict[str, Any],
+) -> None:
+    services = resolved_compose["services"]
+    init, broker = services["broker-init"], services["broker"]
+    assert broker["depends_on"]["broker-init"]["condition"] == "service_completed_successfully"
+    assert services["control-plane"]["depends_on"]["broker"]["condition"] == "service_healthy"
+    assert init["restart"] == "no", "a one-shot service must not be restarted after it is done"
+    assert init["image"] == services["control-plane"]["image"]
+    # The file the init writes is the file the broker loads, through one volume.
+    (config_file,) = broker_setting("plugin_opt_config_file")
+    directory = str(Path(config_file).parent)
+    volume, read_only = named_mounts(broker)[directory]
+    assert not read_only, "the broker rewrites its login file on every change"
+    assert named_mounts(init)[directory] == (volume, False)
+    script = init_script(resolved_compose)
+    assert "python -m provisioning.demo_logins --district conghua" in script
+    assert f"--broker-file {config_file}" in script
+    assert f"chown -R {BROKER_UID}:{BROKER_UID} {directory}" in script
+    assert script.startswith("set -eu"), "a failed step must fail the service"
+    # The database it enrolls the district in is the control plane's.
+    assert (
+        named_mounts(init)["/var/lib/termfleet"]
+        == named_mounts(services["control-plane"])["/var/lib/termfleet"]
+    )
+
+
+def test_the_secret_is_shared_by_init_control_plane_and_simulator(
+    resolved_compose: dict[str, Any],
+) -> None:
+    services = resolved_compose["services"]
+    secret_files = {
+        name: services[name]["environment"]["TERMFLEET_SECRET_FILE"]
+        for name in ("broker-init", "control-plane", "simulator")
+    }
+    (secret_file,) = set(secret_files.values())
+    directory = str(Path(secret_file).parent)
+    volume, read_only = named_mounts(services["broker-init"])[directory]
+    assert not read_only, "broker-init makes the secret on the first start"
+    assert volume in resolved_compose["volumes"]
+    for name in ("control-plane", "simulator"):
+        assert named_mounts(services[name])[directory] == (volume, True), name
+    assert "--public-broker-url" in services["control-plane"]["command"]
+
+
+def test_the_broker_healthcheck_knows_a_broker_from_none(tmp_path: Path) -> None:
+    """The healthcheck's own shell line, on a broker that refuses anonymous clients."""
+    test = load_yaml(COMPOSE_FILE)["services"]["broker"]["healthcheck"]["test"]
+    assert test[0] == "CMD-SHELL"
+    line = test[1].replace("$$", "$")
+    assert "-p 1883 " in line
+    port = free_port()
+    with secured_broker(tmp_path, port):
+        up = run(["sh", "-c", line.replace("-p 1883 ", f"-p {port} ")])
+    assert up.returncode == 0, up.stdout + up.stderr
+    down = run(["sh", "-c", line.replace("-p 1883 ", f"-p {free_port()} ")])
+    assert down.returncode != 0
 
 
 def test_prometheus_config_passes_promtool() -> None:
@@ -203,16 +308,32 @@ def test_grafana_provisions_the_compose_prometheus(resolved_compose: dict[str, A
     assert datasource["jsonData"]["timeInterval"] == scrape_interval
 
 
-def test_compose_broker_config_runs_in_mosquitto(tmp_path: Path) -> None:
-    """The compose main config plus the shared include dir, in a real Mosquitto.
+DEVICE_ID = "kiosk-compose-01"
 
-    Only the container paths and the port are swapped for local ones; every other line runs as is.
+
+@contextlib.contextmanager
+def secured_broker(tmp_path: Path, port: int) -> Iterator[str]:
+    """The compose main config plus the shared include dir, in a real Mosquitto; its password.
+
+    Only the container paths and the port are swapped for local ones; every other line runs as
+    is. Its login file holds termfleet's own logins and one terminal's, ``DEVICE_ID``.
     """
-    port = free_port()
+    dynsec_file = tmp_path / "dynsec" / "dynamic-security.json"
+    password = "compose-test-" + "x" * 20
+    write_dynsec_file(
+        dynsec_file,
+        [
+            *dynsec.service_clients(lambda _name: password),
+            dynsec.device_client(DEVICE_ID, password),
+        ],
+        [*dynsec.SERVICE_ROLES, dynsec.device_role(DEVICE_ID)],
+    )
     swaps = {
         r"^listener 1883$": f"listener {port} 127.0.0.1",
         r"^persistence_location .*$": f"persistence_location {tmp_path}/",
         r"^include_dir .*$": f"include_dir {SHARED_BROKER_CONF_DIR}",
+        r"^plugin .*$": f"plugin {dynsec_plugin()}",
+        r"^plugin_opt_config_file .*$": f"plugin_opt_config_file {dynsec_file}",
     }
     text = BROKER_CONFIG.read_text()
     for pattern, replacement in swaps.items():
@@ -227,10 +348,23 @@ def test_compose_broker_config_runs_in_mosquitto(tmp_path: Path) -> None:
     ).start()
     try:
         broker.wait_port("127.0.0.1", port)
-        published = run(
-            ["mosquitto_pub", "-V", "mqttv5", "-p", str(port), "-t", "termfleet/probe", "-m", "1"]
-        )
-        assert published.returncode == 0, published.stderr
+        yield password
     finally:
         broker.stop()
     assert "Error" not in broker.log_path.read_text()
+
+
+def test_compose_broker_config_runs_in_mosquitto(tmp_path: Path) -> None:
+    """Anonymous clients are refused; a terminal logs in as itself and sends its uplink."""
+    port = free_port()
+    with secured_broker(tmp_path, port) as password:
+        anonymous = Probe(port, None, None, "anonymous")
+        terminal = Probe(port, DEVICE_ID, password, DEVICE_ID)
+        try:
+            assert anonymous.connect() == NOT_AUTHORIZED
+            assert terminal.connect() == 0
+            assert allowed(terminal.publish(topics.uplink(DEVICE_ID, Channel.HEALTH)))
+            assert not allowed(terminal.publish(topics.uplink("kiosk-other", Channel.HEALTH)))
+        finally:
+            anonymous.close()
+            terminal.close()

@@ -1,11 +1,13 @@
 """`termfleet demo` end to end, as a user runs it.
 
 The simulated Conghua district comes online in /metrics, the API, `termfleet devices ls` and a
-real Prometheus within a minute; Ctrl-C stops every child.
+real Prometheus within a minute, each terminal with its own broker login on a broker that refuses
+anonymous clients; Ctrl-C stops every child.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -20,7 +22,13 @@ from pathlib import Path
 import pytest
 
 from control_plane.services.processes import free_port
+from edge.mqtt import BrokerAddress
 from edge.simulator.district import terminals
+from provisioning import dynsec
+from provisioning.broker_admin import open_admin
+from provisioning.credentials import broker_password, load_secret
+from provisioning.demo_logins import terminal_password
+from tests.support.mqtt_probe import NOT_AUTHORIZED, Probe
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +39,39 @@ def prometheus_query(base: str, expr: str) -> list[dict]:  # type: ignore[type-a
     url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
     with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - localhost
         return json.load(resp)["data"]["result"]  # type: ignore[no-any-return]
+
+
+async def broker_logins(port: int, secret: bytes) -> dict[str, list[str]]:
+    """The broker's logins and their roles, asked as the demo's admin login."""
+    admin_login = BrokerAddress("127.0.0.1", port).with_credentials(
+        dynsec.ADMIN_USERNAME, broker_password(secret, dynsec.ADMIN_USERNAME)
+    )
+    async with open_admin(admin_login) as admin:
+        data = await admin.data(dynsec.list_clients())
+    return {c["username"]: [r["rolename"] for r in c["roles"]] for c in data["clients"]}
+
+
+def connack(port: int, username: str | None, password: str | None, client_id: str) -> int:
+    probe = Probe(port, username, password, client_id)
+    try:
+        return probe.connect()
+    finally:
+        probe.close()
+
+
+def check_terminal_logins(port: int, secret: bytes) -> None:
+    """Anonymous clients are refused; every terminal has a login and a role of its own."""
+    assert connack(port, None, None, "anonymous-probe") == NOT_AUTHORIZED
+    device_ids = [t.device_id for t in terminals("conghua")]
+    logins = asyncio.run(broker_logins(port, secret))
+    for device_id in device_ids:
+        assert logins.get(device_id) == [dynsec.device_role_name(device_id)], device_id
+    # The password of its first enrollment and no other: a later generation's is refused...
+    kiosk = device_ids[0]
+    assert connack(port, kiosk, broker_password(secret, kiosk, 2), kiosk) == NOT_AUTHORIZED
+    # ...and the one the simulator derives is accepted (this takes the terminal's session over,
+    # so it comes last).
+    assert connack(port, kiosk, terminal_password(secret, kiosk), kiosk) == 0
 
 
 @pytest.mark.timeout(180)
@@ -113,6 +154,9 @@ def test_demo_brings_the_district_online_and_ctrl_c_stops_everything(tmp_path: P
             time.sleep(1)
         assert result, "Prometheus never scraped the control plane"
         assert float(result[0]["value"][1]) == expected
+        assert "termfleet provision claims create --site" in text
+        assert "termfleet agent enroll --claim 'LINK'" in text
+        check_terminal_logins(mqtt, load_secret(tmp_path / "demo" / "secret"))
     finally:
         demo.send_signal(signal.SIGINT)
         _, rest = demo.communicate(timeout=60)

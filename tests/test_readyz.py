@@ -154,7 +154,10 @@ async def test_not_ready_while_migrations_are_pending(
     assert response.status == 503, body
     assert body == {
         "status": "not_ready",
-        "checks": {**ALL_OK, "migrations": "2 pending: 0005_staff, 0006_rollups"},
+        "checks": {
+            **ALL_OK,
+            "migrations": "3 pending: 0005_staff, 0006_rollups, 0007_provisioning",
+        },
     }
 
 

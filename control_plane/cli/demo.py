@@ -15,7 +15,7 @@ from . import options
     type=click.Path(path_type=Path, file_okay=False),
     default=Path(".termfleet/demo"),
     show_default=True,
-    help="Where the broker, database, Prometheus data and logs go.",
+    help="Where the provisioning secret, broker, database, Prometheus data and logs go.",
 )
 @options.district
 @click.option("--mqtt-port", type=click.IntRange(1, 65535), default=18830, show_default=True)
@@ -34,7 +34,11 @@ def demo(  # noqa: PLR0913 - one parameter per option
     no_prometheus: bool,
     heartbeat_interval: float,
 ) -> None:
-    """Start a broker, the control plane, Prometheus and a simulated district; Ctrl-C stops all."""
+    """Start a broker, the control plane, Prometheus and a simulated district; Ctrl-C stops all.
+
+    The broker refuses anonymous clients: the district's terminals are recorded as enrolled and
+    each logs in as itself, with a password derived from the secret in the work directory.
+    """
     from control_plane.demo import DemoSettings, run_demo
     from control_plane.services.processes import ProcessError
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -56,6 +58,15 @@ from . import options
     "terminal stays on and is visited around the clock.",
 )
 @click.option(
+    "--secret-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="TERMFLEET_SECRET_FILE",
+    help="The provisioning secret: each terminal logs in as itself with the password of its"
+    " first enrollment (generation 1), as `termfleet demo` and docker compose enroll their"
+    " district. A demo tool: a real terminal holds its own password only. Without it, the"
+    " terminals connect without logins, to an open broker [env TERMFLEET_SECRET_FILE].",
+)
+@click.option(
     "--list", "list_only", is_flag=True, help="List the terminals instead of running them."
 )
 @options.json_output
@@ -68,6 +79,7 @@ def simulate(  # noqa: PLR0913 - one parameter per option
     seed: int,
     state_dir: Path,
     follow_hours: bool,
+    secret_file: Path | None,
     list_only: bool,
     as_json: bool,
 ) -> None:
@@ -101,13 +113,22 @@ def simulate(  # noqa: PLR0913 - one parameter per option
 
         print_rows(rows, ["device_id", "kind", "site", "level", "switched_on"], as_json=as_json)
         return
+    password_of = _passwords(secret_file) if secret_file is not None else None
     try:
         agents = build_agents(
-            chosen, broker, AgentTiming(heartbeat_interval_s=heartbeat_interval), seed, state_dir
+            chosen,
+            broker,
+            AgentTiming(heartbeat_interval_s=heartbeat_interval),
+            seed,
+            state_dir,
+            password_of=password_of,
         )
     except OutboxError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"simulating {len(agents)} terminals of {district} against {broker}", err=True)
+    logins = "each with its own login" if password_of else "without logins"
+    click.echo(
+        f"simulating {len(agents)} terminals of {district} against {broker}, {logins}", err=True
+    )
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -120,3 +141,15 @@ def simulate(  # noqa: PLR0913 - one parameter per option
         asyncio.run(main())
     finally:
         close_agents(agents)
+
+
+def _passwords(secret_file: Path) -> Callable[[str], str]:
+    """Device id → the password of its demo enrollment, derived from the secret."""
+    from provisioning.credentials import SecretError, load_secret
+    from provisioning.demo_logins import terminal_password
+
+    try:
+        secret = load_secret(secret_file)
+    except SecretError as exc:
+        raise click.ClickException(str(exc)) from None
+    return functools.partial(terminal_password, secret)

@@ -16,8 +16,8 @@ SHARED_CONF_DIR = "mosquitto.d"
 DYNSEC_PLUGIN_ENV = "TERMFLEET_MOSQUITTO_DYNSEC_PLUGIN"
 DYNSEC_PLUGIN_GLOBS = (
     "/usr/lib/*/mosquitto_dynamic_security.so",  # Debian and Ubuntu (multiarch)
-    "/usr/lib/mosquitto_dynamic_security.so",
-    "/usr/lib/mosquitto/mosquitto_dynamic_security.so",  # the eclipse-mosquitto image
+    "/usr/lib/mosquitto_dynamic_security.so",  # the eclipse-mosquitto image
+    "/usr/lib/mosquitto/mosquitto_dynamic_security.so",
     "/usr/local/lib/mosquitto_dynamic_security.so",
 )
 

@@ -31,17 +31,22 @@ POWER_CHECK_S = 30.0
 """How often a terminal looks whether it should be switched on or off."""
 
 
-def build_agents(
+def build_agents(  # noqa: PLR0913 - the terminals, where they connect, and how
     terminals: list[SimulatedTerminal],
     broker: mqtt.BrokerAddress,
     timing: AgentTiming,
     seed: int,
     state_dir: Path,
+    *,
+    password_of: Callable[[str], str] | None = None,
 ) -> list[Agent]:
     """One agent per terminal, each with its outbox in ``state_dir/<device_id>/``.
 
-    The outboxes outlive the simulator, as a terminal's would: records a run left unacknowledged
-    are delivered by the next. Close the agents (``close_agents``) when done.
+    With ``password_of`` (device id → its broker password), each terminal logs in as itself,
+    as an enrolled terminal does; without, every terminal connects with ``broker``'s login, if
+    any (an open broker, for tests of other parts). The outboxes outlive the simulator, as a
+    terminal's would: records a run left unacknowledged are delivered by the next. Close the
+    agents (``close_agents``) when done.
     """
     # Sessions start from wall-clock milliseconds so that a restarted simulator's presence
     # outranks the retained messages of its previous run.
@@ -50,10 +55,15 @@ def build_agents(
     try:
         for t in terminals:
             outbox = Outbox(state_dir / t.device_id / OUTBOX_FILE)
+            login = (
+                broker
+                if password_of is None
+                else broker.with_credentials(t.device_id, password_of(t.device_id))
+            )
             agents.append(
                 Agent(
                     AgentIdentity(t.device_id, t.kind),
-                    broker,
+                    login,
                     SimulatedHealth(t.kind, random.Random(f"{seed}:{t.device_id}")),
                     MemorySessionCounter(session_base),
                     timing=timing,
