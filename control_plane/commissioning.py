@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from edge.protocol import CommandResult
@@ -18,9 +19,15 @@ from edge.protocol.commands import CHECK_PASSED
 
 from . import audit
 from .admin_errors import ConflictError, NotFoundError
-from .auth import Actor
-from .db.models import Device
+from .auth import Actor, Principal
+from .db.models import Device, ServiceWindow
+from .device_admin import DeviceNotFoundError, Located, locate
 from .lifecycle import Lifecycle, LifecycleError, advance
+
+NO_SELF_TEST = "no_self_test"
+CHECKS_FAILED = "checks_failed"
+NOT_COMMISSIONING = "not_commissioning"
+"""ConflictError codes of ``accept``: what stands between the terminal and service."""
 
 
 def self_test_view(result: CommandResult, received_at: datetime) -> dict[str, Any]:
@@ -67,25 +74,71 @@ async def record_self_test(device_id: str, result: CommandResult, received_at: d
     return True
 
 
-async def accept(actor: Actor, device_id: str, *, note: str, force: bool, now: datetime) -> Device:
-    """Put a commissioning terminal in service: every check passed, or ``force`` with a note."""
+async def status(device_id: str, *, seen_by: Principal | None = None) -> dict[str, Any]:
+    """A terminal's enrollment and last self-test (``termfleet provision status``, the API).
+
+    ``seen_by``: the asking token, whose scope must reach the device (None: at the database).
+    """
     async with in_transaction() as conn:
-        device = await Device.select_for_update().using_db(conn).get_or_none(device_id=device_id)
-        if device is None:
-            msg = f"no device {device_id!r}"
-            raise NotFoundError(msg)
+        located = await _located(device_id, seen_by, conn)
+        device = located.device
+        window = None
+        if device.window_id is not None:
+            window = await ServiceWindow.filter(id=device.window_id).using_db(conn).first()
+    return {
+        "device_id": device.device_id,
+        "kind": device.kind,
+        "serial": device.serial,
+        "lifecycle": device.lifecycle,
+        "site": located.site_code,
+        "window": window.number if window else None,
+        "enrolled_at": device.enrolled_at.isoformat() if device.enrolled_at else None,
+        "credential_generation": device.broker_generation,
+        "presence": device.presence,
+        "self_test": device.self_test or None,
+        "failed_checks": failed_checks(device.self_test or {}),
+    }
+
+
+async def _located(device_id: str, seen_by: Principal | None, conn: BaseDBAsyncClient) -> Located:
+    try:
+        return await locate(seen_by, device_id, conn)
+    except DeviceNotFoundError as exc:
+        raise NotFoundError(exc.message) from None
+
+
+async def accept(  # noqa: PLR0913 - who, what, why, whether, when, and the scope
+    actor: Actor,
+    device_id: str,
+    *,
+    note: str,
+    force: bool,
+    now: datetime,
+    seen_by: Principal | None = None,
+) -> Device:
+    """Put a commissioning terminal in service: every check passed, or ``force`` with a note.
+
+    ``seen_by``: the asking token, whose scope must reach the device (None: at the database).
+    """
+    async with in_transaction() as conn:
+        located = await _located(device_id, seen_by, conn)
+        device = located.device
         if not device.self_test:
             msg = f"{device_id} has reported no self-test yet; is its agent running?"
-            raise ConflictError(msg)
-        failed = failed_checks(device.self_test)
-        if failed and not (force and note):
-            msg = f"{device_id} failed {', '.join(failed)}; fix them, or accept with --force --note"
-            raise ConflictError(msg)
+            raise ConflictError(msg, NO_SELF_TEST)
         try:
-            device.lifecycle = advance(Lifecycle(device.lifecycle), Lifecycle.IN_SERVICE)
+            in_service = advance(Lifecycle(device.lifecycle), Lifecycle.IN_SERVICE)
         except LifecycleError as exc:
             msg = f"{device_id}: {exc}"
-            raise ConflictError(msg) from None
+            raise ConflictError(msg, NOT_COMMISSIONING) from None
+        failed = failed_checks(device.self_test)
+        if failed and not (force and note):
+            msg = (
+                f"{device_id} failed {', '.join(failed)}; fix them, or force the acceptance"
+                " with a note saying why (--force --note)"
+            )
+            raise ConflictError(msg, CHECKS_FAILED)
+        device.lifecycle = in_service
         await device.save(using_db=conn, update_fields=["lifecycle"])
         await audit.record(
             "device.accept",
@@ -95,6 +148,7 @@ async def accept(actor: Actor, device_id: str, *, note: str, force: bool, now: d
             before={"lifecycle": Lifecycle.COMMISSIONING.value},
             after={"lifecycle": Lifecycle.IN_SERVICE.value, "failed_checks": failed},
             note=note,
+            scope_path=located.path,
             at=now,
             using_db=conn,
         )

@@ -59,13 +59,18 @@ class Located:
     path: str | None
 
 
-async def _locate(principal: Principal, device_id: str, conn: BaseDBAsyncClient) -> Located:
+async def locate(principal: Principal | None, device_id: str, conn: BaseDBAsyncClient) -> Located:
+    """The device, row-locked in ``conn``'s transaction, if ``principal``'s scope reaches it.
+
+    None stands for someone at the database (the CLI), whom no scope limits. A device beyond
+    the scope is refused exactly as one that does not exist.
+    """
     device = None
     if DEVICE_ID.fullmatch(device_id):  # else no device can have it: not worth a query
         device = await Device.select_for_update().using_db(conn).get_or_none(device_id=device_id)
     site = await _site(device.site_id, conn) if device and device.site_id else None
     path = site["node__path"] if site else None
-    if device is None or not principal.sees(path):
+    if device is None or (principal is not None and not principal.sees(path)):
         msg = f"no device {device_id!r}"
         raise DeviceNotFoundError(msg)
     return Located(device, site["code"] if site else None, path)
@@ -87,7 +92,7 @@ async def change_labels(
 ) -> Device:
     """Apply a JSON merge patch to the device's labels (``device_labels.apply_patch``)."""
     async with in_transaction() as conn:
-        located = await _locate(principal, device_id, conn)
+        located = await locate(principal, device_id, conn)
         _not_retired(located, "labelled")
         before = dict(located.device.labels)
         try:
@@ -127,7 +132,7 @@ async def move(
     """Place the device at ``body["site"]`` (a code), at ``body["window"]`` (a number) or none."""
     site_code, window_number = _move_body(body)
     async with in_transaction() as conn:
-        located = await _locate(principal, device_id, conn)
+        located = await locate(principal, device_id, conn)
         _not_retired(located, "moved")
         target = await _target_site(principal, site_code, conn)
         window_id = await _window(target, window_number, conn) if window_number else None
@@ -221,7 +226,7 @@ async def retire(principal: Principal, device_id: str, note: object, now: dateti
         msg = f"note: printable text of up to {MAX_NOTE} characters, or leave it out"
         raise DeviceChangeError(msg)
     async with in_transaction() as conn:
-        located = await _locate(principal, device_id, conn)
+        located = await locate(principal, device_id, conn)
         before = located.device.lifecycle
         try:
             after = advance(Lifecycle(before), Lifecycle.RETIRED)

@@ -20,6 +20,7 @@ from .db import database
 from .fleet import DEFAULT_HEARTBEAT_TIMEOUT_S, FleetState
 from .http.app import make_app
 from .http.devices_changes import ON_RETIRED
+from .http.provisioning import CLAIM_LINK, claim_links
 from .ingest import Ingest
 from .metrics import ControlPlaneMetrics
 from .rollup_settings import RollupSettings, SettingsError
@@ -89,6 +90,7 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
 
             provisioning = Provisioning(settings.provisioning, metrics)
             app[ON_RETIRED] = provisioning.device_retired
+            app[CLAIM_LINK] = claim_links(settings.provisioning)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.expressions import Subquery
 from tortoise.transactions import in_transaction
 
 from control_plane import audit
 from control_plane.admin_errors import InvalidFieldError, NotFoundError
-from control_plane.auth import Actor
+from control_plane.auth import Actor, Principal
 from control_plane.db.models import Device, ServiceWindow, Site
 from control_plane.db.provisioning_models import ClaimToken
 from control_plane.lifecycle import Lifecycle
+from control_plane.sites import sites_under
 from edge.protocol import DeviceKind
 from edge.protocol.claim_code import code_hash, code_prefix, new_code
 
@@ -30,6 +32,11 @@ from .claims import Refusal
 CLAIM_ACTOR_PREFIX = "claim:"
 SITE_CODE_MAX = 64
 MAX_USES = 10_000
+KINDS = tuple(sorted(k.value for k in DeviceKind if k is not DeviceKind.UNKNOWN))
+"""The kinds a token may be limited to."""
+DEFAULT_EXPIRY_HOURS = 72
+MAX_API_EXPIRY_HOURS = 720
+"""A code made over the API lives 30 days at most: it travels in chats and photos."""
 
 
 @dataclass(frozen=True)
@@ -57,20 +64,29 @@ class Enrollment:
 
 
 def _check_kind(kind: str) -> None:
-    known = {k.value for k in DeviceKind if k is not DeviceKind.UNKNOWN}
-    if kind and kind not in known:
+    if kind and kind not in KINDS:
         field = "kind"
-        raise InvalidFieldError(field, f"must be one of {', '.join(sorted(known))}")
+        raise InvalidFieldError(field, f"must be one of {', '.join(KINDS)}")
 
 
-async def _site(code: str, conn: BaseDBAsyncClient) -> Site:
-    site = (
-        await Site.filter(code=code).using_db(conn).first() if len(code) <= SITE_CODE_MAX else None
-    )
-    if site is None:
+async def _site(
+    code: str, conn: BaseDBAsyncClient, seen_by: Principal | None = None
+) -> tuple[Site, str]:
+    """The site and its node's path; one beyond ``seen_by``'s scope is not found either."""
+    site = None
+    if len(code) <= SITE_CODE_MAX:
+        site = await Site.filter(code=code).using_db(conn).select_related("node").first()
+    if site is None or (seen_by is not None and not seen_by.sees(site.node.path)):
         msg = f"no site {code!r}"
         raise NotFoundError(msg)
-    return site
+    return site, site.node.path
+
+
+async def _site_path(site_id: int | None, conn: BaseDBAsyncClient) -> str | None:
+    if site_id is None:
+        return None
+    paths = await Site.filter(id=site_id).using_db(conn).values_list("node__path", flat=True)
+    return str(paths[0]) if paths else None
 
 
 async def _window(site: Site, number: str, conn: BaseDBAsyncClient) -> ServiceWindow | None:
@@ -93,8 +109,12 @@ async def create_token(  # noqa: PLR0913 - one parameter per property of a token
     expires_in: timedelta | None,
     note: str = "",
     now: datetime,
+    seen_by: Principal | None = None,
 ) -> NewToken:
-    """A token for a site (terminals enrolled with it are placed there) or a batch."""
+    """A token for a site (terminals enrolled with it are placed there) or a batch.
+
+    ``seen_by``: the asking API token, whose scope must reach the site (None: at the database).
+    """
     _check_kind(kind)
     if not 1 <= max_uses <= MAX_USES:
         field = "max_uses"
@@ -103,7 +123,9 @@ async def create_token(  # noqa: PLR0913 - one parameter per property of a token
         raise InvalidFieldError(None, "a claim token is for a site or a batch: name one")
     code = new_code()
     async with in_transaction() as conn:
-        site = await _site(site_code, conn) if site_code is not None else None
+        site, path = (
+            await _site(site_code, conn, seen_by) if site_code is not None else (None, None)
+        )
         token = await ClaimToken.create(
             code_hash=code_hash(code),
             prefix=code_prefix(code),
@@ -118,7 +140,14 @@ async def create_token(  # noqa: PLR0913 - one parameter per property of a token
             using_db=conn,
         )
         await audit.record(
-            "claim.create", actor, "claim", token.id, after=token_view(token), at=now, using_db=conn
+            "claim.create",
+            actor,
+            "claim",
+            token.id,
+            after=token_view(token),
+            scope_path=path,
+            at=now,
+            using_db=conn,
         )
     return NewToken(token, code)
 
@@ -131,7 +160,7 @@ async def pre_register(
     async with in_transaction() as conn:
         for row in rows:
             _check_kind(row.kind)
-            site = await _site(row.site, conn)
+            site, _ = await _site(row.site, conn)
             window = await _window(site, row.window, conn)
             existing = await Device.filter(serial=row.serial).using_db(conn).first()
             if existing is not None:
@@ -191,10 +220,20 @@ def token_view(token: ClaimToken) -> dict[str, Any]:
     }
 
 
-async def revoke_token(actor: Actor, token_id: int, now: datetime) -> ClaimToken:
+async def revoke_token(
+    actor: Actor, token_id: int, now: datetime, *, seen_by: Principal | None = None
+) -> ClaimToken:
+    """Stop a token; one revoked before stays as it was.
+
+    ``seen_by``: the asking API token, which reaches only the tokens of sites in its scope,
+    never a batch's (None: at the database, every token).
+    """
     async with in_transaction() as conn:
         token = await ClaimToken.select_for_update().using_db(conn).get_or_none(id=token_id)
-        if token is None:
+        path = await _site_path(token.site_id, conn) if token is not None else None
+        if token is None or (
+            seen_by is not None and (token.site_id is None or not seen_by.sees(path))
+        ):
             msg = f"no claim token {token_id}"
             raise NotFoundError(msg)
         if token.revoked_at is None:
@@ -208,6 +247,7 @@ async def revoke_token(actor: Actor, token_id: int, now: datetime) -> ClaimToken
                 token.id,
                 before=before,
                 after=token_view(token),
+                scope_path=path,
                 at=now,
                 using_db=conn,
             )
@@ -319,6 +359,50 @@ def _device_view(device: Device | None) -> claims.DeviceView | None:
     )
 
 
-async def list_tokens() -> list[dict[str, Any]]:
+async def list_tokens(now: datetime | None = None) -> list[dict[str, Any]]:
+    """Every token, batches' too, with its state (never a code)."""
+    now = now or datetime.now(UTC)
     tokens = await ClaimToken.all().order_by("id").prefetch_related("site")
-    return [{**token_view(t), "site": t.site.code if t.site else None} for t in tokens]
+    return [
+        {**token_view(t), "site": t.site.code if t.site else None, "state": state(t, now)}
+        for t in tokens
+    ]
+
+
+def state(token: ClaimToken, now: datetime) -> str:
+    """``revoked``, ``used``, ``expired`` or ``active``: the first that holds, in that order."""
+    if token.revoked_at is not None:
+        return "revoked"
+    if token.uses >= token.max_uses:
+        return "used"
+    if token.expires_at is not None and token.expires_at <= now:
+        return "expired"
+    return "active"
+
+
+async def site_tokens(scope_path: str | None, *, after: int | None, limit: int) -> list[ClaimToken]:
+    """The tokens of the sites in the subtree at ``scope_path`` (None: every site's), by id.
+
+    A batch's tokens are bound to no site and lie in no scope: they stay with the CLI.
+    """
+    query = ClaimToken.filter(site_id__isnull=False)
+    if scope_path is not None:
+        query = ClaimToken.filter(site_id__in=Subquery(sites_under(scope_path).values("id")))
+    if after is not None:
+        query = query.filter(id__gt=after)
+    return await query.order_by("id").limit(limit).prefetch_related("site")
+
+
+async def site_code(token: ClaimToken) -> str | None:
+    """The code of the token's site (None: a batch's token)."""
+    if token.site_id is None:
+        return None
+    codes = await Site.filter(id=token.site_id).values_list("code", flat=True)
+    return str(codes[0]) if codes else None
+
+
+def claim_view(token: ClaimToken, site: str | None, now: datetime) -> dict[str, Any]:
+    """A token as the API shows it: ``site`` its site's code; never the code itself."""
+    view = token_view(token)
+    del view["site_id"], view["batch"]
+    return {**view, "site": site, "state": state(token, now)}

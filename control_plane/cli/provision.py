@@ -164,20 +164,7 @@ def list_(database_url: str, as_json: bool) -> None:
     from provisioning import claim_store
 
     rows = run_provisioning(database_url, claim_store.list_tokens)
-    now = datetime.now(UTC).isoformat()
-    for row in rows:
-        row["state"] = _state(row, now)
     print_rows(rows, TOKEN_COLUMNS, as_json=as_json)
-
-
-def _state(row: dict[str, Any], now: str) -> str:
-    if row["revoked_at"]:
-        return "revoked"
-    if row["uses"] >= row["max_uses"]:
-        return "used"
-    if row["expires_at"] and row["expires_at"] <= now:
-        return "expired"
-    return "active"
 
 
 @claims.command("revoke")

@@ -12,7 +12,6 @@ import json
 import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -25,37 +24,15 @@ from .provision_broker import note, run_provisioning, secret_file
 SELFTEST_WAIT_S = 30
 
 
-async def _status(device_id: str) -> dict[str, Any]:
-    from control_plane.admin_errors import NotFoundError
-    from control_plane.commissioning import failed_checks
-    from control_plane.db.models import Device
-
-    device = await Device.filter(device_id=device_id).prefetch_related("site", "window").first()
-    if device is None:
-        msg = f"no device {device_id!r}"
-        raise NotFoundError(msg)
-    return {
-        "device_id": device.device_id,
-        "kind": device.kind,
-        "serial": device.serial,
-        "lifecycle": device.lifecycle,
-        "site": device.site.code if device.site else None,
-        "window": device.window.number if device.window else None,
-        "enrolled_at": device.enrolled_at.isoformat() if device.enrolled_at else None,
-        "credential_generation": device.broker_generation,
-        "presence": device.presence,
-        "self_test": device.self_test or None,
-        "failed_checks": failed_checks(device.self_test or {}),
-    }
-
-
 @click.command("status")
 @click.argument("device_id")
 @database_url
 @options.json_output
 def status(device_id: str, database_url: str, as_json: bool) -> None:
     """A terminal's enrollment and the pass/fail of each check of its last self-test."""
-    view = run_provisioning(database_url, functools.partial(_status, device_id))
+    from control_plane.commissioning import status as commissioning_status
+
+    view = run_provisioning(database_url, functools.partial(commissioning_status, device_id))
     if as_json:
         click.echo(json.dumps(view, ensure_ascii=False, indent=2))
         return

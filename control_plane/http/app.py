@@ -20,6 +20,7 @@ from . import (
     devices,
     nodes,
     openapi,
+    provisioning,
     request_schemas,
     schemas,
     sites,
@@ -33,6 +34,7 @@ from .health import probe_routes
 
 API_ROUTES = (
     *devices.ROUTES,
+    *provisioning.ROUTES,
     ApiRoute(
         "GET",
         "/api/v1/audit",
@@ -78,6 +80,7 @@ def make_app(  # noqa: PLR0913 - the parts it serves, then keyword-only test sea
     app.router.add_routes(probe_routes(ingest))
     handlers: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
         **devices.handlers(fleet, clock, sites_cache.site_changed),
+        **provisioning.handlers(clock),
         "/api/v1/audit": audit.list_handler,
         **nodes.handlers(),
         **sites.handlers(sites_cache.site_changed),

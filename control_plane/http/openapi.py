@@ -36,6 +36,7 @@ PATH_PARAMETERS: Mapping[tuple[str, str], Any] = {
     ("windows", "number"): request_schemas.WindowNumber,
     ("staff", "number"): request_schemas.StaffNumber,
     ("tokens", "id"): request_schemas.TokenId,
+    ("claims", "id"): request_schemas.ClaimId,
 }
 
 ERRORS: Mapping[int, str] = {

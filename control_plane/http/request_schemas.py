@@ -19,6 +19,7 @@ import msgspec
 
 from control_plane import (
     admin_bodies,
+    device_admin,
     device_filters,
     inventory,
     jurisdiction,
@@ -33,6 +34,7 @@ from control_plane.lifecycle import Lifecycle
 from control_plane.stats_query import MAX_PERIOD_DAYS, Dimension
 from edge.protocol.common import ID_PATTERN
 from edge.protocol.presence import DeviceKind
+from provisioning import claim_store
 
 from . import params
 
@@ -60,6 +62,7 @@ DepartmentCode = Annotated[
 ]
 DeviceId = Annotated[str, msgspec.Meta(pattern=exactly(ID_PATTERN), description="a device id")]
 TokenId = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1, description="a token's id")]
+ClaimId = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1, description="a claim code's id")]
 WindowNumber = Annotated[str, msgspec.Meta(pattern=exactly(inventory.NUMBER))]
 StaffNumber = Annotated[str, msgspec.Meta(pattern=exactly(admin_bodies.STAFF_NUMBER))]
 Name = Annotated[str, text(inventory.MAX_NAME)]
@@ -224,6 +227,39 @@ class StaffChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     site: SiteCode | None = None
     window: WindowNumber | None = None
     active: bool | None = None
+
+
+# --- provisioning --------------------------------------------------------------------------------
+
+
+class NewClaim(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    site: Annotated[SiteCode, msgspec.Meta(description="terminals enrolled with it go there")]
+    kind: Annotated[
+        Annotated[str, msgspec.Meta(pattern=one_of(claim_store.KINDS))] | None,
+        msgspec.Meta(description="only terminals of this kind [any]"),
+    ] = None
+    uses: Annotated[
+        int, msgspec.Meta(ge=1, le=claim_store.MAX_USES, description="terminals it enrolls")
+    ] = 1
+    expires_in_hours: Annotated[int, msgspec.Meta(ge=1, le=claim_store.MAX_API_EXPIRY_HOURS)] = (
+        claim_store.DEFAULT_EXPIRY_HOURS
+    )
+    note: (
+        Annotated[str, msgspec.Meta(max_length=inventory.MAX_TEXT, description="why, for whom")]
+        | None
+    ) = None
+
+
+class Acceptance(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    note: (
+        Annotated[
+            str, msgspec.Meta(max_length=device_admin.MAX_NOTE, description="kept in the audit log")
+        ]
+        | None
+    ) = None
+    force: Annotated[
+        bool, msgspec.Meta(description="accept although checks failed (needs a note)")
+    ] = False
 
 
 # --- tokens, audit, statistics -----------------------------------------------------------------

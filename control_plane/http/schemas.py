@@ -255,6 +255,73 @@ class AuditPage(Schema):
     next_cursor: Cursor
 
 
+# --- provisioning --------------------------------------------------------------------------------
+
+
+class Claim(Schema):
+    """A claim code's token: enrolls terminals at a site; never the code itself."""
+
+    id: int
+    prefix: Annotated[str, msgspec.Meta(description="the code's first symbols, to tell it apart")]
+    site: str | None
+    kind: Annotated[str, msgspec.Meta(description="the only kind it enrolls; empty: any")]
+    uses: int
+    max_uses: int
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    note: str
+    device_id: Annotated[
+        str | None, msgspec.Meta(description="the pre-registered terminal it enrolls, if any")
+    ]
+    state: Annotated[str, msgspec.Meta(description="active, used, expired or revoked")]
+
+
+class ClaimPage(Schema):
+    items: list[Claim]
+    next_cursor: Cursor
+
+
+class NewClaimCode(Schema):
+    code: Annotated[str, msgspec.Meta(description="the claim code: shown here once, kept hashed")]
+    link: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="the enrollment link (what a QR code holds), with the claim login's"
+            " password; null when the server runs without the provisioning secret"
+        ),
+    ]
+    claim: Claim
+
+
+class SelfTest(Schema):
+    command_id: str
+    status: str
+    detail: str
+    checks: Annotated[dict[str, str], msgspec.Meta(description="check → `pass` or `fail: why`")]
+    at: Annotated[datetime | None, msgspec.Meta(description="when the terminal ran it")]
+    received_at: datetime
+
+
+class Commissioning(Schema):
+    """A terminal's enrollment and its last self-test (``termfleet provision status``)."""
+
+    device_id: str
+    kind: str
+    serial: str
+    lifecycle: Lifecycle
+    site: str | None
+    window: str | None
+    enrolled_at: datetime | None
+    credential_generation: Annotated[
+        int, msgspec.Meta(description="of its broker password; each enrollment adds one")
+    ]
+    presence: str
+    self_test: SelfTest | None
+    failed_checks: list[str]
+
+
 # --- statistics --------------------------------------------------------------------------------
 
 
