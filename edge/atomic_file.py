@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from pathlib import Path
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -55,3 +56,13 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
         temporary.unlink(missing_ok=True)
         raise
     fsync_directory(path.parent)
+
+
+def too_open(path: Path) -> str | None:
+    """The file's permissions in octal when others than its owner may use it, else None.
+
+    For files holding secrets (a broker password, the provisioning secret, password hashes):
+    the caller refuses them with its own error. OSError when the file cannot be examined.
+    """
+    mode = path.stat().st_mode
+    return f"{mode & 0o777:o}" if mode & (stat.S_IRWXG | stat.S_IRWXO) else None

@@ -14,8 +14,9 @@ import hashlib
 import hmac
 import os
 import secrets
-import stat
 from pathlib import Path
+
+from edge.atomic_file import too_open
 
 SECRET_ENV = "TERMFLEET_SECRET_FILE"  # noqa: S105 - a variable name, not a secret
 SECRET_BYTES = 32
@@ -41,7 +42,7 @@ def create_secret(path: Path) -> None:
 
 def load_secret(path: Path) -> bytes:
     try:
-        mode = path.stat().st_mode
+        perms = too_open(path)
         text = path.read_text().strip()
     except OSError as exc:
         msg = (
@@ -49,8 +50,7 @@ def load_secret(path: Path) -> bytes:
             " (make one with: termfleet provision secret init)"
         )
         raise SecretError(msg) from exc
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        perms = f"{mode & 0o777:o}"
+    if perms:
         msg = f"secret file {path} must be readable by its owner only (chmod 600), is {perms}"
         raise SecretError(msg)
     try:

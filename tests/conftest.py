@@ -102,3 +102,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         pytest.fail("TERMFLEET_TEST_POSTGRES is set but no PostgreSQL server answers")
     with server.temporary_database() as url:
         yield url
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """Nothing taken away by the umask: a file's mode must come from the code itself."""
+    old = os.umask(0)
+    yield
+    os.umask(old)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -101,14 +99,6 @@ def test_a_device_id_the_agent_would_refuse_is_refused() -> None:
 
     with pytest.raises(ValueError, match="not a valid agent config"):
         render_config(bad)
-
-
-@pytest.fixture
-def open_umask() -> Iterator[None]:
-    """Nothing taken away by the umask: the mode must come from the code itself."""
-    old = os.umask(0)
-    yield
-    os.umask(old)
 
 
 @pytest.mark.usefixtures("open_umask")

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from edge.atomic_file import stage, write_atomic
-
-
-@pytest.fixture
-def open_umask() -> Iterator[None]:
-    """Nothing taken away by the umask: the mode must come from the code itself."""
-    old = os.umask(0)
-    yield
-    os.umask(old)
 
 
 @pytest.mark.usefixtures("open_umask")

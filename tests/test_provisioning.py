@@ -226,7 +226,7 @@ def test_an_enrollment_survives_a_broker_restart(stand: ProvisioningStand) -> No
     probe = stand.device_probe(device_id, password)
     assert probe.connect() == 0
     probe.close()
-    eventually(stand._ingest_connected, 30, "the ingest back with its own login")  # noqa: SLF001
+    eventually(stand.ingest_connected, 30, "the ingest back with its own login")
 
 
 def test_reconcile_repairs_a_client_deleted_behind_its_back(stand: ProvisioningStand) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import stat
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from edge.atomic_file import too_open
 
 from .processes import ManagedProcess, ProcessError
 
@@ -83,12 +84,12 @@ def check_dynsec_file(path: Path) -> None:
     gone at the next start, or a full disk leaves a truncated file that locks everyone out.
     """
     try:
-        mode = path.stat().st_mode
+        perms = too_open(path)
     except OSError as exc:
         msg = f"the broker's dynamic-security file {path}: {exc.strerror}"
         raise ProcessError(msg) from exc
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        msg = f"{path} holds password hashes and must be chmod 600, is {mode & 0o777:o}"
+    if perms:
+        msg = f"{path} holds password hashes and must be chmod 600, is {perms}"
         raise ProcessError(msg)
     if not os.access(path, os.W_OK):
         msg = f"{path} is not writable: the broker would keep every change in memory only"

@@ -6,12 +6,12 @@ Unknown keys are refused with the key named, so a typo never silently falls back
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
 
+from edge.atomic_file import too_open
 from edge.protocol import MAX_RECORDS_PER_MESSAGE, DeviceKind
 from edge.protocol.common import DeviceId
 
@@ -125,12 +125,11 @@ def read_password(config: BrokerConfig) -> str | None:
         return None
     path = Path(config.password_file)
     try:
-        mode = path.stat().st_mode
+        perms = too_open(path)
     except OSError as exc:
         msg = f"cannot read password file {path}: {exc.strerror}"
         raise ConfigError(msg) from exc
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        perms = f"{mode & 0o777:o}"
+    if perms:
         msg = f"password file {path} must be readable by its owner only (chmod 600), is {perms}"
         raise ConfigError(msg)
     try:

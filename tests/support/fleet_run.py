@@ -36,6 +36,16 @@ def eventually(check: Callable[[], bool], timeout_s: float, what: str) -> float:
     return time.monotonic() - started
 
 
+def ingest_connected(http_port: int) -> bool:
+    """Whether the control plane on ``http_port`` says its ingest is connected to the broker."""
+    url = f"http://127.0.0.1:{http_port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(json.load(resp)["mqtt_connected"])
+    except OSError:
+        return False
+
+
 @dataclass
 class FleetRun:
     """Everything a reliability test starts, stopped by ``close``."""
@@ -86,12 +96,7 @@ class FleetRun:
         self.simulator = ManagedProcess("simulator", argv, self.workdir / "sim.log").start()
 
     def ingest_connected(self) -> bool:
-        url = f"http://127.0.0.1:{self.http_port}/healthz"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                return bool(json.load(resp)["mqtt_connected"])
-        except OSError:
-            return False
+        return ingest_connected(self.http_port)
 
     def outboxes(self) -> Iterator[tuple[str, Outbox]]:
         for directory in sorted(self.state_dir.iterdir()):

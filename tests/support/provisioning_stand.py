@@ -31,7 +31,7 @@ from provisioning.broker_file import write_dynsec_file
 from provisioning.credentials import broker_password, create_secret, load_secret
 from provisioning.device_actions import desired_state
 from provisioning.settings import provisioning_settings
-from tests.support.fleet_run import eventually, termfleet
+from tests.support.fleet_run import eventually, ingest_connected, termfleet
 from tests.support.mqtt_probe import Probe
 
 SITE, WINDOW = "s-town", "3"
@@ -108,15 +108,10 @@ class ProvisioningStand:
         self.server = ManagedProcess(
             "control-plane", argv, self.workdir / "cp.log"
         ).start_and_wait_port("127.0.0.1", self.http_port)
-        eventually(self._ingest_connected, 20, "ingest connected with its own login")
+        eventually(self.ingest_connected, 20, "ingest connected with its own login")
 
-    def _ingest_connected(self) -> bool:
-        url = f"http://127.0.0.1:{self.http_port}/healthz"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                return bool(json.load(resp)["mqtt_connected"])
-        except OSError:
-            return False
+    def ingest_connected(self) -> bool:
+        return ingest_connected(self.http_port)
 
     def metrics(self) -> str:
         url = f"http://127.0.0.1:{self.http_port}/metrics"
