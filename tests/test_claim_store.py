@@ -25,7 +25,7 @@ from control_plane.inventory_store import import_inventory
 from edge.protocol import CommandResult, CommandStatus
 from edge.protocol.claim_code import code_hash, normalize
 from edge.protocol.commands import CHECK_PASSED, SELF_TEST_AFTER_ENROLLMENT, check_failed
-from provisioning import claim_store
+from provisioning import claim_store, claim_views
 from provisioning.claim_store import Enrollment, NewToken, Registration
 from provisioning.claims import Refusal
 from tests.support.provisioning_stand import INVENTORY, SITE, WINDOW
@@ -79,7 +79,7 @@ async def test_a_token_is_for_a_site_or_a_batch(database_url: str) -> None:
             TEST_ACTOR, site_code=None, batch="2026-03 pads", max_uses=1, expires_in=None, now=NOW
         )
         site = await Site.get(code=SITE)
-        listed = await claim_store.list_tokens()
+        listed = await claim_views.list_tokens()
 
     assert (for_site.token.site_id, for_site.token.max_uses, for_site.token.kind) == (
         site.id, 3, "review_pad",

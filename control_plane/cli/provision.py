@@ -22,9 +22,12 @@ from . import options, provision_broker, provision_ca, provision_devices
 from .options import database_url
 from .output import print_rows
 from .provision_broker import run_provisioning, secret_file
+from .provision_devices import through_api
 
 T = TypeVar("T")
 KINDS = ("kiosk", "review_pad", "station_pc", "booth")
+API_MAX_EXPIRES_IN = 720
+"""Hours: a code made through the API lives 30 days at most (``claim_store``, not imported)."""
 TOKEN_COLUMNS = ["id", "prefix", "site", "batch", "kind", "uses", "max_uses", "expires_at", "state"]
 
 public_broker_url = click.option(
@@ -94,9 +97,22 @@ def claims() -> None:
 @click.option(
     "--qr", type=click.Path(path_type=Path, dir_okay=False), help="Also write it as .png or .svg."
 )
-@secret_file
-@public_broker_url
+@click.option(
+    "--secret-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="TERMFLEET_SECRET_FILE",
+    help="The provisioning secret, for the link [env TERMFLEET_SECRET_FILE]; not with --server.",
+)
+@click.option(
+    "--public-broker-url",
+    metavar="URL",
+    envvar="TERMFLEET_PUBLIC_BROKER_URL",
+    help="The broker as terminals reach it: mqtts://host:8883, for the link"
+    " [env TERMFLEET_PUBLIC_BROKER_URL]; not with --server.",
+)
 @database_url
+@through_api
+@options.api_token
 @options.json_output
 def create(  # noqa: PLR0913 - one parameter per option
     site: str | None,
@@ -106,14 +122,38 @@ def create(  # noqa: PLR0913 - one parameter per option
     expires_in: int,
     note: str,
     qr: Path | None,
-    secret_file: Path,
-    public_broker_url: str,
+    secret_file: Path | None,
+    public_broker_url: str | None,
     database_url: str,
+    server: str | None,
+    token: str | None,
     as_json: bool,
 ) -> None:
-    """Make a claim code and show it once, with its enrollment link as a QR code."""
+    """Make a claim code and show it once, with its enrollment link as a QR code.
+
+    With --server, for a site in the token's scope (batches: on the database only); the link
+    comes from the server, if it runs with --secret-file.
+    """
+    if server is not None:
+        if site is None or batch:
+            msg = "through the API a claim code is for a --site (a batch's: on the database)"
+            raise click.UsageError(msg)
+        if expires_in > API_MAX_EXPIRES_IN:
+            msg = f"through the API a code expires within {API_MAX_EXPIRES_IN} hours at most"
+            raise click.UsageError(msg)
+        wanted = {"kind": kind, "note": note or None}
+        body = {"site": site, "uses": uses, "expires_in_hours": expires_in}
+        body |= {name: value for name, value in wanted.items() if value}
+        made = _through(server, token, "POST", "/api/v1/claims", body)
+        _show_code(
+            {"code": made["code"], "link": made["link"], **made["claim"]}, qr, as_json=as_json
+        )
+        return
+    if secret_file is None or public_broker_url is None:
+        msg = "--secret-file and --public-broker-url make the link: give both, or use --server"
+        raise click.UsageError(msg)
     from control_plane.audit import local_actor
-    from provisioning import claim_store
+    from provisioning import claim_store, claim_views
 
     work = functools.partial(
         claim_store.create_token,
@@ -128,13 +168,24 @@ def create(  # noqa: PLR0913 - one parameter per option
     )
     made = run_provisioning(database_url, work)
     link = claim_link(secret_file, public_broker_url, made.code)
-    view = {"code": made.code, "link": link, **claim_store.token_view(made.token)}
+    view = {"code": made.code, "link": link, **claim_views.token_view(made.token)}
     _show_code(view, qr, as_json=as_json)
+
+
+def _through(
+    server: str, token: str | None, method: str, path: str, body: dict[str, object] | None = None
+) -> Any:  # noqa: ANN401 - the API's JSON
+    from .api_calls import run
+
+    return run(server, token, lambda api: api.request(method, path, body=body))
 
 
 def _show_code(view: dict[str, Any], qr: Path | None, *, as_json: bool) -> None:
     from provisioning.qr import QrError, terminal_qr, write_qr
 
+    if view["link"] is None and qr is not None:
+        msg = "the server holds no provisioning secret, so there is no link to draw: give the code"
+        raise click.ClickException(msg)
     if qr is not None:
         try:
             write_qr(view["link"], qr)
@@ -144,9 +195,10 @@ def _show_code(view: dict[str, Any], qr: Path | None, *, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(view, ensure_ascii=False, indent=2))
         return
-    click.echo(terminal_qr(view["link"]))
+    if view["link"] is not None:
+        click.echo(terminal_qr(view["link"]))
     click.echo(f"claim code: {view['code']}")
-    click.echo(f"link:       {view['link']}")
+    click.echo(f"link:       {view['link'] or '- (the server holds no provisioning secret)'}")
     if qr is not None:
         click.echo(f"QR code:    {qr}")
     click.echo(
@@ -158,20 +210,37 @@ def _show_code(view: dict[str, Any], qr: Path | None, *, as_json: bool) -> None:
 
 @claims.command("list")
 @database_url
+@through_api
+@options.api_token
 @options.json_output
-def list_(database_url: str, as_json: bool) -> None:
-    """Claim codes, used, expired and revoked ones too (never the codes themselves)."""
-    from provisioning import claim_store
+def list_(database_url: str, server: str | None, token: str | None, as_json: bool) -> None:
+    """Claim codes, used, expired and revoked ones too (never the codes themselves).
 
-    rows = run_provisioning(database_url, claim_store.list_tokens)
+    With --server: those of the sites in the token's scope.
+    """
+    if server is not None:
+        from .api_calls import run
+
+        found = run(server, token, lambda api: api.every_page("/api/v1/claims"))
+        print_rows(found, TOKEN_COLUMNS, as_json=as_json)
+        return
+    from provisioning import claim_views
+
+    rows = run_provisioning(database_url, claim_views.list_tokens)
     print_rows(rows, TOKEN_COLUMNS, as_json=as_json)
 
 
 @claims.command("revoke")
 @click.argument("token_id", type=int)
 @database_url
-def revoke(token_id: int, database_url: str) -> None:
+@through_api
+@options.api_token
+def revoke(token_id: int, database_url: str, server: str | None, token: str | None) -> None:
     """Revoke a claim code by its id (from `claims list`); terminals enrolled stay enrolled."""
+    if server is not None:
+        _through(server, token, "POST", f"/api/v1/claims/{token_id}/revoke")
+        click.echo(f"revoked claim token {token_id}", err=True)
+        return
     from control_plane.audit import local_actor
     from provisioning import claim_store
 

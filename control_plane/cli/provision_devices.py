@@ -2,7 +2,9 @@
 
 After `termfleet agent enroll` the agent runs its self-test by itself; the technician reads the
 outcome with `status`, runs it again with `selftest` after fixing something, and the terminal
-goes in service with `accept`. `replace` gives a new terminal an old one's place.
+goes in service with `accept`. `replace` gives a new terminal an old one's place. With
+``--server URL``, `status` and `accept` go through the REST API as the token in TERMFLEET_TOKEN
+(a technician's, in the field), within its scope.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -24,18 +27,47 @@ from .provision_broker import note, run_provisioning, secret_file
 SELFTEST_WAIT_S = 30
 
 
+through_api = click.option(
+    "--server",
+    metavar="URL",
+    help="Go through this control plane's REST API as the token in TERMFLEET_TOKEN (or"
+    " --token), within its scope, instead of the database.",
+)
+
+
+def device_path(device_id: str, what: str) -> str:
+    """The API path of a device's ``what``; the id quoted, so that it stays one segment."""
+    from urllib.parse import quote
+
+    return f"/api/v1/devices/{quote(device_id, safe='')}/{what}"
+
+
 @click.command("status")
 @click.argument("device_id")
 @database_url
+@through_api
+@options.api_token
 @options.json_output
-def status(device_id: str, database_url: str, as_json: bool) -> None:
+def status(
+    device_id: str, database_url: str, server: str | None, token: str | None, as_json: bool
+) -> None:
     """A terminal's enrollment and the pass/fail of each check of its last self-test."""
-    from control_plane.commissioning import status as commissioning_status
+    if server is not None:
+        from .api_calls import run
 
-    view = run_provisioning(database_url, functools.partial(commissioning_status, device_id))
+        path = device_path(device_id, "commissioning")
+        view = run(server, token, lambda api: api.request("GET", path))
+    else:
+        from control_plane.commissioning import status as commissioning_status
+
+        view = run_provisioning(database_url, functools.partial(commissioning_status, device_id))
     if as_json:
         click.echo(json.dumps(view, ensure_ascii=False, indent=2))
         return
+    _print_status(view)
+
+
+def _print_status(view: dict[str, Any]) -> None:
     click.echo(f"{view['device_id']} ({view['kind']}, serial {view['serial'] or '-'})")
     where = f"{view['site'] or '-'}" + (f" window {view['window']}" if view["window"] else "")
     click.echo(f"  lifecycle: {view['lifecycle']}    presence: {view['presence']}    at: {where}")
@@ -56,8 +88,25 @@ def status(device_id: str, database_url: str, as_json: bool) -> None:
 @click.option("--force", is_flag=True, help="Accept although checks failed (needs --note).")
 @note
 @database_url
-def accept(device_id: str, force: bool, note: str, database_url: str) -> None:
+@through_api
+@options.api_token
+def accept(  # noqa: PLR0913 - one parameter per option
+    device_id: str,
+    force: bool,
+    note: str,
+    database_url: str,
+    server: str | None,
+    token: str | None,
+) -> None:
     """Sign a commissioned terminal off: it goes in service (every check must have passed)."""
+    if server is not None:
+        from .api_calls import run
+
+        body: dict[str, object] = {"force": force, **({"note": note} if note else {})}
+        path = device_path(device_id, "accept")
+        run(server, token, lambda api: api.request("POST", path, body=body))
+        click.echo(f"{device_id} is in service")
+        return
     from control_plane import commissioning
     from control_plane.audit import local_actor
 
