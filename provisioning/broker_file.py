@@ -21,16 +21,3 @@ def write_dynsec_file(
 ) -> None:
     """Replace ``path`` atomically; the file holds password hashes, so it is 0600 throughout."""
     write_atomic(path, json.dumps(dynsec.render_config(clients, roles), indent=1).encode())
-
-
-def read_usernames(path: Path) -> set[str]:
-    """The logins in the file as the broker last saved it; ValueError if it is not valid JSON.
-
-    The broker answers listClients from memory; only the file tells whether it could save.
-    """
-    try:
-        config = json.loads(path.read_bytes())
-    except (OSError, json.JSONDecodeError) as exc:
-        msg = f"the broker's dynamic-security file {path} is unreadable or truncated: {exc}"
-        raise ValueError(msg) from exc
-    return {client["username"] for client in config.get("clients", [])}

@@ -22,16 +22,13 @@ from edge.atomic_file import write_atomic
 from edge.mqtt import BrokerAddress
 from provisioning import dynsec
 from provisioning.broker_admin import BrokerAdmin, open_admin
+from provisioning.broker_state import Actual, ActualClient, file_differences, read_file_state
 from provisioning.credentials import broker_password
 from provisioning.reconcile import (
-    Actual,
-    ActualClient,
     Desired,
     DriftKind,
     Report,
-    file_differences,
     plan,
-    read_file_state,
     reconcile,
 )
 from tests.support.mqtt_probe import NOT_AUTHORIZED, Probe
