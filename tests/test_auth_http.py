@@ -117,6 +117,8 @@ EXPECTED: dict[str, tuple[Callable[[str | None], set[str]], Callable[[dict[str, 
     "/api/v1/departments": (lambda _scope: set(), lambda item: str(item["code"])),  # none there
     "/api/v1/staff": (lambda _scope: set(), lambda item: str(item["number"])),  # none there
     "/api/v1/tokens": (expected_token_entries, lambda item: str(item["name"])),
+    # None there; each scope's claims: tests/test_api_provisioning.py.
+    "/api/v1/claims": (lambda _scope: set(), lambda item: str(item["id"])),
 }
 
 
