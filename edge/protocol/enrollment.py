@@ -50,7 +50,7 @@ class BrokerEndpoint(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
 
 
 class ClaimResponse(Payload, frozen=True, kw_only=True):
-    """The permanent identity, or a refusal with a reason (expired, used, unknown, rate_limited)."""
+    """The permanent identity, or a refusal with a reason (provisioning.claims.Refusal)."""
 
     status: ClaimStatus = ClaimStatus.UNKNOWN
     reason: str = ""
