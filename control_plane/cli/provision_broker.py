@@ -38,12 +38,21 @@ note = click.option("--note", default="", help="Why: kept in the audit log.")
 
 def run_provisioning(url: str, work: Callable[[], Awaitable[T]]) -> T:
     """Run ``work`` on the database; refusals become clean errors."""
+    from tortoise.exceptions import OperationalError
+
     from control_plane.admin_errors import AdminError
 
     try:
         return run_with_database(url, work)
     except AdminError as exc:
         raise click.ClickException(exc.message) from None
+    except OperationalError as exc:
+        raise click.ClickException(_database_trouble(exc)) from None
+
+
+def _database_trouble(exc: Exception) -> str:
+    """A database that could not do the work now, e.g. a SQLite file the server holds busy."""
+    return f"the database could not do it now ({exc}); nothing was changed, try again"
 
 
 def _settings(secret: Path, broker: BrokerAddress) -> ProvisioningSettings:
@@ -59,6 +68,8 @@ def _with_admin(
     url: str, settings: ProvisioningSettings, work: Callable[[BrokerAdmin], Awaitable[T]]
 ) -> T:
     """Run ``work`` on the database and the broker's admin login; failures become errors."""
+    from tortoise.exceptions import OperationalError
+
     from control_plane.admin_errors import AdminError
     from edge.mqtt import MqttError
     from provisioning import dynsec
@@ -72,6 +83,8 @@ def _with_admin(
         return run_with_database(url, main)
     except AdminError as exc:
         raise click.ClickException(exc.message) from None
+    except OperationalError as exc:
+        raise click.ClickException(_database_trouble(exc)) from None
     except (MqttError, DynsecError) as exc:
         msg = f"the broker: {exc}"
         raise click.ClickException(msg) from None
