@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 
 from nacl.exceptions import CryptoError
 from nacl.public import PublicKey, SealedBox
+from tortoise.exceptions import BaseORMException
 
 from edge import mqtt
 from edge.agent.backoff import Backoff
@@ -107,8 +108,10 @@ class ClaimService:
                 now=self._clock(),
                 before_commit=give_login,
             )
-        except DynsecError as exc:
-            log.error("the broker refused a new terminal's login: %s", exc)  # noqa: TRY400
+        except (DynsecError, BaseORMException) as exc:
+            # The broker refused the login, or the database is busy or away: nothing was
+            # recorded, and neither may end the control plane; the terminal tries again.
+            log.error("could not enroll a terminal: %s: %s", type(exc).__name__, exc)  # noqa: TRY400
             return refused(Refusal.UNAVAILABLE)
         if isinstance(result, Refusal):
             return refused(result)

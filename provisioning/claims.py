@@ -38,7 +38,8 @@ class Refusal(StrEnum):
     INVALID = "invalid"
     """The request itself is unusable: no serial, no key to seal the password to."""
     UNAVAILABLE = "unavailable"
-    """The broker could not take the new login; nothing was used up: try again later."""
+    """The broker or the database could not take the enrollment; nothing was used up: try
+    again later."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from tortoise.exceptions import BaseORMException
+
 from control_plane.metrics import ControlPlaneMetrics
 from edge import mqtt
 
@@ -83,7 +85,7 @@ class Provisioning:
                             )
                         self._record(report)
                         await asyncio.sleep(every_s)
-            except (mqtt.MqttError, DynsecError) as exc:
+            except (mqtt.MqttError, DynsecError, BaseORMException) as exc:
                 self._metrics.broker_reconciles.labels("failed").inc()
                 log.warning("broker reconcile failed, retrying in %.0f s: %s", RETRY_S, exc)
             await asyncio.sleep(RETRY_S)
