@@ -18,7 +18,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from . import audit, jurisdiction, registry
-from .auth import PermissionDeniedError, Principal, Refusal
+from .auth import Actor, PermissionDeniedError, Principal, Refusal
 from .db.models import Device, ServiceWindow, Site
 from .device_labels import LabelError, apply_patch
 from .inventory import DEVICE_ID, NAME, NUMBER
@@ -216,8 +216,23 @@ def _common_ancestor(first: str | None, second: str) -> str | None:
     return jurisdiction.SEPARATOR + "".join(f"{code}/" for code in common) if common else None
 
 
-async def retire(principal: Principal, device_id: str, note: object, now: datetime) -> Device:
-    """Take the device out of the fleet for good (``lifecycle.advance`` says when it may)."""
+async def retire(
+    principal: Principal | None,
+    device_id: str,
+    note: object,
+    now: datetime,
+    *,
+    actor: Actor | None = None,
+) -> Device:
+    """Take the device out of the fleet for good (``lifecycle.advance`` says when it may).
+
+    ``principal`` None: someone on the database (``termfleet provision retire``), named by
+    ``actor``, with no scope to keep to.
+    """
+    who = principal.actor if principal is not None else actor
+    if who is None:
+        msg = "retire needs a principal or an actor"
+        raise ValueError(msg)
     if note is not None and (
         not isinstance(note, str)
         or len(note) > MAX_NOTE
@@ -237,7 +252,7 @@ async def retire(principal: Principal, device_id: str, note: object, now: dateti
         await located.device.save(using_db=conn, update_fields=["lifecycle"])
         await audit.record(
             "device.retire",
-            principal.actor,
+            who,
             "device",
             device_id,
             before={"lifecycle": before},

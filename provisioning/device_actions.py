@@ -14,11 +14,12 @@ from datetime import datetime, timedelta
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
-from control_plane import audit
+from control_plane import audit, device_admin
 from control_plane.admin_errors import ConflictError, NotFoundError
 from control_plane.auth import Actor
 from control_plane.db.models import Device
-from control_plane.lifecycle import Lifecycle, LifecycleError, advance
+from control_plane.device_admin import DeviceChangeError, DeviceNotFoundError
+from control_plane.lifecycle import Lifecycle
 from edge import mqtt
 from edge.protocol import Channel, topics
 
@@ -57,23 +58,12 @@ async def retire(  # noqa: PLR0913 - who, what, the two connections, when, why
     note: str = "",
 ) -> Retired:
     """Retire for good: revoke its login (which kicks its session) and clear its presence."""
-    async with in_transaction() as conn:
-        device = await _locked(device_id, conn)
-        try:
-            device.lifecycle = advance(Lifecycle(device.lifecycle), Lifecycle.RETIRED)
-        except LifecycleError as exc:
-            raise ConflictError(str(exc)) from None
-        await device.save(using_db=conn, update_fields=["lifecycle"])
-        await audit.record(
-            "device.retire",
-            actor,
-            "device",
-            device_id,
-            after={"lifecycle": Lifecycle.RETIRED.value},
-            note=note,
-            at=now,
-            using_db=conn,
-        )
+    try:
+        await device_admin.retire(None, device_id, note or None, now, actor=actor)
+    except DeviceNotFoundError as exc:
+        raise NotFoundError(exc.message) from None
+    except DeviceChangeError as exc:
+        raise ConflictError(exc.message) from None
     return Retired(device_id, await revoke_on_broker(device_id, admin, control_plane))
 
 

@@ -155,6 +155,9 @@ def test_a_retired_terminal_is_kicked_at_once_and_cannot_reconnect(
     again = stand.device_probe(device_id, password)
     assert again.connect() == NOT_AUTHORIZED
     assert device_row(stand, device_id).lifecycle == "retired"
+    twice = stand.termfleet("provision", "retire", device_id)
+    assert twice.exit_code == 1
+    assert "it is final" in twice.output
     # Its retained presence was cleared: a new subscriber reads nothing for it.
     watcher = stand.control_plane_probe()
     assert watcher.connect() == 0
