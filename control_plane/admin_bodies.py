@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
+from edge.national_id import holds_national_id
+
 from . import inventory
 from .admin_errors import InvalidFieldError
 from .auth import Role, parse_role
 from .inventory import InventoryError
-from .national_id import holds_national_id
 
 BODY = "body"
 STAFF_NUMBER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")  # fullmatch

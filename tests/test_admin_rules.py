@@ -13,9 +13,9 @@ from control_plane import admin_bodies, jurisdiction
 from control_plane.admin_errors import InvalidFieldError
 from control_plane.auth import ROLE_PERMISSIONS, Role
 from control_plane.jurisdiction import JurisdictionError, Level
-from control_plane.national_id import check_character, holds_national_id
 from control_plane.site_views import common_path
 from control_plane.token_admin import may_grant
+from edge.national_id import check_character, holds_national_id
 
 # GB 11643-1999's own example, and one made up with a valid check character.
 VALID_IDS = ["11010519491231002X", "440117199001011234"]

@@ -1,7 +1,7 @@
 """Staff (工作人员): the people at service windows whom review pads and reviews are bound to.
 
 Re-exported by ``models.py``, where tortoise finds every model. Migration ``0005_staff`` creates
-the table. No column holds a national ID number (``control_plane.national_id`` says why).
+the table. No column holds a national ID number (``edge.national_id`` says why).
 """
 
 from __future__ import annotations
