@@ -1,0 +1,1 @@
+"""One driver per peripheral kind: a codec from ``codecs`` over a ``UsbTransport``."""

@@ -1,0 +1,18 @@
+"""A simulated USB bus behind pyusb's backend interface, with virtual peripherals on it.
+
+The drivers cannot tell it from libusb: they find devices with ``usb.core.find``, read their
+descriptors and talk to their endpoints. Tests and the demo's simulated terminals use it; faults
+(unplug, timeout, stall, garbage) are injected per device.
+"""
+
+from .backend import SimulatedBackend
+from .device import Fault, Setup, VirtualDevice, VirtualEndpoint, VirtualInterface
+
+__all__ = [
+    "Fault",
+    "Setup",
+    "SimulatedBackend",
+    "VirtualDevice",
+    "VirtualEndpoint",
+    "VirtualInterface",
+]
