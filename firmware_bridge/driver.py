@@ -41,6 +41,8 @@ class DriverSpec:
     open: Callable[[UsbTransport, str], PeripheralDriver]
     """Opens a driver over a transport whose interface is already claimed, given its name."""
     interface: int = 0
+    claim: bool = True
+    """False for presence-only peripherals: their kernel driver keeps the device."""
 
 
 class UsbDriver:

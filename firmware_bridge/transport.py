@@ -87,8 +87,19 @@ class UsbTransport:
         self._claimed = False
 
     @classmethod
-    def open(cls, device: usb.core.Device, interface: int = 0) -> UsbTransport:
+    def open(
+        cls, device: usb.core.Device, interface: int = 0, *, claim: bool = True
+    ) -> UsbTransport:
+        """Open ``device``; with ``claim`` take its interface from the kernel driver too.
+
+        Without ``claim`` only requests to the device itself work (descriptors, GET_STATUS), and
+        the kernel driver the terminal's own software uses (a camera's uvcvideo) keeps it.
+        """
         transport = cls(device, interface)
+        if not claim:
+            with usb_errors(f"opening {UsbId(device.idVendor, device.idProduct)}"):
+                transport.info()
+            return transport
         with usb_errors(f"opening {UsbId(device.idVendor, device.idProduct)}"):
             try:
                 if device.is_kernel_driver_active(interface):

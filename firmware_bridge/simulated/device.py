@@ -20,6 +20,7 @@ TRANSFER_CONTROL = 0
 TRANSFER_BULK = 2
 TRANSFER_INTERRUPT = 3
 
+REQUEST_GET_STATUS = 0x00
 REQUEST_GET_DESCRIPTOR = 0x06
 DESCRIPTOR_STRING = 0x03
 LANGUAGE_EN_US = 0x0409
@@ -197,6 +198,8 @@ class VirtualDevice:
             return queue.popleft() if queue else None
 
     def control_in(self, setup: Setup) -> bytes:
+        if setup.standard and setup.request == REQUEST_GET_STATUS:
+            return bytes(2)[: setup.length]  # bus-powered, no remote wake-up
         string_request = setup.standard and setup.request == REQUEST_GET_DESCRIPTOR
         if string_request and setup.value >> 8 == DESCRIPTOR_STRING:
             return self._string_descriptor(setup.value & 0xFF)[: setup.length]
