@@ -7,6 +7,7 @@ Milliseconds: no broker, no database. The database half (tokens, enrollments, si
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -319,16 +320,18 @@ def outgoing(channel: Channel, payload: Payload) -> mqtt.Outgoing:
 
 
 def self_tests(state_dir: Path, peripherals: tuple[PeripheralStatus, ...] | None) -> SelfTests:
-    return SelfTests(state_dir, FakeHealth(peripherals), lambda: NOW)
+    return SelfTests.from_health(state_dir, FakeHealth(peripherals), lambda: NOW)
 
 
-def test_a_self_test_command_is_answered_and_other_commands_are_not(tmp_path: Path) -> None:
+async def test_a_self_test_command_is_answered_and_other_commands_are_not(
+    tmp_path: Path,
+) -> None:
     tests = self_tests(tmp_path, (peripheral(PeripheralState.OK),))
-    result = tests.answer(Command(command_id="self-test:7", name=CommandName.SELF_TEST))
+    result = await tests.answer(Command(command_id="self-test:7", name=CommandName.SELF_TEST))
     assert result == self_test_result("self-test:7", [peripheral(PeripheralState.OK)], NOW)
     for name in (CommandName.REBOOT, CommandName.PRINT_TEST_PAGE, CommandName.UNKNOWN):
-        assert tests.answer(Command(command_id="c2", name=name)) is None
-    no_health = self_tests(tmp_path, None).answer(
+        assert await tests.answer(Command(command_id="c2", name=name)) is None
+    no_health = await self_tests(tmp_path, None).answer(
         Command(command_id="c3", name=CommandName.SELF_TEST)
     )
     assert no_health is not None
@@ -352,6 +355,25 @@ async def test_the_self_test_after_enrolling_is_reported_once_ever(tmp_path: Pat
     restarted = self_tests(tmp_path, (peripheral(PeripheralState.OK),))
     await restarted.after_connect(cast("mqtt.Connection", again), outgoing)
     assert again.published == [], "neither a reconnect nor a restarted agent reports it again"
+
+
+async def test_checks_that_block_run_off_the_event_loop(tmp_path: Path) -> None:
+    loop_thread = threading.get_ident()
+    ran_in: list[int] = []
+
+    def checks() -> dict[str, str]:
+        ran_in.append(threading.get_ident())
+        return {"printer0.test_print": CHECK_PASSED}
+
+    tests = SelfTests(tmp_path, checks, lambda: NOW)
+    result = await tests.answer(Command(command_id="self-test:8", name=CommandName.SELF_TEST))
+    assert result is not None
+    assert (result.status, result.checks) == (
+        CommandStatus.SUCCEEDED,
+        {"printer0.test_print": CHECK_PASSED},
+    )
+    assert ran_in
+    assert ran_in[0] != loop_thread
 
 
 async def test_a_report_that_was_not_published_is_tried_at_the_next_connection(

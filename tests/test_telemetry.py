@@ -174,8 +174,8 @@ def test_system_health_reads_plausible_values() -> None:
     assert reading.peripherals == ()
 
 
-def test_system_health_reports_the_peripherals_it_was_given() -> None:
-    reading = SystemHealth(peripherals=(PRINTER_LOW, READER_OK)).read()
+def test_system_health_reports_the_peripherals_its_source_gives() -> None:
+    reading = SystemHealth(peripherals=lambda: (PRINTER_LOW, READER_OK)).read()
 
     assert reading.peripherals == (PRINTER_LOW, READER_OK)
 
@@ -183,7 +183,7 @@ def test_system_health_reports_the_peripherals_it_was_given() -> None:
 def test_system_health_round_trips_on_the_health_channel_once_sequenced() -> None:
     # The runner stamps seq and at on every reading before sending it, as done here.
     reading = msgspec.structs.replace(
-        SystemHealth(peripherals=(PRINTER_OK,)).read(), seq=1, at=datetime.now(UTC)
+        SystemHealth(peripherals=lambda: (PRINTER_OK,)).read(), seq=1, at=datetime.now(UTC)
     )
 
     decoded = decode(Channel.HEALTH, encode(reading))

@@ -9,6 +9,7 @@ provision status`` and signs the terminal off with ``termfleet provision accept`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -70,43 +71,61 @@ def run_checks(peripherals: Sequence[PeripheralStatus]) -> dict[str, str]:
 def self_test_result(
     command_id: str, peripherals: Sequence[PeripheralStatus], now: datetime
 ) -> CommandResult:
-    checks = run_checks(peripherals)
-    passed = all(outcome == CHECK_PASSED for outcome in checks.values())
+    """The self-test result read off peripheral statuses. Pure."""
+    return result_of(command_id, run_checks(peripherals), now)
+
+
+def result_of(command_id: str, checks: dict[str, str], now: datetime) -> CommandResult:
+    """The command result that reports ``checks``. Pure."""
     failed = sum(outcome != CHECK_PASSED for outcome in checks.values())
     return CommandResult(
         command_id=command_id,
-        status=CommandStatus.SUCCEEDED if passed else CommandStatus.FAILED,
-        detail="all checks passed" if passed else f"{failed} of {len(checks)} checks failed",
+        status=CommandStatus.FAILED if failed else CommandStatus.SUCCEEDED,
+        detail=f"{failed} of {len(checks)} checks failed" if failed else "all checks passed",
         checks=checks,
         at=now,
     )
 
 
 class SelfTests:
-    """Runs the self-test after enrolling (once: a mark in the state directory) and on demand."""
+    """Runs the self-test after enrolling (once: a mark in the state directory) and on demand.
+
+    ``checks`` runs every check and may block (a test print, a card read): it runs in a worker
+    thread. Without peripheral drivers the checks are read off the heartbeat's statuses.
+    """
 
     def __init__(
-        self, state_dir: Path, health: HealthSource, clock: Callable[[], datetime]
+        self,
+        state_dir: Path,
+        checks: Callable[[], dict[str, str]],
+        clock: Callable[[], datetime],
     ) -> None:
         self._mark = state_dir / REPORTED_MARK
-        self._health = health
+        self._checks = checks
         self._clock = clock
 
-    def _result(self, command_id: str) -> CommandResult:
-        return self_test_result(command_id, self._health.read().peripherals or (), self._clock())
+    @classmethod
+    def from_health(
+        cls, state_dir: Path, health: HealthSource, clock: Callable[[], datetime]
+    ) -> SelfTests:
+        return cls(state_dir, lambda: run_checks(health.read().peripherals or ()), clock)
+
+    async def _result(self, command_id: str) -> CommandResult:
+        checks = await asyncio.to_thread(self._checks)
+        return result_of(command_id, checks, self._clock())
 
     async def after_connect(
         self, connection: mqtt.Connection, outgoing: Callable[[Channel, Payload], mqtt.Outgoing]
     ) -> None:
         if self._mark.exists():
             return
-        result = self._result(SELF_TEST_AFTER_ENROLLMENT)
+        result = await self._result(SELF_TEST_AFTER_ENROLLMENT)
         await connection.publish(outgoing(Channel.RESULT, result))
         write_atomic(self._mark, f"{result.status.value}\n".encode(), mode=0o644)
         log.info("self-test after enrollment reported: %s", result.detail)
 
-    def answer(self, command: Command) -> CommandResult | None:
+    async def answer(self, command: Command) -> CommandResult | None:
         """The result of a SELF_TEST command; None for other commands (not ours to answer)."""
         if command.name is not CommandName.SELF_TEST:
             return None
-        return self._result(command.command_id)
+        return await self._result(command.command_id)

@@ -12,8 +12,9 @@ from typing import Annotated, Literal
 import msgspec
 
 from edge.atomic_file import too_open
-from edge.protocol import MAX_RECORDS_PER_MESSAGE, DeviceKind
+from edge.protocol import MAX_RECORDS_PER_MESSAGE, DeviceKind, PeripheralKind
 from edge.protocol.common import DeviceId
+from firmware_bridge.usb_ids import UsbId
 
 from .delivery import ACK_TIMEOUT_S, MAX_IN_FLIGHT
 from .outbox import DEFAULT_MAX_BYTES
@@ -63,6 +64,19 @@ class DeliveryConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     its own, for a control plane older than record arrays."""
 
 
+PeripheralName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+
+
+class UsbPeripheralConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One USB peripheral of this terminal (``[[usb_peripherals]]``), replacing the defaults."""
+
+    name: PeripheralName
+    """Unique on the terminal, e.g. printer0; the heartbeat and the self-test name it so."""
+    kind: PeripheralKind
+    ids: tuple[str, ...] = ()
+    """Vendor:product ids in hex as lsusb prints them (``0416:5011``); empty for the driver's."""
+
+
 class AgentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     device_id: DeviceId
     kind: DeviceKind
@@ -75,9 +89,11 @@ class AgentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """Ed25519 public keys (base64) whose signatures the agent accepts on content (enrollment)."""
     initial_config: dict[str, str] = msgspec.field(default_factory=dict)
     """The settings the control plane handed over at enrollment, until its first desired config."""
-    peripherals: Literal["none", "simulated"] = "none"
-    """Where peripheral status comes from until firmware_bridge's drivers do: nowhere, or the
-    simulator's set for this kind of terminal, all working (demos, tests)."""
+    peripherals: Literal["none", "simulated", "usb"] = "none"
+    """Where the peripherals are: none; ``usb``, driven through libusb; or ``simulated``, the
+    same drivers on a simulated USB bus with this kind's virtual devices (demos, tests)."""
+    usb_peripherals: tuple[UsbPeripheralConfig, ...] = ()
+    """This terminal's peripherals where they differ from its kind's (docs/peripherals.md)."""
 
 
 def load_config(path: Path) -> AgentConfig:
@@ -95,12 +111,30 @@ def load_config(path: Path) -> AgentConfig:
     if config.broker.ca_file and not Path(config.broker.ca_file).is_file():
         msg = f"{path}: broker.ca_file {config.broker.ca_file} is not a readable file"
         raise ConfigError(msg)
+    _check_peripherals(path, config.usb_peripherals)
     if config.kind is DeviceKind.UNKNOWN:
         # Over the wire an unknown kind is tolerated; in our own file it is a typo.
         known = ", ".join(k.value for k in DeviceKind if k is not DeviceKind.UNKNOWN)
         msg = f"{path}: kind must be one of {known}"
         raise ConfigError(msg)
     return config
+
+
+def _check_peripherals(path: Path, peripherals: tuple[UsbPeripheralConfig, ...]) -> None:
+    names = [p.name for p in peripherals]
+    if duplicates := sorted({n for n in names if names.count(n) > 1}):
+        msg = f"{path}: usb_peripherals names must be unique; repeated: {', '.join(duplicates)}"
+        raise ConfigError(msg)
+    for peripheral in peripherals:
+        if peripheral.kind is PeripheralKind.UNKNOWN:
+            msg = f"{path}: usb_peripherals {peripheral.name}: unknown kind"
+            raise ConfigError(msg)
+        for usb_id in peripheral.ids:
+            try:
+                UsbId.parse(usb_id)
+            except ValueError as exc:
+                msg = f"{path}: usb_peripherals {peripheral.name}: {exc}"
+                raise ConfigError(msg) from None
 
 
 def _resolve_paths(config: AgentConfig, base: Path) -> AgentConfig:

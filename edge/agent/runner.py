@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
@@ -17,6 +17,7 @@ from edge.aio import cancel_and_wait
 from edge.protocol import (
     MAX_PAYLOAD_BYTES,
     Ack,
+    CaseNotice,
     Channel,
     Command,
     DeviceEvent,
@@ -42,6 +43,10 @@ from .backoff import Backoff
 from .commissioning import SelfTests
 from .delivery import DeliverySettings, RecordSender
 from .outbox import Outbox, OutboxError, PendingRecord
+from .peripherals import PeripheralMonitor
+
+if TYPE_CHECKING:  # it loads pyusb; only an agent with a review pad imports it
+    from .review_pad import ReviewPadLink
 from .telemetry import HealthSource, heartbeat_diff
 
 log = logging.getLogger(__name__)
@@ -93,6 +98,8 @@ class Agent:
         outbox: Outbox | None = None,
         delivery: DeliverySettings | None = None,
         self_tests: SelfTests | None = None,
+        peripherals: PeripheralMonitor | None = None,
+        review_pad: ReviewPadLink | None = None,
     ) -> None:
         self.identity = identity
         self._broker = broker
@@ -109,8 +116,12 @@ class Agent:
         self._last_reading: Heartbeat | None = None
         self.connected = asyncio.Event()
         self._self_tests = self_tests
+        self.peripherals = peripherals
+        self.review_pad = review_pad
 
     def close(self) -> None:
+        if self.peripherals is not None:
+            self.peripherals.close()
         self.outbox.close()
 
     async def record(self, payload: Record) -> int:
@@ -191,6 +202,27 @@ class Agent:
         return self._outgoing(Channel.PRESENCE, payload)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Stay connected, reconnecting after losses, until ``stop`` is set.
+
+        Peripherals are watched and the review pad read while offline too: what they record
+        waits in the outbox.
+        """
+        watching = []
+        if self.peripherals is not None:
+            await self.peripherals.poll_once(self.record)  # for the first heartbeat
+            watching.append(
+                asyncio.create_task(self.peripherals.run(self.record), name="peripherals")
+            )
+        if self.review_pad is not None:
+            watching.append(
+                asyncio.create_task(self.review_pad.run(self.record), name="review-pad")
+            )
+        try:
+            await self._stay_connected(stop)
+        finally:
+            await cancel_and_wait(watching)
+
+    async def _stay_connected(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             session = self._sessions.next()
             options = mqtt.SessionOptions(
@@ -291,8 +323,11 @@ class Agent:
             if isinstance(message.payload, Ack):
                 self.sender.acknowledge(message.payload)
                 continue
+            if isinstance(message.payload, CaseNotice) and self.review_pad is not None:
+                await self.review_pad.case_ended(message.payload)
+                continue
             if isinstance(message.payload, Command) and self._self_tests is not None:
-                result = self._self_tests.answer(message.payload)
+                result = await self._self_tests.answer(message.payload)
                 if result is not None:
                     await conn.publish(self._outgoing(Channel.RESULT, result))
                     continue

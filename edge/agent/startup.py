@@ -11,14 +11,18 @@ import os
 import signal
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge.mqtt import BrokerAddress
-from edge.protocol import PeripheralStatus
 
 from .commissioning import SelfTests
 from .config import AgentConfig, ConfigError, load_config, read_password
 from .delivery import DeliverySettings
 from .outbox import OUTBOX_FILE, Outbox, OutboxError
+from .peripherals import PeripheralMonitor
+
+if TYPE_CHECKING:
+    from .review_pad import ReviewPadLink
 from .runner import Agent, AgentIdentity, AgentTiming
 from .sessions import FileSessionCounter
 from .telemetry import SystemHealth
@@ -40,7 +44,13 @@ def build_agent(config_path: Path) -> Agent:
         outbox = Outbox(state_dir / OUTBOX_FILE, max_bytes=config.outbox.max_bytes)
     except OutboxError as exc:
         raise StartError(str(exc)) from None
-    health = SystemHealth(_peripherals(config))
+    clock = _now
+    monitor, review_pad = _peripherals(config)
+    health = SystemHealth(monitor.statuses if monitor else tuple)
+    if monitor is not None:
+        self_tests = SelfTests(state_dir, monitor.run_self_tests, clock)
+    else:
+        self_tests = SelfTests.from_health(state_dir, health, clock)
     return Agent(
         AgentIdentity(config.device_id, config.kind),
         broker,
@@ -58,16 +68,31 @@ def build_agent(config_path: Path) -> Agent:
             ack_timeout_s=config.delivery.ack_timeout_s,
             records_per_message=config.delivery.records_per_message,
         ),
-        self_tests=SelfTests(state_dir, health, lambda: datetime.now(UTC)),
+        self_tests=self_tests,
+        peripherals=monitor,
+        review_pad=review_pad,
     )
 
 
-def _peripherals(config: AgentConfig) -> tuple[PeripheralStatus, ...]:
-    if config.peripherals != "simulated":
-        return ()
-    from edge.simulator.health import working_peripherals  # noqa: PLC0415 - demos only
+def _now() -> datetime:
+    return datetime.now(UTC)
 
-    return working_peripherals(config.kind)
+
+def _peripherals(config: AgentConfig) -> tuple[PeripheralMonitor | None, ReviewPadLink | None]:
+    """The monitor of the config's peripherals and the review pad's link, if any.
+
+    Without peripherals neither pyusb nor a driver is loaded: they cost memory such an agent
+    never needs.
+    """
+    if config.peripherals == "none":
+        return None, None
+    from .peripheral_setup import build_bridge, review_pad_link  # noqa: PLC0415
+
+    try:
+        bridge = build_bridge(config)
+    except ValueError as exc:
+        raise StartError(str(exc)) from None
+    return PeripheralMonitor(bridge, _now), review_pad_link(bridge, _now)
 
 
 def _broker(config: AgentConfig) -> BrokerAddress:

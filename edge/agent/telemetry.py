@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,9 +22,9 @@ class HealthSource(Protocol):
 
 
 class SystemHealth:
-    """The machine's own health via psutil; peripherals come from firmware_bridge when it lands."""
+    """The machine's own health via psutil, and the peripherals' latest statuses."""
 
-    def __init__(self, peripherals: tuple[PeripheralStatus, ...] = ()) -> None:
+    def __init__(self, peripherals: Callable[[], tuple[PeripheralStatus, ...]] = tuple) -> None:
         self._peripherals = peripherals
         self._os = operating_system()  # neither changes while the agent runs
         self._model = hardware_model()
@@ -42,7 +42,7 @@ class SystemHealth:
             os=self._os,
             hardware_model=self._model,
             outbox_backlog=0,
-            peripherals=self._peripherals,
+            peripherals=self._peripherals(),
         )
 
 
