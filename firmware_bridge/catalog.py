@@ -60,8 +60,19 @@ TERMINAL_PERIPHERALS: dict[DeviceKind, tuple[tuple[str, PeripheralKind], ...]] =
 call button are not USB peripherals this package drives, so they are not here."""
 
 
-def slot(name: str, kind: PeripheralKind, ids: Sequence[UsbId] = ()) -> PeripheralSlot:
-    """A slot for a peripheral of ``kind``; ValueError when no driver handles that kind."""
+def slot(
+    name: str, kind: PeripheralKind, ids: Sequence[UsbId] = (), *, presence_only: bool = False
+) -> PeripheralSlot:
+    """A slot for a peripheral of ``kind``; ValueError when no driver handles that kind.
+
+    ``presence_only`` watches a peripheral of any kind without speaking its protocol, so that
+    another program on the terminal keeps it; it needs the ids, having no driver's defaults.
+    """
+    if presence_only:
+        if not ids:
+            msg = f"{name}: a presence-only peripheral needs its ids"
+            raise ValueError(msg)
+        return PeripheralSlot(name, presence_spec(kind, tuple(ids)), tuple(ids))
     spec = DRIVERS.get(kind)
     if spec is None:
         known = ", ".join(sorted(k.value for k in DRIVERS))

@@ -3,7 +3,7 @@
 ``update_firmware`` verifies the file, detaches the device into DFU mode, downloads, manifests,
 resets it and checks the release it comes back with. Any failure once the device is in DFU mode
 clears its error, aborts and resets it, so it boots its old firmware (DFU 1.1 §6.1.3, §6.1.5).
-What to send next and what an answer means is decided by the pure planner in ``codecs.dfu``.
+What to send next and what an answer means is decided by the pure planner in ``codecs.dfu_plan``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from .codecs.dfu import (
     REQUEST_TYPE_IN,
     REQUEST_TYPE_OUT,
     STATUS_LENGTH,
-    Block,
     DfuFile,
     DfuFileError,
     DfuRequest,
@@ -34,13 +33,16 @@ from .codecs.dfu import (
     DfuStatus,
     DfuStatusCode,
     FunctionalDescriptor,
+    decode_status,
+    find_functional_descriptor,
+    parse_dfu_file,
+)
+from .codecs.dfu_plan import (
+    Block,
     Reaction,
     Verdict,
     after_block,
     after_manifest,
-    decode_status,
-    find_functional_descriptor,
-    parse_dfu_file,
     plan_blocks,
     requests_to_idle,
 )

@@ -85,6 +85,7 @@ class UsbTransport:
         self.device = device
         self.interface = interface
         self._claimed = False
+        self._detached = False
 
     @classmethod
     def open(
@@ -103,8 +104,10 @@ class UsbTransport:
         with usb_errors(f"opening {UsbId(device.idVendor, device.idProduct)}"):
             try:
                 if device.is_kernel_driver_active(interface):
-                    # usbhid and usblp bind these devices; we speak their protocol ourselves.
+                    # usbhid and usblp bind these devices; we speak their protocol ourselves,
+                    # and give the device back to its driver on close.
                     device.detach_kernel_driver(interface)
+                    transport._detached = True
             except NotImplementedError:
                 pass  # a backend without kernel drivers (the simulated bus, some OSes)
             try:
@@ -173,14 +176,19 @@ class UsbTransport:
             self.device.reset()
 
     def close(self) -> None:
-        """Release the interface and the handle; never raises (the device may be gone)."""
+        """Release the interface, give it back to its kernel driver, free the handle.
+
+        Never raises: the device may be gone.
+        """
         try:
             if self._claimed:
                 usb.util.release_interface(self.device, self.interface)
+            if self._detached:
+                self.device.attach_kernel_driver(self.interface)
         except (usb.core.USBError, NotImplementedError):
             pass
         finally:
-            self._claimed = False
+            self._claimed = self._detached = False
             usb.util.dispose_resources(self.device)
 
 

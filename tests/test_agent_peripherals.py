@@ -145,6 +145,10 @@ def test_usb_peripherals_in_the_config_replace_the_kinds_defaults(tmp_path: Path
         ('[[usb_peripherals]]\nname = "P 0"\nkind = "receipt_printer"\n', "name"),
         ('[[usb_peripherals]]\nname = "p0"\nkind = "toaster"\n', "p0: unknown kind"),
         ('[[usb_peripherals]]\nname = "p0"\nkind = "camera"\n' * 2, "repeated: p0"),
+        (
+            '[[usb_peripherals]]\nname = "p0"\nkind = "receipt_printer"\npresence_only = true\n',
+            "p0: presence_only needs its ids",
+        ),
     ],
 )
 def test_bad_peripheral_config_is_refused_naming_what(
@@ -164,6 +168,27 @@ def test_a_peripheral_kind_without_a_driver_stops_the_start_with_a_clear_error(
     )
     with pytest.raises(StartError, match="a4: no USB driver for a4_printer peripherals"):
         build_agent(path)
+
+
+def test_a_presence_only_printer_is_watched_and_never_claimed(tmp_path: Path) -> None:
+    loaded = load_config(
+        write(
+            tmp_path,
+            'peripherals = "simulated"\n'
+            '[[usb_peripherals]]\nname = "printer0"\nkind = "receipt_printer"\n'
+            'ids = ["1209:7e03"]\npresence_only = true\n',
+        )
+    )
+    bridge, simulated = simulated_bridge(loaded)
+    [watched] = bridge.slots
+    assert (watched.spec.kind, watched.spec.claim) == (PeripheralKind.RECEIPT_PRINTER, False)
+    printer = simulated.devices["printer0"]
+    assert isinstance(printer, VirtualReceiptPrinter)
+    printer.paper_out()
+    [status] = bridge.poll()
+    assert (status.state, status.reason) == (PeripheralState.OK, ""), "present; paper not seen"
+    bridge.self_test("printer0")
+    assert printer.pages == [], "a presence-only printer never prints a test page"
 
 
 @pytest.mark.parametrize("kind", [k for k in DeviceKind if k is not DeviceKind.UNKNOWN])
@@ -231,7 +256,7 @@ def test_self_tests_drive_the_peripherals_themselves() -> None:
     assert monitor.run_self_tests() == {
         "printer0.test_print": CHECK_PASSED,
         "idreader0.card_read": CHECK_PASSED,
-        "camera0.picture": CHECK_PASSED,
+        "camera0.present": CHECK_PASSED,
     }
     printer = simulated.devices["printer0"]
     assert isinstance(printer, VirtualReceiptPrinter)
@@ -245,7 +270,7 @@ def test_self_tests_drive_the_peripherals_themselves() -> None:
     checks = monitor.run_self_tests()
     assert checks["printer0.test_print"].startswith("fail: cover_open")
     assert checks["idreader0.card_read"].startswith("fail: no_card")
-    assert checks["camera0.picture"].startswith("fail: unplugged")
+    assert checks["camera0.present"].startswith("fail: unplugged")
     assert len(printer.pages) == 1, "nothing printed with the cover open"
 
 

@@ -47,6 +47,8 @@ def test_the_tree_has_the_expected_commands() -> None:
         (),
         ("agent",),
         ("agent", "run"),
+        ("agent", "peripherals"),
+        ("agent", "self-test"),
         ("demo",),
         ("devices",),
         ("devices", "ls"),

@@ -13,11 +13,13 @@ from firmware_bridge.codecs.dfu import (
     DfuStatus,
     DfuStatusCode,
     DfuSuffix,
+    build_dfu_file,
+    decode_status,
+)
+from firmware_bridge.codecs.dfu_plan import (
     Verdict,
     after_block,
     after_manifest,
-    build_dfu_file,
-    decode_status,
     plan_blocks,
     requests_to_idle,
 )

@@ -72,7 +72,8 @@ def test_discover_and_status(case: ContractCase) -> None:
     assert (status.name, status.kind, status.state) == ("p0", case.spec.kind, PeripheralState.OK)
     manufacturer, product, _ = device.strings()
     assert status.model == f"{manufacturer} {product}"
-    assert status.firmware == f"{device.bcd_device >> 8:x}.{device.bcd_device & 0xFF:02x}"
+    release = device.device_release()
+    assert status.firmware == f"{release >> 8:x}.{release & 0xFF:02x}"
     driver.self_test()
     driver.close()
 

@@ -22,8 +22,9 @@ from edge.agent.commissioning import (
     NO_PERIPHERALS,
     REPORTED_MARK,
     SelfTests,
-    run_checks,
-    self_test_result,
+    check_name,
+    no_peripherals,
+    result_of,
 )
 from edge.protocol import (
     Channel,
@@ -32,11 +33,8 @@ from edge.protocol import (
     CommandResult,
     CommandStatus,
     DeviceKind,
-    Heartbeat,
     Payload,
     PeripheralKind,
-    PeripheralState,
-    PeripheralStatus,
     decode,
     encode,
 )
@@ -249,56 +247,35 @@ def test_full_buckets_are_forgotten_before_a_busy_one() -> None:
 # --- commissioning self-tests ------------------------------------------------------------------
 
 
-def peripheral(state: PeripheralState, reason: str = "") -> PeripheralStatus:
-    kind = PeripheralKind.RECEIPT_PRINTER
-    return PeripheralStatus(name="p0", kind=kind, state=state, reason=reason)
-
-
 @pytest.mark.parametrize(
-    ("state", "reason", "outcome"),
+    ("kind", "check"),
     [
-        (PeripheralState.OK, "", CHECK_PASSED),
-        (PeripheralState.DEGRADED, "paper_low", CHECK_PASSED),
-        (PeripheralState.FAULT, "paper_out", "fail: paper_out"),
-        (PeripheralState.FAULT, "", "fail: fault"),
-        (PeripheralState.ABSENT, "", "fail: absent"),
-        (PeripheralState.UNKNOWN, "", "fail: unknown"),
+        (PeripheralKind.RECEIPT_PRINTER, "p0.test_print"),
+        (PeripheralKind.ID_CARD_READER, "p0.card_read"),
+        (PeripheralKind.REVIEW_PAD, "p0.keys"),
+        (PeripheralKind.CAMERA, "p0.present"),
+        (PeripheralKind.CITIZEN_CARD_READER, "p0.present"),
+        (PeripheralKind.UNKNOWN, "p0.present"),
     ],
 )
-def test_each_peripheral_state_passes_or_fails(
-    state: PeripheralState, reason: str, outcome: str
-) -> None:
-    assert run_checks([peripheral(state, reason)]) == {"p0.test_print": outcome}
-
-
-def test_each_peripheral_gets_the_check_of_its_kind() -> None:
-    pad = PeripheralStatus(name="pad0", kind=PeripheralKind.REVIEW_PAD, state=PeripheralState.OK)
-    odd = PeripheralStatus(name="x0", kind=PeripheralKind.UNKNOWN, state=PeripheralState.OK)
-    assert run_checks([pad, odd]) == {"pad0.keys": CHECK_PASSED, "x0.present": CHECK_PASSED}
+def test_each_peripheral_gets_the_check_of_its_kind(kind: PeripheralKind, check: str) -> None:
+    assert check_name("p0", kind) == check
 
 
 def test_no_peripherals_is_one_failing_check() -> None:
-    ((name, outcome),) = run_checks([]).items()
+    ((name, outcome),) = no_peripherals().items()
     assert (name, outcome.startswith("fail: ")) == (NO_PERIPHERALS, True)
-    assert self_test_result("c1", [], NOW).status is CommandStatus.FAILED
+    assert result_of("c1", no_peripherals(), NOW).status is CommandStatus.FAILED
 
 
 def test_a_self_test_succeeds_only_when_every_check_passes() -> None:
-    ok = PeripheralStatus(name="pad0", kind=PeripheralKind.REVIEW_PAD, state=PeripheralState.OK)
-    passed = self_test_result("c1", [ok, peripheral(PeripheralState.DEGRADED)], NOW)
+    passed = result_of("c1", {"pad0.keys": CHECK_PASSED, "p0.test_print": CHECK_PASSED}, NOW)
     assert (passed.status, passed.detail, passed.command_id, passed.at) == (
         CommandStatus.SUCCEEDED, "all checks passed", "c1", NOW,
     )  # fmt: skip
-    failed = self_test_result("c1", [ok, peripheral(PeripheralState.FAULT)], NOW)
+    failed = result_of("c1", {"pad0.keys": CHECK_PASSED, "p0.test_print": "fail: x"}, NOW)
     assert (failed.status, failed.detail) == (CommandStatus.FAILED, "1 of 2 checks failed")
-
-
-class FakeHealth:
-    def __init__(self, peripherals: tuple[PeripheralStatus, ...] | None) -> None:
-        self.peripherals = peripherals
-
-    def read(self) -> Heartbeat:
-        return Heartbeat(full=True, peripherals=self.peripherals)
+    assert failed.checks == {"pad0.keys": CHECK_PASSED, "p0.test_print": "fail: x"}
 
 
 class FakeConnection:
@@ -319,16 +296,21 @@ def outgoing(channel: Channel, payload: Payload) -> mqtt.Outgoing:
     return mqtt.Outgoing(f"up/{channel.value}", encode(payload))
 
 
-def self_tests(state_dir: Path, peripherals: tuple[PeripheralStatus, ...] | None) -> SelfTests:
-    return SelfTests.from_health(state_dir, FakeHealth(peripherals), lambda: NOW)
+def self_tests(state_dir: Path, checks: dict[str, str] | None) -> SelfTests:
+    return SelfTests(
+        state_dir, lambda: checks if checks is not None else no_peripherals(), lambda: NOW
+    )
+
+
+PRINTED = {"p0.test_print": CHECK_PASSED}
 
 
 async def test_a_self_test_command_is_answered_and_other_commands_are_not(
     tmp_path: Path,
 ) -> None:
-    tests = self_tests(tmp_path, (peripheral(PeripheralState.OK),))
+    tests = self_tests(tmp_path, PRINTED)
     result = await tests.answer(Command(command_id="self-test:7", name=CommandName.SELF_TEST))
-    assert result == self_test_result("self-test:7", [peripheral(PeripheralState.OK)], NOW)
+    assert result == result_of("self-test:7", PRINTED, NOW)
     for name in (CommandName.REBOOT, CommandName.PRINT_TEST_PAGE, CommandName.UNKNOWN):
         assert await tests.answer(Command(command_id="c2", name=name)) is None
     no_health = await self_tests(tmp_path, None).answer(
@@ -340,7 +322,7 @@ async def test_a_self_test_command_is_answered_and_other_commands_are_not(
 
 async def test_the_self_test_after_enrolling_is_reported_once_ever(tmp_path: Path) -> None:
     first = FakeConnection()
-    tests = self_tests(tmp_path, (peripheral(PeripheralState.FAULT, "cover_open"),))
+    tests = self_tests(tmp_path, {"p0.test_print": "fail: cover_open"})
     await tests.after_connect(cast("mqtt.Connection", first), outgoing)
     (message,) = first.published
     assert message.topic == f"up/{Channel.RESULT.value}"
@@ -352,7 +334,7 @@ async def test_the_self_test_after_enrolling_is_reported_once_ever(tmp_path: Pat
 
     again = FakeConnection()
     await tests.after_connect(cast("mqtt.Connection", again), outgoing)
-    restarted = self_tests(tmp_path, (peripheral(PeripheralState.OK),))
+    restarted = self_tests(tmp_path, PRINTED)
     await restarted.after_connect(cast("mqtt.Connection", again), outgoing)
     assert again.published == [], "neither a reconnect nor a restarted agent reports it again"
 
@@ -379,7 +361,7 @@ async def test_checks_that_block_run_off_the_event_loop(tmp_path: Path) -> None:
 async def test_a_report_that_was_not_published_is_tried_at_the_next_connection(
     tmp_path: Path,
 ) -> None:
-    tests = self_tests(tmp_path, (peripheral(PeripheralState.OK),))
+    tests = self_tests(tmp_path, PRINTED)
     with pytest.raises(mqtt.MqttError):
         await tests.after_connect(cast("mqtt.Connection", FakeConnection(fail=True)), outgoing)
     assert not (tmp_path / REPORTED_MARK).exists()

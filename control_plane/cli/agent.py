@@ -10,7 +10,7 @@ import click
 
 from edge.protocol import CLAIM_TIMEOUT_S, DeviceKind
 
-from . import options
+from . import agent_peripherals, options
 
 
 @click.group()
@@ -19,14 +19,7 @@ def agent() -> None:
 
 
 @agent.command("run")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    required=True,
-    envvar="TERMFLEET_AGENT_CONFIG",
-    help="The agent's TOML config (written by provisioning).",
-)
+@options.agent_config
 def run(config_path: Path) -> None:
     """Connect, report presence, health and records, follow the downlink until SIGINT or SIGTERM.
 
@@ -150,3 +143,7 @@ def enroll(  # noqa: PLR0913 - one parameter per option
     click.echo(f"  1. start the agent: termfleet agent run --config {enrolled.config_path}")
     click.echo("  2. the technician runs the self-test at the terminal")
     click.echo("  3. an administrator accepts the terminal into the fleet")
+
+
+agent.add_command(agent_peripherals.peripherals)
+agent.add_command(agent_peripherals.self_test)

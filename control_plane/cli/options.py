@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import click
 
@@ -104,6 +105,14 @@ def require_token(token: str | None, server: str | None = None) -> str:
 
 
 json_output = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+agent_config = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    envvar="TERMFLEET_AGENT_CONFIG",
+    help="The agent's TOML config (written by provisioning).",
+)
 
 
 class DistrictChoice(click.Choice[str]):

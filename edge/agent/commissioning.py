@@ -2,16 +2,18 @@
 
 The agent runs them by itself on its first connection after enrolling, and again whenever the
 control plane sends a SELF_TEST command (``termfleet provision selftest``). Which checks a
-terminal has follows from its peripherals: a test print for each printer, a card read for the
-ID-card reader, the keys of a review pad. The technician reads the outcome with ``termfleet
-provision status`` and signs the terminal off with ``termfleet provision accept``.
+terminal has follows from its peripherals (``edge.agent.peripherals`` runs them through the
+drivers): a test print for each receipt printer, a card read for the ID-card reader, the keys
+and display of a review pad, and for the rest that the device is there and answers. The
+technician reads the outcome with ``termfleet provision status`` and signs the terminal off
+with ``termfleet provision accept``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -25,8 +27,6 @@ from edge.protocol import (
     CommandStatus,
     Payload,
     PeripheralKind,
-    PeripheralState,
-    PeripheralStatus,
 )
 from edge.protocol.commands import (
     CHECK_PASSED,
@@ -34,45 +34,28 @@ from edge.protocol.commands import (
     check_failed,
 )
 
-from .telemetry import HealthSource
-
 log = logging.getLogger(__name__)
 
 REPORTED_MARK = "self-test-reported"
 CHECKS = {
     PeripheralKind.RECEIPT_PRINTER: "test_print",
-    PeripheralKind.A4_PRINTER: "test_print",
     PeripheralKind.ID_CARD_READER: "card_read",
-    PeripheralKind.CITIZEN_CARD_READER: "card_read",
     PeripheralKind.REVIEW_PAD: "keys",
-    PeripheralKind.DOCUMENT_CAMERA: "scan",
-    PeripheralKind.SCANNER: "scan",
-    PeripheralKind.CAMERA: "picture",
-    PeripheralKind.CALL_BUTTON: "press",
-    PeripheralKind.SCREEN: "display",
 }
+"""What the self-test does with each kind of peripheral; any other kind is checked present."""
 NO_PERIPHERALS = "peripherals"
 
 
-def run_checks(peripherals: Sequence[PeripheralStatus]) -> dict[str, str]:
-    """One check per peripheral, ``name.check`` → ``pass`` or ``fail: reason``. Pure."""
-    if not peripherals:
-        return {NO_PERIPHERALS: check_failed("none found (no peripheral driver on this terminal)")}
-    checks = {}
-    for peripheral in peripherals:
-        name = f"{peripheral.name}.{CHECKS.get(peripheral.kind, 'present')}"
-        if peripheral.state in {PeripheralState.OK, PeripheralState.DEGRADED}:
-            checks[name] = CHECK_PASSED  # degraded works: paper near its end still prints
-        else:
-            checks[name] = check_failed(peripheral.reason or peripheral.state.value)
-    return checks
+def check_name(peripheral: str, kind: PeripheralKind) -> str:
+    """The check's name as the technician reads it: ``printer0.test_print``. Pure."""
+    return f"{peripheral}.{CHECKS.get(kind, 'present')}"
 
 
-def self_test_result(
-    command_id: str, peripherals: Sequence[PeripheralStatus], now: datetime
-) -> CommandResult:
-    """The self-test result read off peripheral statuses. Pure."""
-    return result_of(command_id, run_checks(peripherals), now)
+def no_peripherals() -> dict[str, str]:
+    """The one failing check of a terminal whose agent drives no peripherals."""
+    return {
+        NO_PERIPHERALS: check_failed('none configured (the agent config says peripherals = "none")')
+    }
 
 
 def result_of(command_id: str, checks: dict[str, str], now: datetime) -> CommandResult:
@@ -91,7 +74,7 @@ class SelfTests:
     """Runs the self-test after enrolling (once: a mark in the state directory) and on demand.
 
     ``checks`` runs every check and may block (a test print, a card read): it runs in a worker
-    thread. Without peripheral drivers the checks are read off the heartbeat's statuses.
+    thread.
     """
 
     def __init__(
@@ -103,12 +86,6 @@ class SelfTests:
         self._mark = state_dir / REPORTED_MARK
         self._checks = checks
         self._clock = clock
-
-    @classmethod
-    def from_health(
-        cls, state_dir: Path, health: HealthSource, clock: Callable[[], datetime]
-    ) -> SelfTests:
-        return cls(state_dir, lambda: run_checks(health.read().peripherals or ()), clock)
 
     async def _result(self, command_id: str) -> CommandResult:
         checks = await asyncio.to_thread(self._checks)

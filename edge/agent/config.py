@@ -75,6 +75,9 @@ class UsbPeripheralConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     kind: PeripheralKind
     ids: tuple[str, ...] = ()
     """Vendor:product ids in hex as lsusb prints them (``0416:5011``); empty for the driver's."""
+    presence_only: bool = False
+    """Only watch that it is there, never claim it: for a printer the kiosk's own application
+    prints to through its kernel driver (usblp, CUPS)."""
 
 
 class AgentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -128,6 +131,9 @@ def _check_peripherals(path: Path, peripherals: tuple[UsbPeripheralConfig, ...])
     for peripheral in peripherals:
         if peripheral.kind is PeripheralKind.UNKNOWN:
             msg = f"{path}: usb_peripherals {peripheral.name}: unknown kind"
+            raise ConfigError(msg)
+        if peripheral.presence_only and not peripheral.ids:
+            msg = f"{path}: usb_peripherals {peripheral.name}: presence_only needs its ids"
             raise ConfigError(msg)
         for usb_id in peripheral.ids:
             try:

@@ -25,7 +25,8 @@ def slots_of(config: AgentConfig) -> tuple[PeripheralSlot, ...]:
     if not config.usb_peripherals:
         return default_slots(config.kind)
     return tuple(
-        slot(p.name, p.kind, [UsbId.parse(i) for i in p.ids]) for p in config.usb_peripherals
+        slot(p.name, p.kind, [UsbId.parse(i) for i in p.ids], presence_only=p.presence_only)
+        for p in config.usb_peripherals
     )
 
 

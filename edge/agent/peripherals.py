@@ -18,7 +18,7 @@ from edge.protocol import DeviceEvent, EventType, PeripheralState, PeripheralSta
 from edge.protocol.commands import CHECK_PASSED, check_failed
 from firmware_bridge.errors import PeripheralError
 
-from .commissioning import CHECKS, NO_PERIPHERALS
+from .commissioning import check_name, no_peripherals
 
 if TYPE_CHECKING:  # the bridge loads pyusb; startup imports it only for an agent with peripherals
     from firmware_bridge.bridge import PeripheralBridge
@@ -111,10 +111,10 @@ class PeripheralMonitor:
         """
         slots = self.bridge.slots
         if not slots:
-            return {NO_PERIPHERALS: check_failed("none configured on this terminal")}
+            return no_peripherals()
         checks = {}
         for slot in slots:
-            check = f"{slot.name}.{CHECKS.get(slot.spec.kind, 'present')}"
+            check = check_name(slot.name, slot.spec.kind)
             try:
                 self.bridge.self_test(slot.name)
             except PeripheralError as exc:

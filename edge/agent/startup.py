@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from edge.mqtt import BrokerAddress
 
-from .commissioning import SelfTests
+from .commissioning import SelfTests, no_peripherals
 from .config import AgentConfig, ConfigError, load_config, read_password
 from .delivery import DeliverySettings
 from .outbox import OUTBOX_FILE, Outbox, OutboxError
@@ -50,7 +50,7 @@ def build_agent(config_path: Path) -> Agent:
     if monitor is not None:
         self_tests = SelfTests(state_dir, monitor.run_self_tests, clock)
     else:
-        self_tests = SelfTests.from_health(state_dir, health, clock)
+        self_tests = SelfTests(state_dir, no_peripherals, clock)
     return Agent(
         AgentIdentity(config.device_id, config.kind),
         broker,

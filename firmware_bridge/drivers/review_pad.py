@@ -14,15 +14,20 @@ import time
 import usb.util
 
 from edge.protocol import PeripheralKind, PeripheralState, PeripheralStatus
-from firmware_bridge.codecs.review_pad import (
+from firmware_bridge.codecs.hid import (
     DESCRIPTOR_REPORT,
-    DISPLAY_REPORT_SIZE,
-    ENDPOINT_DISPLAY,
-    ENDPOINT_KEYS,
     GET_DESCRIPTOR,
     GET_DESCRIPTOR_REQUEST_TYPE,
     GET_REPORT,
     GET_REPORT_REQUEST_TYPE,
+    ReportType,
+    decode_hid_descriptor,
+    decode_report_descriptor,
+)
+from firmware_bridge.codecs.review_pad import (
+    DISPLAY_REPORT_SIZE,
+    ENDPOINT_DISPLAY,
+    ENDPOINT_KEYS,
     MAX_PACKET_SIZE,
     PAD_USB_ID,
     REPORT_ID_DISPLAY,
@@ -33,12 +38,9 @@ from firmware_bridge.codecs.review_pad import (
     KeyPress,
     LedPattern,
     PadStatus,
-    ReportType,
     check_layout,
     decode_display_report,
-    decode_hid_descriptor,
     decode_key_report,
-    decode_report_descriptor,
     decode_status,
     encode_display_report,
     is_newer,

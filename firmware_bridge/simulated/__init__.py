@@ -7,12 +7,22 @@ descriptors and talk to their endpoints. Tests and the demo's simulated terminal
 
 from .backend import SimulatedBackend
 from .device import Fault, Setup, VirtualDevice, VirtualEndpoint, VirtualInterface
+from .dfu_device import VirtualDfuPeripheral
+from .id_reader import VirtualIdCardReader
+from .presence import VirtualPresenceDevice
+from .printer import VirtualReceiptPrinter
+from .review_pad import VirtualReviewPad
 
 __all__ = [
     "Fault",
     "Setup",
     "SimulatedBackend",
     "VirtualDevice",
+    "VirtualDfuPeripheral",
     "VirtualEndpoint",
+    "VirtualIdCardReader",
     "VirtualInterface",
+    "VirtualPresenceDevice",
+    "VirtualReceiptPrinter",
+    "VirtualReviewPad",
 ]

@@ -105,7 +105,7 @@ class SimulatedBackend(usb.backend.IBackend):  # type: ignore[misc] # pyusb has 
             bMaxPacketSize0=64,
             idVendor=vendor_id,
             idProduct=product_id,
-            bcdDevice=device.bcd_device,
+            bcdDevice=device.device_release(),
             iManufacturer=1 if strings[0] else 0,
             iProduct=2 if strings[1] else 0,
             iSerialNumber=3 if strings[2] else 0,

@@ -140,6 +140,10 @@ class VirtualDevice:
         """The ids the device enumerates with now (a DFU device changes them on detach)."""
         return self.vendor_id, self.product_id
 
+    def device_release(self) -> int:
+        """The bcdDevice the device enumerates with now (a firmware update changes it)."""
+        return self.bcd_device
+
     def current_interfaces(self) -> tuple[VirtualInterface, ...]:
         return self.interfaces
 

@@ -161,9 +161,7 @@ class VirtualDfuPeripheral(VirtualDevice):
 
     # --- descriptors ---------------------------------------------------------------------------
 
-    # The base declares bcdDevice a class constant; here a flash changes it, so a property.
-    @property
-    def bcd_device(self) -> int:  # type: ignore[override]
+    def device_release(self) -> int:
         return self.firmware.version if self.mode is Mode.RUNTIME else BOOTLOADER_RELEASE
 
     def ids(self) -> tuple[int, int]:

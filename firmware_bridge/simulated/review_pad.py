@@ -9,29 +9,32 @@ from __future__ import annotations
 from typing import ClassVar
 
 from edge.protocol import Rating
-from firmware_bridge.codecs.review_pad import (
+from firmware_bridge.codecs.hid import (
     DESCRIPTOR_HID,
     DESCRIPTOR_REPORT,
-    ENDPOINT_DISPLAY,
-    ENDPOINT_KEYS,
     GET_DESCRIPTOR,
     GET_REPORT,
     GET_REPORT_REQUEST_TYPE,
+    HID_INTERFACE_CLASS,
+    SET_REPORT,
+    SET_REPORT_REQUEST_TYPE,
+    ReportType,
+    encode_hid_descriptor,
+)
+from firmware_bridge.codecs.review_pad import (
+    ENDPOINT_DISPLAY,
+    ENDPOINT_KEYS,
     MAX_PACKET_SIZE,
     PAD_USB_ID,
     REPORT_DESCRIPTOR,
     REPORT_ID_DISPLAY,
     REPORT_ID_STATUS,
-    SET_REPORT,
-    SET_REPORT_REQUEST_TYPE,
     DisplayReport,
     KeyPress,
     LedPattern,
     PadStatus,
-    ReportType,
     decode_display_report,
     encode_display_report,
-    encode_hid_descriptor,
     encode_key_report,
     encode_status,
 )
@@ -46,7 +49,6 @@ from .device import (
     VirtualInterface,
 )
 
-HID_CLASS = 0x03
 POLL_INTERVAL_MS = 10
 
 
@@ -61,7 +63,7 @@ class VirtualReviewPad(VirtualDevice):
     interfaces: ClassVar[tuple[VirtualInterface, ...]] = (
         VirtualInterface(
             number=0,
-            interface_class=HID_CLASS,
+            interface_class=HID_INTERFACE_CLASS,
             endpoints=(
                 VirtualEndpoint(
                     ENDPOINT_KEYS, TRANSFER_INTERRUPT, MAX_PACKET_SIZE, POLL_INTERVAL_MS
@@ -120,9 +122,10 @@ class VirtualReviewPad(VirtualDevice):
 
     def pad_status(self) -> PadStatus:
         """What the pad's feature report 3 says now."""
+        release = self.device_release()  # the status report names the release it enumerates with
         with self._lock:
             return PadStatus(
-                firmware=f"{self.bcd_device >> 8:x}.{self.bcd_device & 0xFF:02x}",
+                firmware=f"{release >> 8:x}.{release & 0xFF:02x}",
                 stuck_keys=frozenset(self.stuck_keys),
                 display_present=self.display_present,
                 display_fault=self.display_present and self.display_broken,

@@ -1,7 +1,7 @@
 """The peripherals every driver contract test runs against: a driver and its virtual device.
 
-Each driver module adds one ``ContractCase`` to ``CONTRACT_CASES``; ``tests/test_peripheral_
-contract.py`` runs the same suite (discover, status, unplug/replug, timeout, garbage) on each.
+Each driver's support module defines one ``ContractCase``; ``tests/test_peripheral_contract.py``
+lists them and runs the same suite (discover, status, unplug/replug, timeout, garbage) on each.
 """
 
 from __future__ import annotations
@@ -21,6 +21,3 @@ class ContractCase:
     """A working virtual device that enumerates with ``spec.default_ids[0]``."""
     speaks: bool = True
     """False for presence-only peripherals: no protocol to time out or garble."""
-
-
-CONTRACT_CASES: list[ContractCase] = []

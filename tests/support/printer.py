@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from firmware_bridge.drivers.printer import RECEIPT_PRINTER, ReceiptPrinterDriver
 from firmware_bridge.simulated import SimulatedBackend
 from firmware_bridge.simulated.printer import VirtualReceiptPrinter
 from firmware_bridge.transport import UsbTransport, find_devices
 from tests.support.peripherals import ContractCase
+
+IDLE = 0x12  # an answer with only its fixed bits (1 and 4) on
+NOW = datetime(2024, 5, 6, 9, 30, 15, tzinfo=UTC)
+"""The moment test pages are printed at, so their text is known."""
 
 CONTRACT_CASE = ContractCase(
     id="receipt_printer", spec=RECEIPT_PRINTER, make_device=VirtualReceiptPrinter
