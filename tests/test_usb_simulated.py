@@ -302,3 +302,37 @@ def test_any_text_parses_to_an_id_or_a_clear_error(text: str) -> None:
 def test_ids_out_of_range_are_refused() -> None:
     with pytest.raises(ValueError, match="16-bit"):
         UsbId(0x10000, 1)
+
+
+class BoundToKernel(Echo):
+    kernel_driver_interfaces = frozenset({0})
+
+
+def test_a_claimed_interface_is_taken_from_its_kernel_driver_and_given_back() -> None:
+    device = BoundToKernel()
+    bus = SimulatedBackend([device])
+    transport = UsbTransport.open(find_devices(bus, [ECHO_ID])[0])
+    assert device.kernel_bound == set(), "detached while we hold it"
+    transport.write(OUT, b"ab")
+    assert transport.read(IN, 8) == b"ba"
+    transport.close()
+    assert device.kernel_bound == {0}, "the kernel driver has it back"
+
+
+def test_opening_without_claiming_leaves_the_kernel_driver_alone() -> None:
+    device = BoundToKernel()
+    bus = SimulatedBackend([device])
+    transport = UsbTransport.open(find_devices(bus, [ECHO_ID])[0], claim=False)
+    assert device.kernel_bound == {0}
+    transport.close()
+    assert device.kernel_bound == {0}
+
+
+def test_a_device_unplugged_while_held_comes_back_bound_to_its_kernel_driver() -> None:
+    device = BoundToKernel()
+    bus = SimulatedBackend([device])
+    transport = UsbTransport.open(find_devices(bus, [ECHO_ID])[0])
+    bus.unplug(device)
+    transport.close()  # cannot give it back: it is gone; never raises
+    bus.plug(device)
+    assert device.kernel_bound == {0}

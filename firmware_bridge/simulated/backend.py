@@ -214,14 +214,19 @@ class SimulatedBackend(usb.backend.IBackend):  # type: ignore[misc] # pyusb has 
             dev_handle.claimed.discard(intf)
 
     def is_kernel_driver_active(self, dev_handle: _Handle, intf: int) -> bool:
-        self._live(dev_handle)
-        return False
+        return intf in self._live(dev_handle).kernel_bound
 
     def detach_kernel_driver(self, dev_handle: _Handle, intf: int) -> None:
-        self._live(dev_handle)
+        device = self._live(dev_handle)
+        if intf not in device.kernel_bound:
+            raise _usb_error(errno.ENODATA)  # libusb: LIBUSB_ERROR_NOT_FOUND, no driver bound
+        device.kernel_bound.discard(intf)
 
     def attach_kernel_driver(self, dev_handle: _Handle, intf: int) -> None:
-        self._live(dev_handle)
+        device = self._live(dev_handle)
+        if dev_handle.claimed and intf in dev_handle.claimed:
+            raise _usb_error(errno.EBUSY)  # libusb: claimed by us, release it first
+        device.kernel_bound.add(intf)
 
     def clear_halt(self, dev_handle: _Handle, ep: int) -> None:
         self._live(dev_handle)

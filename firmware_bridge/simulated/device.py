@@ -113,6 +113,8 @@ class VirtualDevice:
     manufacturer: ClassVar[str] = "termfleet"
     product: ClassVar[str] = "virtual device"
     interfaces: ClassVar[tuple[VirtualInterface, ...]] = ()
+    kernel_driver_interfaces: ClassVar[frozenset[int]] = frozenset()
+    """Interfaces an operating system's driver binds at plug-in (usbhid, usblp, uvcvideo)."""
 
     def __init__(self, *, serial: str = "SIM0001", seed: int = 0) -> None:
         self.serial = serial
@@ -121,6 +123,8 @@ class VirtualDevice:
         self._in_queues: dict[int, deque[bytes]] = {}
         self._faults = _Faults()
         self._reenumerate: Callable[[VirtualDevice], None] | None = None
+        self.kernel_bound: set[int] = set(self.kernel_driver_interfaces)
+        """Interfaces a kernel driver holds now; tests see what the host detached."""
 
     # --- what subclasses override -------------------------------------------------------
 
@@ -185,6 +189,8 @@ class VirtualDevice:
         with self._lock:
             self._reenumerate = reenumerate
             self._in_queues.clear()
+            if reenumerate is not None:  # plugged in: the kernel binds its drivers again
+                self.kernel_bound = set(self.kernel_driver_interfaces)
 
     def take_fault(self) -> Fault | None:
         with self._lock:

@@ -26,6 +26,9 @@ _FIXED_BITS = 0b0001_0010  # bits 1 and 4 of every status answer are on
 class VirtualReceiptPrinter(VirtualDevice):
     """An 80 mm thermal receipt printer on USB printer class, bidirectional (status readable)."""
 
+    # usblp binds a printer-class device at plug-in; the driver takes the interface from it.
+    kernel_driver_interfaces = frozenset({0})
+
     vendor_id = 0x1209  # pid.codes test vendor; see firmware_bridge.drivers.printer
     product_id = 0x7E03
     bcd_device = 0x0102

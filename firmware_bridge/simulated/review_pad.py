@@ -55,6 +55,9 @@ POLL_INTERVAL_MS = 10
 class VirtualReviewPad(VirtualDevice):
     """A five-key review pad with LEDs and, unless ``display=False``, a one-line display."""
 
+    # usbhid binds a HID device at plug-in; the driver takes the interface from it.
+    kernel_driver_interfaces: ClassVar[frozenset[int]] = frozenset({0})
+
     vendor_id: ClassVar[int] = PAD_USB_ID.vendor_id
     product_id: ClassVar[int] = PAD_USB_ID.product_id
     bcd_device: ClassVar[int] = 0x0102
