@@ -4,7 +4,8 @@ The agent's idle RSS target (25 MB) sits close to what CPython, asyncio and the 
 agent must use cost before any agent code runs. Each row is a new process that imports the
 layers up to it and reports its own RSS (``/proc/self/status``), median of a few runs; the
 difference to the row above is what that layer adds. ``ssl`` is loaded by asyncio and by paho
-whatever the agent's TLS setting; ``urllib.request`` is imported by paho at module level.
+whatever the agent's TLS setting; ``urllib.request`` is imported by paho at module level. The
+last row is loaded only by an agent whose config drives peripherals.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ LAYERS = (
     ("+ aiomqtt", "aiomqtt"),
     ("+ edge.protocol", "edge.protocol"),
     ("+ the agent (edge.agent.startup, runner, telemetry)", "edge.agent.startup"),
+    (
+        "+ peripherals (pyusb, libusb, every driver; only with peripherals = usb)",
+        "edge.agent.peripheral_setup, usb.backend.libusb1, usb.core",
+    ),
 )
 REPORT = "print(open('/proc/self/status').read().split('VmRSS:')[1].split()[0])"
 
