@@ -8,6 +8,8 @@ a key pressed on the virtual pad, the review arriving on the uplink bound to the
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -432,3 +434,17 @@ async def test_a_case_notice_over_mqtt_and_a_key_press_reach_the_uplink_as_a_rev
         "A017",
     )
     assert review.seq >= 1
+
+
+def test_an_agent_without_peripherals_never_loads_pyusb(tmp_path: Path) -> None:
+    # pyusb and the drivers cost memory (bench/agent_memory.py); only an agent that drives
+    # peripherals may pay for them.
+    path = tmp_path / "agent.toml"
+    path.write_text(f'device_id = "dev-1"\nkind = "kiosk"\nstate_dir = "{tmp_path / "s"}"\n')
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom edge.agent.startup import build_agent\n"
+        f"build_agent(Path({str(path)!r})).close()\n"
+        "print(sorted(m for m in sys.modules if m == 'usb' or m.startswith('firmware_bridge.')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "['firmware_bridge.errors', 'firmware_bridge.usb_ids']"
