@@ -13,7 +13,7 @@ import socket
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -34,6 +34,14 @@ class MqttError(ConnectionError):
     """The broker refused us, or the connection broke."""
 
 
+class TlsFilesError(MqttError, ValueError):
+    """A CA, certificate or key file that cannot be used: unreadable, not PEM, or a mismatch.
+
+    A ValueError too, so that a start-up check reports it as bad config; an MqttError, so that
+    a file spoilt while the agent runs (a renewal half done) makes it retry, not die.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerAddress:
     """Where and how to reach the broker. ``mqtt://`` is plain TCP, ``mqtts://`` is TLS."""
@@ -44,6 +52,18 @@ class BrokerAddress:
     username: str | None = None
     password: str | None = None
     ca_file: str | None = None
+    cert_file: str | None = None
+    """A client certificate (PEM) to present, for a broker that requires one; with key_file."""
+    key_file: str | None = None
+    """The client certificate's private key (PEM, no passphrase)."""
+
+    def __post_init__(self) -> None:
+        if (self.cert_file is None) != (self.key_file is None):
+            msg = "a client certificate needs both its certificate file and its key file"
+            raise ValueError(msg)
+        if self.cert_file is not None and not self.tls:
+            msg = f"a client certificate needs TLS (mqtts://), not {self}"
+            raise ValueError(msg)
 
     @classmethod
     def from_url(cls, url: str) -> BrokerAddress:
@@ -61,7 +81,8 @@ class BrokerAddress:
         )
 
     def with_credentials(self, username: str | None, password: str | None) -> BrokerAddress:
-        return BrokerAddress(self.host, self.port, self.tls, username, password, self.ca_file)
+        """The same broker, CA and client certificate with another username and password."""
+        return replace(self, username=username, password=password)
 
     def __str__(self) -> str:
         scheme = "mqtts" if self.tls else "mqtt"
@@ -213,9 +234,44 @@ class Connection:
 
 
 def tls_context(address: BrokerAddress) -> ssl.SSLContext | None:
+    """The TLS settings to reach ``address`` with, None for plain TCP; raises TlsFilesError."""
     if not address.tls:
         return None
-    return ssl.create_default_context(cafile=address.ca_file)
+    try:
+        context = ssl.create_default_context(cafile=address.ca_file)
+    except OSError as exc:
+        msg = f"cannot use the CA file {address.ca_file}: {_why(exc)}"
+        raise TlsFilesError(msg) from exc
+    if address.cert_file is not None and address.key_file is not None:
+        _load_client_certificate(context, address.cert_file, address.key_file)
+    return context
+
+
+def _load_client_certificate(context: ssl.SSLContext, cert_file: str, key_file: str) -> None:
+    def no_passphrase() -> str:
+        # Without a password callback OpenSSL would prompt on the terminal for an encrypted key.
+        msg = f"the key {key_file} is encrypted; give one without a passphrase"
+        raise TlsFilesError(msg)
+
+    try:
+        context.load_cert_chain(cert_file, key_file, password=no_passphrase)
+    except TlsFilesError:
+        raise
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            msg = f"the key {key_file} does not match the certificate {cert_file}"
+        else:
+            # OpenSSL names no file here; "PEM lib" means one of them is no PEM it can parse.
+            msg = f"cannot load the client certificate {cert_file} and its key {key_file}"
+            msg += f" (are both PEM?): {exc}"
+        raise TlsFilesError(msg) from exc
+    except OSError as exc:
+        msg = f"cannot read the client certificate {cert_file} or its key {key_file}: {_why(exc)}"
+        raise TlsFilesError(msg) from exc
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
 
 
 @contextlib.asynccontextmanager

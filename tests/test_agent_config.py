@@ -31,6 +31,8 @@ url = "mqtts://broker.example.org:8883"
 username = "station-440117001001-01"
 password_file = "secret"
 ca_file = "ca.pem"
+cert_file = "certs/station.pem"
+key_file = "certs/station.key"
 session_expiry_s = 3600
 keepalive_s = 45
 
@@ -62,8 +64,17 @@ def load_text(tmp_path: Path, text: str) -> AgentConfig:
     return load_config(write(tmp_path, text))
 
 
+def client_certificate(folder: Path, name: str, key_mode: int = 0o600) -> None:
+    """Stand-ins for ``<name>.pem`` and ``<name>.key``: loading the config only checks the files."""
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    (folder / f"{name}.key").write_text("-----BEGIN PRIVATE KEY-----\n")
+    (folder / f"{name}.key").chmod(key_mode)
+
+
 def test_full_config_loads_every_field_with_paths_relative_to_the_file(tmp_path: Path) -> None:
     (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    client_certificate(tmp_path / "certs", "station")
     config = load_text(tmp_path, FULL)
 
     assert config == AgentConfig(
@@ -75,6 +86,8 @@ def test_full_config_loads_every_field_with_paths_relative_to_the_file(tmp_path:
             username="station-440117001001-01",
             password_file=str(tmp_path / "secret"),
             ca_file=str(tmp_path / "ca.pem"),
+            cert_file=str(tmp_path / "certs" / "station.pem"),
+            key_file=str(tmp_path / "certs" / "station.key"),
             session_expiry_s=3600,
             keepalive_s=45,
         ),
@@ -334,3 +347,47 @@ def test_missing_ca_file_is_refused(tmp_path: Path) -> None:
 def test_absolute_paths_are_kept(tmp_path: Path) -> None:
     config = load_text(tmp_path, MINIMAL + 'state_dir = "/var/lib/termfleet-agent"\n')
     assert config.state_dir == "/var/lib/termfleet-agent"
+
+
+# --- client certificate -----------------------------------------------------------------------
+
+TLS_URL = 'url = "mqtts://broker.example.org:8883"\n'
+PAIR = 'cert_file = "kiosk.pem"\nkey_file = "kiosk.key"\n'
+
+
+@pytest.mark.parametrize(
+    ("broker", "message"),
+    [
+        (TLS_URL + 'cert_file = "kiosk.pem"\n', r"broker\.key_file is missing: .* cert and key"),
+        (TLS_URL + 'key_file = "kiosk.key"\n', r"broker\.cert_file is missing: .* cert and key"),
+        (
+            'url = "mqtt://broker.example.org:1883"\n' + PAIR,
+            r"cert_file and key_file need an mqtts:// url, not mqtt://broker\.example\.org:1883",
+        ),
+        (
+            TLS_URL + 'cert_file = "absent.pem"\nkey_file = "kiosk.key"\n',
+            r"broker\.cert_file .*absent\.pem is not a readable file",
+        ),
+        (
+            TLS_URL + 'cert_file = "kiosk.pem"\nkey_file = "absent.key"\n',
+            r"broker\.key_file .*absent\.key is not a readable file",
+        ),
+    ],
+)
+def test_client_certificate_refusals_name_the_key(
+    tmp_path: Path, broker: str, message: str
+) -> None:
+    client_certificate(tmp_path, "kiosk")
+
+    with pytest.raises(ConfigError, match=message) as info:
+        load_text(tmp_path, MINIMAL + "[broker]\n" + broker)
+
+    assert "agent.toml" in str(info.value)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_a_key_file_others_may_read_is_refused_naming_chmod_600(tmp_path: Path, mode: int) -> None:
+    client_certificate(tmp_path, "kiosk", key_mode=mode)
+
+    with pytest.raises(ConfigError, match=rf"kiosk\.key must be .* \(chmod 600\), is {mode:o}$"):
+        load_text(tmp_path, MINIMAL + "[broker]\n" + TLS_URL + PAIR)

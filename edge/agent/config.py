@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -32,6 +33,10 @@ class BrokerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     password_file: str = ""
     """A file with the broker password, readable by its owner only (0600)."""
     ca_file: str = ""
+    cert_file: str = ""
+    """This terminal's client certificate (PEM), for a broker that requires one (mqtts:// only)."""
+    key_file: str = ""
+    """The client certificate's private key (PEM, no passphrase), owner-only (0600)."""
     session_expiry_s: Annotated[int, msgspec.Meta(ge=0)] = 7 * 24 * 3600
     keepalive_s: Annotated[int, msgspec.Meta(ge=4, le=65535)] = 30
     """A dead link is noticed within about this long; the broker sends the will after 0.75 x.
@@ -111,9 +116,7 @@ def load_config(path: Path) -> AgentConfig:
         msg = f"{path}: {exc}"
         raise ConfigError(msg) from exc
     config = _resolve_paths(config, path.parent)
-    if config.broker.ca_file and not Path(config.broker.ca_file).is_file():
-        msg = f"{path}: broker.ca_file {config.broker.ca_file} is not a readable file"
-        raise ConfigError(msg)
+    _check_broker_files(path, config.broker)
     _check_peripherals(path, config.usb_peripherals)
     if config.kind is DeviceKind.UNKNOWN:
         # Over the wire an unknown kind is tolerated; in our own file it is a typo.
@@ -121,6 +124,38 @@ def load_config(path: Path) -> AgentConfig:
         msg = f"{path}: kind must be one of {known}"
         raise ConfigError(msg)
     return config
+
+
+def _check_broker_files(path: Path, broker: BrokerConfig) -> None:
+    for key, value in (("ca_file", broker.ca_file), ("cert_file", broker.cert_file)):
+        if value and not Path(value).is_file():
+            msg = f"{path}: broker.{key} {value} is not a readable file"
+            raise ConfigError(msg)
+    if broker.cert_file or broker.key_file:
+        _check_client_certificate(path, broker)
+
+
+def _check_client_certificate(path: Path, broker: BrokerConfig) -> None:
+    if not broker.cert_file or not broker.key_file:
+        missing = "key_file" if broker.cert_file else "cert_file"
+        msg = f"{path}: broker.{missing} is missing: a client certificate needs cert and key"
+        raise ConfigError(msg)
+    if urlsplit(broker.url).scheme != "mqtts":
+        # Over plain TCP the certificate would never be presented: say so rather than ignore it.
+        msg = f"{path}: broker.cert_file and key_file need an mqtts:// url, not {broker.url}"
+        raise ConfigError(msg)
+    key = Path(broker.key_file)
+    if not key.is_file():
+        msg = f"{path}: broker.key_file {key} is not a readable file"
+        raise ConfigError(msg)
+    try:
+        perms = too_open(key)
+    except OSError as exc:
+        msg = f"{path}: cannot examine broker.key_file {key}: {exc.strerror}"
+        raise ConfigError(msg) from exc
+    if perms:
+        msg = f"{path}: broker.key_file {key} must be readable by its owner only (chmod 600), is "
+        raise ConfigError(msg + perms)
 
 
 def _check_peripherals(path: Path, peripherals: tuple[UsbPeripheralConfig, ...]) -> None:
@@ -153,6 +188,8 @@ def _resolve_paths(config: AgentConfig, base: Path) -> AgentConfig:
         config.broker,
         password_file=resolve(config.broker.password_file),
         ca_file=resolve(config.broker.ca_file),
+        cert_file=resolve(config.broker.cert_file),
+        key_file=resolve(config.broker.key_file),
     )
     return msgspec.structs.replace(config, state_dir=resolve(config.state_dir), broker=broker)
 

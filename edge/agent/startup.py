@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge.mqtt import BrokerAddress
+from edge.mqtt import BrokerAddress, tls_context
 
 from .commissioning import SelfTests, no_peripherals
 from .config import AgentConfig, ConfigError, load_config, read_password
@@ -96,12 +96,19 @@ def _peripherals(config: AgentConfig) -> tuple[PeripheralMonitor | None, ReviewP
 
 
 def _broker(config: AgentConfig) -> BrokerAddress:
+    """The broker's address with credentials; its TLS files are loaded once to check them."""
     password = read_password(config.broker)
-    broker = BrokerAddress.from_url(config.broker.url)
+    broker = dataclasses.replace(
+        BrokerAddress.from_url(config.broker.url),
+        ca_file=config.broker.ca_file or None,
+        cert_file=config.broker.cert_file or None,
+        key_file=config.broker.key_file or None,
+    )
     if config.broker.username or password:
         broker = broker.with_credentials(config.broker.username or None, password)
-    if config.broker.ca_file:
-        broker = dataclasses.replace(broker, ca_file=config.broker.ca_file)
+    # A key that does not match its certificate would otherwise surface only at each connect,
+    # as a retried connection error; at start it is a config mistake to report and stop on.
+    tls_context(broker)
     return broker
 
 
