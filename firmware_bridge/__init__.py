@@ -1,6 +1,7 @@
 """The terminals' USB peripherals: review pad, ID-card reader, receipt printer and the rest.
 
-Each driver is a pure frame codec and a thin pyusb transport, with a simulated USB backend for
-tests and the demo. The drivers land with the firmware_bridge issue; until then the agent
-reports the simulated peripherals of ``edge.simulator.health``.
+Each driver is a pure frame codec (``codecs``) over a thin pyusb transport (``transport``); the
+bridge (``bridge``) keeps the terminal's peripherals found and asked; a simulated USB bus
+(``simulated``) runs the same drivers in tests and in the demo's simulated terminals.
+docs/peripherals.md tells the whole story.
 """

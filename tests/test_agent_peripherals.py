@@ -308,6 +308,8 @@ async def pad_link() -> AsyncIterator[tuple[ReviewPadLink, VirtualReviewPad, Rec
     bridge, simulated = simulated_bridge(config(DeviceKind.REVIEW_PAD))
     pad = simulated.devices["keys0"]
     assert isinstance(pad, VirtualReviewPad)
+    # Opened before any press: the driver takes presses made before it opened as old news.
+    assert [s.state for s in bridge.poll()] == [PeripheralState.OK]
     link = ReviewPadLink(bridge, "keys0", lambda: NOW)
     recorder = Recorder()
     task = asyncio.create_task(link.run(recorder))

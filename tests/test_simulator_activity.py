@@ -16,11 +16,12 @@ from edge.protocol import (
     SessionEnded,
     SessionStarted,
     Transaction,
+    TransactionOutcome,
     decode,
     encode,
     spec_for,
 )
-from edge.simulator.activity import VisitGenerator
+from edge.simulator.activity import STAFF_PER_WINDOW, VisitGenerator
 from edge.simulator.district import scaled, terminals
 
 
@@ -77,3 +78,29 @@ def test_scaled_fleet_keeps_the_district_mix() -> None:
         {k: n * 3 for k, n in Counter(t.kind for t in base).items()}
     )
     assert scaled(base, 5) == base[:5]
+
+
+def test_a_pad_review_names_its_window_and_a_clerk_of_it() -> None:
+    generator = VisitGenerator("pad-1", DeviceKind.REVIEW_PAD, random.Random(2), window="03")
+    reviews = [r for _ in range(200) for r in generator.visit()]
+    assert all(isinstance(r, Review) and r.window == "03" for r in reviews)
+    clerks = {r.staff_id for r in reviews}  # type: ignore[attr-defined]
+    assert 1 < len(clerks) <= STAFF_PER_WINDOW
+    assert all(clerk.startswith("pad-1-") for clerk in clerks)
+
+
+def test_a_station_pc_rates_on_its_pad_only_when_it_has_one() -> None:
+    plain = VisitGenerator("station-1", DeviceKind.STATION_PC, random.Random(4))
+    with_pad = VisitGenerator(
+        "station-1", DeviceKind.STATION_PC, random.Random(4), rates_on_pad=True
+    )
+    assert all(plain.next_visit().rated is None for _ in range(100))
+    made = [with_pad.next_visit() for _ in range(100)]
+    completed = [
+        v
+        for v in made
+        for r in v.records
+        if isinstance(r, Transaction) and r.outcome is TransactionOutcome.COMPLETED
+    ]
+    assert completed
+    assert [v.rated is not None for v in made] == [v in completed for v in made]

@@ -80,6 +80,11 @@ class PeripheralMonitor:
         self._latest: dict[str, PeripheralStatus] = {}
         self._polled = False
 
+    @property
+    def interval_s(self) -> float:
+        """Seconds between two polls of ``run``."""
+        return self._interval_s
+
     def statuses(self) -> tuple[PeripheralStatus, ...]:
         """The statuses of the last poll, in slot order; never blocks."""
         return tuple(self._latest.values())

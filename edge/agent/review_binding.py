@@ -106,6 +106,7 @@ class ReviewBinder:
             item_code=notice.item_code,
             channel=ReviewChannel.WINDOW_PAD,
             rating=rating,
+            institution=notice.institution,
             window=notice.window,
             staff_id=notice.staff_id,
             at=at,

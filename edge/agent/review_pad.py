@@ -63,20 +63,32 @@ class ReviewPadLink:
         """Read keys until cancelled; each press that rates a case is recorded."""
         while True:
             try:
-                press = await self._on_pad(lambda pad: pad.read_key(KEY_READ_TIMEOUT_MS))
+                await self.read_once(record)
             except PeripheralError:
                 await asyncio.sleep(ABSENT_RETRY_S)
-                continue
-            if press is None:
-                continue
-            review = self.binder.rated(press.rating, self._clock())
-            if review is None:
-                continue  # no case awaits, or it is rated already: counted by the binder
-            await record(review)
-            try:
-                await self._on_pad(lambda pad: pad.thank())
-            except PeripheralError as exc:
-                log.warning("%s: cannot thank: %s", self._pad, exc)
+
+    async def read_once(
+        self,
+        record: Callable[[Review], Awaitable[object]],
+        timeout_ms: int = KEY_READ_TIMEOUT_MS,
+    ) -> Review | None:
+        """Wait up to ``timeout_ms`` for a key; record and return the review it makes, if any.
+
+        None when nobody pressed, or the press rates nothing (no case awaits, or it is rated
+        already: the binder counts those). Raises PeripheralError when the pad cannot be read.
+        """
+        press = await self._on_pad(lambda pad: pad.read_key(timeout_ms))
+        if press is None:
+            return None
+        review = self.binder.rated(press.rating, self._clock())
+        if review is None:
+            return None
+        await record(review)
+        try:
+            await self._on_pad(lambda pad: pad.thank())
+        except PeripheralError as exc:
+            log.warning("%s: cannot thank: %s", self._pad, exc)
+        return review
 
     async def _on_pad(self, work: Callable[[ReviewPadDriver], T]) -> T:
         def on_driver(driver: PeripheralDriver) -> T:

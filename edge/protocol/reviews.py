@@ -76,6 +76,8 @@ class CaseNotice(Payload, frozen=True, kw_only=True):
     item_name: str = ""
     staff_id: str = ""
     window: str = ""
+    institution: str = ""
+    """The department (or unit) that handled the case, echoed in the review."""
     ended_at: Timestamp | None = None
 
     required: ClassVar[tuple[str, ...]] = ("case_number",)

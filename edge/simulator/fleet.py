@@ -22,6 +22,8 @@ from . import day
 from .activity import VisitGenerator, run_activity
 from .district import SimulatedTerminal
 from .health import SimulatedHealth
+from .pad import SimulatedPadLink
+from .peripherals import simulated_usb
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +47,9 @@ def build_agents(  # noqa: PLR0913 - the terminals, where they connect, and how
     With ``password_of`` (device id → its broker password), each terminal logs in as itself,
     as an enrolled terminal does; without, every terminal connects with ``broker``'s login, if
     any (an open broker, for tests of other parts). The outboxes outlive the simulator, as a
-    terminal's would: records a run left unacknowledged are delivered by the next. Close the
-    agents (``close_agents``) when done.
+    terminal's would: records a run left unacknowledged are delivered by the next. Each
+    terminal's USB peripherals are virtual devices its agent's drivers poll once a heartbeat
+    (``edge.simulator.peripherals``). Close the agents (``close_agents``) when done.
     """
     # Sessions start from wall-clock milliseconds so that a restarted simulator's presence
     # outranks the retained messages of its previous run.
@@ -60,20 +63,29 @@ def build_agents(  # noqa: PLR0913 - the terminals, where they connect, and how
                 if password_of is None
                 else broker.with_credentials(t.device_id, password_of(t.device_id))
             )
+            usb = simulated_usb(
+                t, random.Random(f"{seed}:usb:{t.device_id}"), _now, timing.heartbeat_interval_s
+            )
             agents.append(
                 Agent(
                     AgentIdentity(t.device_id, t.kind),
                     login,
-                    SimulatedHealth(t.kind, random.Random(f"{seed}:{t.device_id}")),
+                    SimulatedHealth(t.kind, random.Random(f"{seed}:{t.device_id}"), usb),
                     MemorySessionCounter(session_base),
                     timing=timing,
                     outbox=outbox,
+                    peripherals=usb.monitor,
+                    review_pad=usb.pad,
                 )
             )
     except BaseException:
         close_agents(agents)
         raise
     return agents
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def close_agents(agents: list[Agent]) -> None:
@@ -96,7 +108,8 @@ async def run_fleet(  # noqa: PLR0913 - the fleet and what shapes its day
     records, reviews) at that mean rate, connected or not, as a real terminal would. With
     ``hours`` (the opening hours by device id), a terminal is switched on and off around its
     site's hours and visited only while the site is open (``edge.simulator.day``); without,
-    every terminal stays on and is visited around the clock.
+    every terminal stays on and is visited around the clock. A terminal with a review pad has
+    its visits rated on the pad, through its agent's review-pad link.
     """
     async with asyncio.TaskGroup() as tasks:
         for agent in agents:
@@ -104,18 +117,30 @@ async def run_fleet(  # noqa: PLR0913 - the fleet and what shapes its day
             site_hours = hours.get(device_id) if hours is not None else None
             tasks.create_task(_power_cycles(agent, site_hours, stop, clock), name=device_id)
             rng = random.Random(f"{seed}:visits:{device_id}")
-            visits = VisitGenerator(device_id, agent.identity.kind, rng)
+            pad = _pad_of(agent)
+            visits = VisitGenerator(
+                device_id,
+                agent.identity.kind,
+                rng,
+                window=pad.window if pad is not None else "",
+                rates_on_pad=pad is not None,
+            )
             if site_hours is None:
-                activity = run_activity(agent, visits, visits_per_minute, stop, rng)
+                activity = run_activity(agent, visits, visits_per_minute, stop, rng, pad=pad)
             else:
                 busy = functools.partial(_busy, site_hours, clock)
                 activity = run_activity(
                     agent, visits, visits_per_minute, stop, rng,
-                    busy=busy, peak=day.MORNING_PEAK_FACTOR,
+                    busy=busy, peak=day.MORNING_PEAK_FACTOR, pad=pad,
                 )  # fmt: skip
             tasks.create_task(activity, name=f"visits-{device_id}")
             await asyncio.sleep(CONNECT_SPREAD_S)
         log.info("%d simulated terminals started", len(agents))
+
+
+def _pad_of(agent: Agent) -> SimulatedPadLink | None:
+    link = agent.review_pad
+    return link if isinstance(link, SimulatedPadLink) else None
 
 
 def _busy(hours: OpeningHours, clock: Callable[[], datetime]) -> float:

@@ -1,8 +1,15 @@
-"""Simulated health: plausible, slowly wandering readings and occasional peripheral trouble."""
+"""Simulated health: plausible, slowly wandering readings and occasional peripheral trouble.
+
+A simulated terminal's USB peripherals are read by the real drivers off virtual devices
+(``edge.simulator.peripherals``); the others (a kiosk's A4 printer, screen and call button) are
+made up here, and both go into the heartbeat in the order of ``PERIPHERALS``. Without driven
+peripherals, every peripheral is made up, for tests of other parts.
+"""
 
 from __future__ import annotations
 
 import random
+from typing import Protocol
 
 from edge import __version__
 from edge.protocol import (
@@ -30,6 +37,7 @@ PERIPHERALS: dict[DeviceKind, tuple[tuple[str, PeripheralKind], ...]] = {
         ("doccam0", PeripheralKind.DOCUMENT_CAMERA),
         ("printer0", PeripheralKind.RECEIPT_PRINTER),
         ("cardreader0", PeripheralKind.CITIZEN_CARD_READER),
+        ("pad0", PeripheralKind.REVIEW_PAD),
     ),
     DeviceKind.BOOTH: (
         ("screen0", PeripheralKind.SCREEN),
@@ -37,9 +45,12 @@ PERIPHERALS: dict[DeviceKind, tuple[tuple[str, PeripheralKind], ...]] = {
         ("doccam0", PeripheralKind.DOCUMENT_CAMERA),
     ),
 }
-# Chance per reading that a healthy peripheral develops a problem, and that a problem clears.
+"""Every peripheral a terminal of each kind reports, USB or not (a station PC's window pad too)."""
+# Chance per reading that a healthy peripheral develops a problem, and that a problem clears;
+# edge.simulator.peripherals applies the same rates to the virtual USB devices.
 FAULT_RATE = 0.002
 RECOVERY_RATE = 0.05
+# The made-up trouble of peripherals no driver reads (all of them, without driven peripherals).
 _TROUBLE = {
     PeripheralKind.RECEIPT_PRINTER: (PeripheralState.DEGRADED, "paper_near_end"),
     PeripheralKind.A4_PRINTER: (PeripheralState.FAULT, "paper_jam"),
@@ -67,15 +78,35 @@ def working_peripherals(kind: DeviceKind) -> tuple[PeripheralStatus, ...]:
     )
 
 
-class SimulatedHealth:
-    """A HealthSource for one simulated terminal; deterministic for a given ``rng`` seed."""
+class DrivenPeripherals(Protocol):
+    """Peripherals whose statuses drivers read, by slot name."""
 
-    def __init__(self, kind: DeviceKind, rng: random.Random) -> None:
+    @property
+    def names(self) -> frozenset[str]: ...
+
+    def statuses(self) -> tuple[PeripheralStatus, ...]:
+        """The latest statuses the drivers read; never blocks."""
+        ...
+
+
+class SimulatedHealth:
+    """A HealthSource for one simulated terminal; deterministic for a given ``rng`` seed.
+
+    With ``driven``, the peripherals it names are reported as their drivers last read them
+    (none until the first poll) and only the others are made up.
+    """
+
+    def __init__(
+        self, kind: DeviceKind, rng: random.Random, driven: DrivenPeripherals | None = None
+    ) -> None:
         self._kind = kind
         self._rng = rng
         self._cpu = rng.uniform(3, 20)
         self._uptime = rng.randint(600, 30 * 86400)
-        self._peripherals = {p.name: p for p in working_peripherals(kind)}
+        self._driven = driven
+        skipped = driven.names if driven is not None else frozenset()
+        self._order = [name for name, _ in PERIPHERALS.get(kind, ())]
+        self._peripherals = {p.name: p for p in working_peripherals(kind) if p.name not in skipped}
 
     def read(self) -> Heartbeat:
         rng = self._rng
@@ -97,8 +128,19 @@ class SimulatedHealth:
             os=SIMULATED_OS,
             hardware_model=_MODELS.get(self._kind, ""),
             outbox_backlog=0,
-            peripherals=tuple(self._peripherals.values()),
+            peripherals=self._all_peripherals(),
         )
+
+    def _all_peripherals(self) -> tuple[PeripheralStatus, ...]:
+        if self._driven is None:
+            return tuple(self._peripherals.values())
+        read = {status.name: status for status in self._driven.statuses()}
+        merged = [
+            status
+            for name in self._order
+            if (status := read.pop(name, None) or self._peripherals.get(name)) is not None
+        ]
+        return (*merged, *read.values())  # driven peripherals PERIPHERALS does not list, last
 
     def _wander(self, status: PeripheralStatus) -> PeripheralStatus:
         rng = self._rng

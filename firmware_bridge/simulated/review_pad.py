@@ -109,6 +109,10 @@ class VirtualReviewPad(VirtualDevice):
         with self._lock:
             self.stuck_keys.add(rating)
 
+    def unstick_key(self, rating: Rating) -> None:
+        with self._lock:
+            self.stuck_keys.discard(rating)
+
     def break_display(self) -> None:
         self.display_broken = True
 
