@@ -53,6 +53,8 @@ class _Slot:
         self.driver: PeripheralDriver | None = None
         self.where: tuple[int, int] | None = None  # (bus, address) of the open device
         self.seen = False
+        self.open_error: PeripheralError | None = None
+        """Why the device found on the bus could not be opened (no access, no answer)."""
         self.lock = threading.Lock()
 
 
@@ -85,6 +87,8 @@ class PeripheralBridge:
         with state.lock:
             driver = state.driver or self._open(state)
             if driver is None:
+                if state.open_error is not None:
+                    raise state.open_error
                 msg = f"{name}: not on the bus"
                 raise PeripheralGoneError(msg, reason=UNPLUGGED if state.seen else NOT_FOUND)
             try:
@@ -108,6 +112,8 @@ class PeripheralBridge:
         slot = state.slot
         with state.lock:
             driver = state.driver or self._open(state)
+            if driver is None and state.open_error is not None:
+                return self._fault(slot, state.open_error)
             if driver is None:
                 return self._absent(state)
             try:
@@ -116,19 +122,17 @@ class PeripheralBridge:
                 self._forget(state)
                 return self._absent(state)
             except PeripheralError as exc:
-                return PeripheralStatus(
-                    name=slot.name,
-                    kind=slot.spec.kind,
-                    state=PeripheralState.FAULT,
-                    reason=exc.reason,
-                )
+                return self._fault(slot, exc)
 
     def _open(self, state: _Slot) -> PeripheralDriver | None:
+        """Open the first free device that fills the slot; remembers why one on the bus failed."""
         slot = state.slot
         taken = {s.where for s in self._slots if s is not state and s.where is not None}
+        state.open_error = None
         try:
             candidates = find_devices(self._backend, slot.wanted_ids)
-        except PeripheralError:
+        except PeripheralError as exc:
+            state.open_error = exc
             return None
         for device in candidates:
             where = (device.bus or 0, device.address or 0)
@@ -136,15 +140,18 @@ class PeripheralBridge:
                 continue  # two alike peripherals: each slot takes its own
             try:
                 transport = UsbTransport.open(device, slot.spec.interface, claim=slot.spec.claim)
-            except PeripheralError:
+            except PeripheralError as exc:
+                state.open_error = exc  # on the bus but not ours: udev rules, a busy interface
                 continue
             try:
                 state.driver = slot.spec.open(transport, slot.name)
-            except PeripheralError:
+            except PeripheralError as exc:
+                state.open_error = exc  # another protocol, or no answer to the first request
                 transport.close()
                 continue
             state.where = where
             state.seen = True
+            state.open_error = None
             return state.driver
         return None
 
@@ -154,6 +161,12 @@ class PeripheralBridge:
             state.driver.close()
         state.driver = None
         state.where = None
+
+    @staticmethod
+    def _fault(slot: PeripheralSlot, error: PeripheralError) -> PeripheralStatus:
+        return PeripheralStatus(
+            name=slot.name, kind=slot.spec.kind, state=PeripheralState.FAULT, reason=error.reason
+        )
 
     @staticmethod
     def _absent(state: _Slot) -> PeripheralStatus:

@@ -26,6 +26,10 @@ from .errors import (
 from .usb_ids import UsbId
 
 DEFAULT_TIMEOUT_MS = 1000
+GET_STATUS_REQUEST_TYPE = 0x80  # device-to-host, standard, recipient device
+GET_STATUS = 0x00
+GET_STATUS_LENGTH = 2
+"""Every USB device answers GET_STATUS (USB 2.0, 9.4.5), whichever driver holds its interfaces."""
 _GONE = {errno.ENODEV, errno.ENOENT, errno.ESHUTDOWN}
 
 
@@ -99,7 +103,11 @@ class UsbTransport:
         transport = cls(device, interface)
         if not claim:
             with usb_errors(f"opening {UsbId(device.idVendor, device.idProduct)}"):
-                transport.info()
+                # pyusb opens the handle on first use; a standard request makes that now, so
+                # a device node we may not open is an error here (strings would hide it).
+                device.ctrl_transfer(
+                    GET_STATUS_REQUEST_TYPE, GET_STATUS, 0, 0, GET_STATUS_LENGTH, DEFAULT_TIMEOUT_MS
+                )
             return transport
         with usb_errors(f"opening {UsbId(device.idVendor, device.idProduct)}"):
             try:

@@ -13,7 +13,7 @@ import pytest
 from edge.protocol import PeripheralKind, PeripheralState, PeripheralStatus
 from firmware_bridge.bridge import NOT_FOUND, UNPLUGGED, PeripheralBridge, PeripheralSlot
 from firmware_bridge.drivers.presence import PresenceDriver, presence_spec
-from firmware_bridge.errors import NoAnswerError, PeripheralGoneError
+from firmware_bridge.errors import AccessError, NoAnswerError, PeripheralGoneError
 from firmware_bridge.simulated import SimulatedBackend
 from firmware_bridge.simulated.presence import VirtualPresenceDevice
 from firmware_bridge.usb_ids import UsbId
@@ -101,6 +101,17 @@ def test_a_driver_that_gets_no_answer_is_a_fault_with_the_reason_and_recovers() 
     assert states(bridge.poll()) == [("camera0", "fault", "no_answer")]
     answering[0] = True
     assert states(bridge.poll()) == [("camera0", "ok", "")]  # the same driver, kept open
+
+
+def test_a_device_that_cannot_be_opened_is_a_fault_naming_why_not_absent() -> None:
+    device = camera()
+    device.access_denied = True
+    bridge = PeripheralBridge(SimulatedBackend([device]), [PeripheralSlot("camera0", CAMERA)])
+    assert states(bridge.poll()) == [("camera0", "fault", "no_access")]
+    with pytest.raises(AccessError, match=r"udev rules"):
+        bridge.use("camera0", lambda d: d.name)
+    device.access_denied = False
+    assert states(bridge.poll()) == [("camera0", "ok", "")]
 
 
 def test_use_runs_work_on_the_driver_and_says_why_it_cannot() -> None:

@@ -144,3 +144,14 @@ def test_faults_in_the_bridge_are_fault_statuses_with_their_reason(case: Contrac
     assert (status.state, status.reason) == (PeripheralState.FAULT, "no_answer")
     device.clear_faults()
     assert [s.state for s in bridge.poll()] == [PeripheralState.OK]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_a_device_the_agent_may_not_open_is_a_no_access_fault(case: ContractCase) -> None:
+    device, bus = working(case)
+    device.access_denied = True
+    bridge = PeripheralBridge(bus, [PeripheralSlot("p0", case.spec)])
+    [status] = bridge.poll()
+    assert (status.state, status.reason) == (PeripheralState.FAULT, "no_access")
+    device.access_denied = False
+    assert [s.state for s in bridge.poll()] == [PeripheralState.OK]

@@ -40,17 +40,15 @@ def build_agent(config_path: Path) -> Agent:
     except (ConfigError, ValueError) as exc:
         raise StartError(str(exc)) from None
     state_dir = _writable_state_dir(Path(config.state_dir))
+    monitor, review_pad = _peripherals(config)
     try:
         outbox = Outbox(state_dir / OUTBOX_FILE, max_bytes=config.outbox.max_bytes)
     except OutboxError as exc:
+        if monitor is not None:
+            monitor.close()
         raise StartError(str(exc)) from None
-    clock = _now
-    monitor, review_pad = _peripherals(config)
     health = SystemHealth(monitor.statuses if monitor else tuple)
-    if monitor is not None:
-        self_tests = SelfTests(state_dir, monitor.run_self_tests, clock)
-    else:
-        self_tests = SelfTests(state_dir, no_peripherals, clock)
+    checks = monitor.run_self_tests if monitor else no_peripherals
     return Agent(
         AgentIdentity(config.device_id, config.kind),
         broker,
@@ -68,7 +66,7 @@ def build_agent(config_path: Path) -> Agent:
             ack_timeout_s=config.delivery.ack_timeout_s,
             records_per_message=config.delivery.records_per_message,
         ),
-        self_tests=self_tests,
+        self_tests=SelfTests(state_dir, checks, _now),
         peripherals=monitor,
         review_pad=review_pad,
     )

@@ -11,12 +11,13 @@ from __future__ import annotations
 from edge.protocol import PeripheralKind, PeripheralState, PeripheralStatus
 from firmware_bridge.driver import DriverSpec, UsbDriver
 from firmware_bridge.errors import FrameError
-from firmware_bridge.transport import UsbTransport
+from firmware_bridge.transport import (
+    GET_STATUS,
+    GET_STATUS_LENGTH,
+    GET_STATUS_REQUEST_TYPE,
+    UsbTransport,
+)
 from firmware_bridge.usb_ids import UsbId
-
-GET_STATUS_REQUEST_TYPE = 0x80  # device-to-host, standard, recipient device
-GET_STATUS = 0x00
-GET_STATUS_LENGTH = 2
 
 
 class PresenceDriver(UsbDriver):

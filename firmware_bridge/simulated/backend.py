@@ -181,7 +181,8 @@ class SimulatedBackend(usb.backend.IBackend):  # type: ignore[misc] # pyusb has 
 
     def open_device(self, dev: _Attachment) -> _Handle:
         handle = _Handle(dev, claimed=set())
-        self._live(handle)
+        if self._live(handle).access_denied:
+            raise _usb_error(errno.EACCES)  # the device node's mode: no udev rule for us
         return handle
 
     def close_device(self, dev_handle: _Handle) -> None:

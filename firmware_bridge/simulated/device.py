@@ -123,6 +123,8 @@ class VirtualDevice:
         self._in_queues: dict[int, deque[bytes]] = {}
         self._faults = _Faults()
         self._reenumerate: Callable[[VirtualDevice], None] | None = None
+        self.access_denied = False
+        """Opening fails as when the device node is not the agent's (no udev rule)."""
         self.kernel_bound: set[int] = set(self.kernel_driver_interfaces)
         """Interfaces a kernel driver holds now; tests see what the host detached."""
 
