@@ -11,6 +11,7 @@ from edge import __version__
 from . import (
     agent,
     audit,
+    content,
     db,
     demo,
     departments,
@@ -52,6 +53,7 @@ def cli(log_level: str) -> None:
 cli.add_command(demo.demo)
 cli.add_command(server.server)
 cli.add_command(agent.agent)
+cli.add_command(content.content)
 cli.add_command(simulate.simulate)
 cli.add_command(devices.devices)
 cli.add_command(db.db)
