@@ -56,6 +56,7 @@ PURE_PACKAGES = (
     "edge/catalog",
     "firmware_bridge/codecs",
     "control_plane/rollouts",
+    "control_plane/twin",
 )
 """Codecs, planners and value types (STYLE.md 2): no IO library, so they test without any."""
 
