@@ -50,14 +50,17 @@ class Permission(StrEnum):
     TOKENS_READ = "tokens.read"
     TOKENS_WRITE = "tokens.write"
     STATS_READ = "stats.read"
+    CONTENT_READ = "content.read"
+    CONTENT_PUBLISH = "content.publish"
 
 
 ROLE_MEANING: Mapping[Role, str] = {
     Role.ADMIN: "everything in its scope, tokens included",
-    Role.OPERATOR: "operations staff: read devices, sites and statistics; change labels, "
+    Role.OPERATOR: "operations staff: read devices, sites, statistics and content; change labels, "
     "placement, retire",
-    Role.TECHNICIAN: "field technicians: read devices, provision them",
-    Role.AUDITOR: "read-only oversight: devices, sites, statistics, tokens and the audit log",
+    Role.TECHNICIAN: "field technicians: read devices and content, provision devices",
+    Role.AUDITOR: "read-only oversight: devices, sites, statistics, content, tokens and the audit "
+    "log",
 }
 
 PERMISSION_MEANING: Mapping[Permission, str] = {
@@ -71,6 +74,9 @@ PERMISSION_MEANING: Mapping[Permission, str] = {
     Permission.TOKENS_READ: "list API tokens (never their secrets)",
     Permission.TOKENS_WRITE: "create and revoke API tokens, within its own scope",
     Permission.STATS_READ: "read the statistics: handled cases (办件量), usage and 好差评 reviews",
+    Permission.CONTENT_READ: "list and show the content repository's packages",
+    Permission.CONTENT_PUBLISH: "upload signed packages to the content repository (a token for"
+    " the whole tree)",
 }
 
 ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
@@ -81,9 +87,12 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
             Permission.DEVICES_WRITE,
             Permission.SITES_READ,
             Permission.STATS_READ,
+            Permission.CONTENT_READ,
         }
     ),
-    Role.TECHNICIAN: frozenset({Permission.DEVICES_READ, Permission.DEVICES_PROVISION}),
+    Role.TECHNICIAN: frozenset(
+        {Permission.DEVICES_READ, Permission.DEVICES_PROVISION, Permission.CONTENT_READ}
+    ),
     Role.AUDITOR: frozenset(
         {
             Permission.DEVICES_READ,
@@ -91,6 +100,7 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
             Permission.AUDIT_READ,
             Permission.TOKENS_READ,
             Permission.STATS_READ,
+            Permission.CONTENT_READ,
         }
     ),
 }

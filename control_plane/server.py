@@ -16,8 +16,11 @@ from tortoise.exceptions import BaseORMException
 from edge.mqtt import BrokerAddress
 
 from . import registry, rollups
+from .content_repo import ContentRepo
+from .content_urls import url_key
 from .db import database
 from .fleet import DEFAULT_HEARTBEAT_TIMEOUT_S, FleetState
+from .http import content as content_http
 from .http.app import make_app
 from .http.devices_changes import ON_RETIRED
 from .http.provisioning import CLAIM_LINK, claim_links
@@ -28,6 +31,8 @@ from .site_cache import SiteCache
 
 if TYPE_CHECKING:
     from provisioning.settings import ProvisioningSettings
+
+    from .content_repo import ContentSettings
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,8 @@ class ServerSettings:
     heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S
     provisioning: ProvisioningSettings | None = None
     """Claim service and broker reconcile, when the control plane holds the secret."""
+    content: ContentSettings | None = None
+    """The content repository; its downloads need the provisioning secret too."""
 
     def ingest_address(self) -> BrokerAddress:
         """The URL's login if it names one, else the control plane's own from the secret."""
@@ -91,6 +98,8 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
             provisioning = Provisioning(settings.provisioning, metrics)
             app[ON_RETIRED] = provisioning.device_retired
             app[CLAIM_LINK] = claim_links(settings.provisioning)
+        if settings.content is not None:
+            _serve_content(app, settings, settings.content, metrics)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
@@ -134,6 +143,22 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
             raise ServerError(msg) from cause
         finally:
             await runner.cleanup()
+
+
+def _serve_content(
+    app: web.Application,
+    settings: ServerSettings,
+    content: ContentSettings,
+    metrics: ControlPlaneMetrics,
+) -> None:
+    """Uploads into the content directory; downloads too when the server holds the secret."""
+    secret = settings.provisioning.secret if settings.provisioning is not None else None
+    content_http.install(
+        app,
+        ContentRepo(content),
+        url_key=url_key(secret) if secret is not None else None,
+        registry=metrics.registry,
+    )
 
 
 async def refresh_placements(fleet: FleetState, sites: SiteCache) -> None:

@@ -79,3 +79,14 @@ BROKER_RECONCILES = MetricSpec(
     "Reconciles of the broker's logins with the database, by result: ok, or failed.",
     ("result",),
 )
+CONTENT_DOWNLOADS = MetricSpec(
+    "termfleet_content_downloads_total",
+    "Package download requests answered, by result: complete (200), partial (206), refused "
+    "(403: an expired, forged or another device's URL), not_found, unsatisfiable (416), cut (the "
+    "connection closed mid-way).",
+    ("result",),
+)
+CONTENT_BYTES_SENT = MetricSpec(
+    "termfleet_content_bytes_sent_total",
+    "Bytes of package files sent in answers that were not cut off.",
+)

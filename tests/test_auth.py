@@ -146,11 +146,20 @@ def test_a_token_expires_at_its_expiry() -> None:
 # --- roles ------------------------------------------------------------------------------------
 
 # The roles as the issue states them, written out independently of ROLE_PERMISSIONS.
-READ = {Permission.DEVICES_READ, Permission.SITES_READ, Permission.STATS_READ}
+READ = {
+    Permission.DEVICES_READ,
+    Permission.SITES_READ,
+    Permission.STATS_READ,
+    Permission.CONTENT_READ,
+}
 EXPECTED = {
     Role.ADMIN: set(Permission),
     Role.OPERATOR: READ | {Permission.DEVICES_WRITE},
-    Role.TECHNICIAN: {Permission.DEVICES_READ, Permission.DEVICES_PROVISION},
+    Role.TECHNICIAN: {
+        Permission.DEVICES_READ,
+        Permission.DEVICES_PROVISION,
+        Permission.CONTENT_READ,
+    },
     Role.AUDITOR: READ | {Permission.AUDIT_READ, Permission.TOKENS_READ},
 }
 

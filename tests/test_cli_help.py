@@ -53,6 +53,8 @@ def test_the_tree_has_the_expected_commands() -> None:
         ("content", "pack"),
         ("content", "verify"),
         ("content", "show"),
+        ("content", "upload"),
+        ("content", "ls"),
         ("demo",),
         ("devices",),
         ("devices", "ls"),

@@ -19,6 +19,7 @@ from control_plane import tokens
 from control_plane.auth import Actor, Role
 from control_plane.cli import cli
 from control_plane.db import AUTO_MIGRATE_ENV, DatabaseError, client, connect, database, migrator
+from control_plane.db.content_models import ContentPackage
 from control_plane.db.models import AuditEntry, Device, RejectedMessage, StoredRecord
 from control_plane.inventory_files import read
 from control_plane.inventory_store import import_inventory
@@ -32,6 +33,7 @@ LATEST = [
     "0005_staff",
     "0006_rollups",
     "0007_provisioning",
+    "0008_content",
 ]
 
 # The tables as `generate_schemas` created them before migrations existed (whitespace folded):
@@ -122,6 +124,8 @@ async def upgrade_keeps_data(database_url: str) -> None:
         principal = await tokens.authenticate(issued.secret, datetime.now(UTC))
         assert principal.scope_path == "/44/"
         assert await AuditEntry.filter(action="token.create").count() == 1
+        # ... and 0008's: the content repository's table, there and empty.
+        assert await ContentPackage.all().count() == 0
 
 
 async def test_a_database_at_the_first_migration_upgrades_to_the_latest_keeping_its_data(

@@ -1,7 +1,8 @@
 """``termfleet content``: signing keys, and signed content packages packed, verified and shown.
 
-Everything here runs on the machine that packs, without a control plane: the private key stays
-there. The format is described in ``edge.content``.
+Keys, packing, verifying and showing run on the machine that packs, without a control plane:
+the private key stays there. ``upload`` and ``ls`` (``content_api``) go through the API. The
+format is described in ``edge.content``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from . import options
+from . import content_api, options
 from .output import print_rows
 
 if TYPE_CHECKING:
@@ -41,7 +42,8 @@ def content() -> None:
     `keygen` makes an Ed25519 key pair; `pack` signs a directory into a NAME-VERSION.tfpkg
     with the private key, on this machine (the key never goes to the control plane);
     terminals verify the signature and every file's sha256 against the public keys they were
-    given at enrollment (`content_keys`) before they install anything.
+    given at enrollment (`content_keys`) before they install anything. `upload` and `ls` talk
+    to the control plane's API (--server, --token); the others run here alone.
     """
 
 
@@ -313,3 +315,7 @@ def _with_progress(
         return work(None)
     with click.progressbar(length=2 * total, label="hashing, then writing") as bar:
         return work(bar.update)
+
+
+content.add_command(content_api.upload)
+content.add_command(content_api.ls)

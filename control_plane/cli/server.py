@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -10,6 +11,13 @@ from control_plane.fleet import DEFAULT_HEARTBEAT_TIMEOUT_S
 from edge.mqtt import BrokerAddress
 
 from . import options
+
+if TYPE_CHECKING:
+    from control_plane.content_repo import ContentSettings
+
+MIB = 1024 * 1024
+DEFAULT_MAX_UPLOAD_MIB = 2112
+"""content_repo.DEFAULT_MAX_UPLOAD_BYTES in MiB (not imported: `--help` stays light)."""
 
 
 @click.group()
@@ -62,6 +70,31 @@ def server() -> None:
     help="The broker's dynamic-security file, if readable here: checked after each reconcile"
     " to catch a broker that cannot save it [env TERMFLEET_BROKER_FILE].",
 )
+@click.option(
+    "--content-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="TERMFLEET_CONTENT_DIR",
+    help="Where uploaded packages are kept, as SHA256.tfpkg [default: `content` beside the"
+    " SQLite file, or in the current directory] [env TERMFLEET_CONTENT_DIR].",
+)
+@click.option(
+    "--content-key",
+    "content_keys",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    multiple=True,
+    envvar="TERMFLEET_CONTENT_KEYS",
+    help="A public key (NAME.pub, `termfleet content keygen`) whose packages uploads may be"
+    " signed with; repeat it to trust several. Without one every upload is refused"
+    " [env TERMFLEET_CONTENT_KEYS: files separated by colons].",
+)
+@click.option(
+    "--content-max-mib",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_UPLOAD_MIB,
+    show_default=True,
+    envvar="TERMFLEET_CONTENT_MAX_MIB",
+    help="The largest package upload taken, in MiB; a larger one is refused with 413.",
+)
 def run(  # noqa: PLR0913 - one parameter per option
     database_url: str,
     broker: BrokerAddress,
@@ -72,8 +105,16 @@ def run(  # noqa: PLR0913 - one parameter per option
     secret_file: Path | None,
     public_broker_url: str | None,
     broker_file: Path | None,
+    content_dir: Path | None,
+    content_keys: tuple[Path, ...],
+    content_max_mib: int,
 ) -> None:
-    """Run the control plane until SIGINT or SIGTERM."""
+    """Run the control plane until SIGINT or SIGTERM.
+
+    Packages uploaded to /api/v1/packages are verified with the --content-key public keys and
+    kept in --content-dir; terminals download them at URLs signed with a key derived from the
+    provisioning secret, so downloads need --secret-file.
+    """
     from control_plane.db import DatabaseError
     from control_plane.server import ServerError, ServerSettings
     from control_plane.server import run as run_server
@@ -88,6 +129,7 @@ def run(  # noqa: PLR0913 - one parameter per option
             )
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
+    content = _content_settings(database_url, content_dir, content_keys, content_max_mib)
     try:
         settings = ServerSettings(
             database_url,
@@ -97,7 +139,27 @@ def run(  # noqa: PLR0913 - one parameter per option
             client_id,
             heartbeat_timeout,
             provisioning=provisioning,
+            content=content,
         )
         run_server(settings)
     except (DatabaseError, ServerError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _content_settings(
+    database_url: str, directory: Path | None, key_files: tuple[Path, ...], max_mib: int
+) -> ContentSettings:
+    from control_plane.content_repo import (
+        ContentSettings,
+        default_content_dir,
+        read_trusted_keys,
+    )
+    from edge.content.signing import ContentKeyError
+
+    directory = directory or default_content_dir(database_url)
+    try:
+        trusted = read_trusted_keys(key_files)
+        directory.mkdir(parents=True, exist_ok=True)
+    except (ContentKeyError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    return ContentSettings(directory, trusted, max_upload_bytes=max_mib * MIB)

@@ -228,6 +228,9 @@ class AuditEntry(Model):
         indexes = (("target_type", "target_id"), ("scope_path",))
 
 
+from .content_models import (  # noqa: E402, F401 - re-exported: tortoise finds models here
+    ContentPackage,
+)
 from .inventory_models import (  # noqa: E402, F401 - re-exported: tortoise finds models here
     AgentInventory,
     DeviceLabel,

@@ -17,6 +17,7 @@ from control_plane.metrics import ControlPlaneMetrics
 from . import (
     api_tokens,
     audit,
+    content,
     devices,
     nodes,
     openapi,
@@ -49,6 +50,7 @@ API_ROUTES = (
     *staff.ROUTES,
     *api_tokens.ROUTES,
     *stats.ROUTES,
+    *content.ROUTES,
 )
 """Every route of the REST API with the permission it needs; docs/api-auth.md lists them."""
 
@@ -88,6 +90,7 @@ def make_app(  # noqa: PLR0913 - the parts it serves, then keyword-only test sea
         **staff.handlers(),
         **api_tokens.handlers(),
         **stats.handlers(clock),
+        **content.handlers(clock),
     }
     for route in API_ROUTES:
         app.router.add_route(route.method, route.path, handlers[route.path])

@@ -11,8 +11,9 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from aiohttp import web
@@ -24,7 +25,7 @@ from .auth import ApiRoute
 
 OPENAPI_VERSION = "3.1.0"
 REF = "#/components/schemas/{name}"
-PATH_PARAMETER = re.compile(r"\{([a-z_]+)\}")
+PATH_PARAMETER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 Json = dict[str, Any]
 
 # Which object a path parameter names, by the collection it follows: /nodes/{code} is a 行政区划
@@ -37,6 +38,9 @@ PATH_PARAMETERS: Mapping[tuple[str, str], Any] = {
     ("staff", "number"): request_schemas.StaffNumber,
     ("tokens", "id"): request_schemas.TokenId,
     ("claims", "id"): request_schemas.ClaimId,
+    ("packages", "sha256"): Annotated[
+        str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$", description="a package file's sha256")
+    ],
 }
 
 ERRORS: Mapping[int, str] = {
@@ -46,6 +50,20 @@ ERRORS: Mapping[int, str] = {
     404: "no such object in the token's scope (one beyond it is not told apart)",
 }
 TOO_LARGE = "the body is larger than the server takes"
+
+
+@dataclass(frozen=True)
+class FileBody:
+    """A route's body that is a file's bytes, not JSON (``ApiRoute.body``), and its answers.
+
+    ``refused``: when the route answers 422, the file read but not accepted (``details.reason``
+    says why); ``unchanged``: when it answers 200 instead of its status, the file was there.
+    """
+
+    media_type: str
+    refused: str
+    unchanged: str
+
 
 DESCRIPTION = """\
 The control plane of termfleet: the terminals, the jurisdiction tree (行政区划) with its sites and
@@ -63,6 +81,7 @@ def document(routes: Iterable[ApiRoute]) -> Json:
     shapes: set[Any] = {schemas.Error}
     shapes |= {route.answer for route in routes if route.answer is not None}
     bodies = [route.body for route in routes if route.body is not None]
+    bodies = [body for body in bodies if not isinstance(body, FileBody)]
     queries = {route.query for route in routes if route.query is not None}
     types = [*shapes, *bodies, *queries]
     refs, components = msgspec.json.schema_components(types, ref_template=REF)
@@ -148,7 +167,10 @@ def _operation(route: ApiRoute, schema_of: Mapping[str, Json], query: list[Json]
         "parameters": [*_path_parameters(route.path), *query],
         "responses": dict(_responses(route, schema_of)),
     }
-    if route.body is not None:
+    if isinstance(route.body, FileBody):
+        binary = {"schema": {"type": "string", "format": "binary"}}
+        operation["requestBody"] = {"required": True, "content": {route.body.media_type: binary}}
+    elif route.body is not None:
         operation["requestBody"] = {
             "required": route.method != "POST" or not _all_optional(route.body),
             "content": {"application/json": {"schema": schema_of[_key(route.body)]}},
@@ -196,6 +218,11 @@ def _responses(route: ApiRoute, schema_of: Mapping[str, Json]) -> Iterator[tuple
         yield "409", {"description": route.conflict, "content": error}
     if route.body is not None:
         yield "413", {"description": TOO_LARGE, "content": error}
+    if isinstance(route.body, FileBody):
+        yield "422", {"description": route.body.refused, "content": error}
+        if route.answer is not None:
+            content = {"application/json": {"schema": schema_of[_key(route.answer)]}}
+            yield "200", {"description": route.body.unchanged, "content": content}
 
 
 def handler(routes: Iterable[ApiRoute]) -> Callable[[web.Request], Awaitable[web.Response]]:
