@@ -17,7 +17,7 @@ import math
 import os
 import secrets
 import time
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,11 +32,8 @@ from edge.atomic_file import fsync_directory
 from edge.content.manifest import MAX_TOTAL_BYTES, PackageError, PackageKind, PackageReason
 from edge.content.package import PACKAGE_SUFFIX, open_package
 from edge.content.signing import (
-    ContentKeyError,
     SignatureFile,
     TrustedKeys,
-    key_id,
-    parse_public_key,
 )
 from edge.content.tar_reader import TarReader
 from edge.protocol.notices import Artifact
@@ -105,19 +102,6 @@ class _Accepted:
     manifest: dict[str, Any]
     key_id: str
     signature: str
-
-
-def read_trusted_keys(key_files: Iterable[Path]) -> TrustedKeys:
-    """The public keys in ``key_files`` (NAME.pub) by key id; ContentKeyError naming the file."""
-    keys = {}
-    for key_file in key_files:
-        try:
-            key = parse_public_key(key_file.read_bytes())
-        except (ContentKeyError, OSError) as exc:
-            msg = f"{key_file}: {exc}"
-            raise ContentKeyError(msg) from None
-        keys[key_id(key)] = key
-    return keys
 
 
 def default_content_dir(database_url: str) -> Path:

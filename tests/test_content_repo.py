@@ -36,7 +36,12 @@ from control_plane.db.models import AuditEntry
 from control_plane.paging import Page
 from edge.content.manifest import PackageKind
 from edge.content.package import pack
-from edge.content.signing import ContentKeyError, public_key_text, trusted_keys
+from edge.content.signing import (
+    ContentKeyError,
+    public_key_text,
+    read_trusted_keys,
+    trusted_keys,
+)
 from edge.content.source import scan_directory
 
 KEY = SigningKey(bytes(range(32)))
@@ -320,6 +325,6 @@ def test_trusted_key_files_are_read_and_a_bad_one_is_named(tmp_path: Path) -> No
     bad = tmp_path / "bad.pub"
     bad.write_text("not a key\n")
 
-    assert content_repo.read_trusted_keys([good]).keys() == TRUSTED.keys()
+    assert read_trusted_keys([good]).keys() == TRUSTED.keys()
     with pytest.raises(ContentKeyError, match=r"bad\.pub: not an Ed25519 public key"):
-        content_repo.read_trusted_keys([good, bad])
+        read_trusted_keys([good, bad])

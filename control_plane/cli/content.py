@@ -294,17 +294,12 @@ def _signing_key(key_file: Path) -> SigningKey:
 
 
 def _trusted(key_files: tuple[Path, ...]) -> TrustedKeys:
-    from edge.content.signing import ContentKeyError, key_id, parse_public_key
+    from edge.content.signing import ContentKeyError, read_trusted_keys
 
-    keys = {}
-    for key_file in key_files:
-        try:
-            key = parse_public_key(key_file.read_bytes())
-        except (ContentKeyError, OSError) as exc:
-            msg = f"{key_file}: {exc}"
-            raise click.ClickException(msg) from None
-        keys[key_id(key)] = key
-    return keys
+    try:
+        return read_trusted_keys(key_files)
+    except ContentKeyError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _with_progress(

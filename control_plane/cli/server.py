@@ -152,9 +152,8 @@ def _content_settings(
     from control_plane.content_repo import (
         ContentSettings,
         default_content_dir,
-        read_trusted_keys,
     )
-    from edge.content.signing import ContentKeyError
+    from edge.content.signing import ContentKeyError, read_trusted_keys
 
     directory = directory or default_content_dir(database_url)
     try:

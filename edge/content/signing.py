@@ -9,6 +9,7 @@ import base64
 import binascii
 import hashlib
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TypeAlias
 
 import msgspec
@@ -138,3 +139,16 @@ def _strict_base64(text: bytes) -> bytes | None:
         return None
     # Otherwise several texts would stand for one signature, and a changed manifest.sig pass.
     return raw if base64.b64encode(raw) == text else None
+
+
+def read_trusted_keys(key_files: Iterable[Path]) -> TrustedKeys:
+    """The public keys in ``key_files`` (NAME.pub) by key id; ContentKeyError naming the file."""
+    keys = {}
+    for key_file in key_files:
+        try:
+            key = parse_public_key(key_file.read_bytes())
+        except (ContentKeyError, OSError) as exc:
+            msg = f"{key_file}: {exc}"
+            raise ContentKeyError(msg) from None
+        keys[key_id(key)] = key
+    return keys
