@@ -119,6 +119,8 @@ EXPECTED: dict[str, tuple[Callable[[str | None], set[str]], Callable[[dict[str, 
     "/api/v1/tokens": (expected_token_entries, lambda item: str(item["name"])),
     # None there; each scope's claims: tests/test_api_provisioning.py.
     "/api/v1/claims": (lambda _scope: set(), lambda item: str(item["id"])),
+    # None there; packages belong to the whole fleet, not a subtree: tests/test_api_content.py.
+    "/api/v1/packages": (lambda _scope: set(), lambda item: str(item["sha256"])),
 }
 
 

@@ -8,7 +8,6 @@ that route exists only on a server that holds the provisioning secret (``install
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -33,8 +32,6 @@ from .openapi import FileBody
 from .params import choice, limit_param
 from .request_schemas import Paged, exactly
 from .schemas import Cursor, Schema
-
-log = logging.getLogger(__name__)
 
 PACKAGES = "/api/v1/packages"
 PACKAGE = "/api/v1/packages/{sha256}"
