@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,12 +39,18 @@ def provisioning_settings(
     *,
     public_broker_url: str | None = None,
     dynsec_file: Path | None = None,
+    content_keys: Iterable[str] = (),
 ) -> ProvisioningSettings:
-    """From the command line's options; SecretError or ValueError say what is wrong."""
+    """From the command line's options; SecretError or ValueError say what is wrong.
+
+    ``content_keys`` (base64 Ed25519 public keys) go to every terminal that enrolls, so that it
+    accepts the packages signed with their private keys.
+    """
     public = BrokerAddress.from_url(public_broker_url) if public_broker_url else broker
     return ProvisioningSettings(
         secret=load_secret(secret_file),
         broker=broker.with_credentials(None, None),
         public_broker=BrokerEndpoint(host=public.host, port=public.port, tls=public.tls),
         dynsec_file=dynsec_file,
+        content_keys=tuple(sorted(content_keys)),
     )

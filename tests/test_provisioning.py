@@ -26,6 +26,7 @@ from nacl.public import PrivateKey
 from control_plane.db import database
 from control_plane.db.models import AuditEntry, Device
 from control_plane.db.provisioning_models import ClaimToken
+from edge.agent.config import load_config
 from edge.mqtt import BrokerAddress
 from edge.protocol import (
     Channel,
@@ -92,6 +93,8 @@ def test_a_terminal_enrolls_with_a_site_code_and_reports_with_its_own_login(
     assert device_id == "kiosk-sn-e2e-1"
     config = Path(answer["config"])
     assert config.stat().st_mode & 0o777 == 0o600
+    content_key = stand.content_key_file.read_text().strip()
+    assert load_config(config).content_keys == (content_key,), "the server's content key"
     row = device_row(stand, device_id)
     assert (row.lifecycle, row.broker_generation, row.serial) == ("enrolled", 1, "SN-E2E-1")
     assert row.site_id is not None

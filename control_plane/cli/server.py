@@ -119,17 +119,23 @@ def run(  # noqa: PLR0913 - one parameter per option
     from control_plane.server import ServerError, ServerSettings
     from control_plane.server import run as run_server
 
+    content = _content_settings(database_url, content_dir, content_keys, content_max_mib)
     provisioning = None
     if secret_file is not None:
+        from edge.content.signing import public_key_text
         from provisioning.settings import provisioning_settings
 
         try:
             provisioning = provisioning_settings(
-                secret_file, broker, public_broker_url=public_broker_url, dynsec_file=broker_file
+                secret_file,
+                broker,
+                public_broker_url=public_broker_url,
+                dynsec_file=broker_file,
+                # Terminals that enroll trust the keys uploads are checked with.
+                content_keys=[public_key_text(key) for key in content.trusted.values()],
             )
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
-    content = _content_settings(database_url, content_dir, content_keys, content_max_mib)
     try:
         settings = ServerSettings(
             database_url,

@@ -24,6 +24,7 @@ from control_plane.inventory_files import read_json
 from control_plane.inventory_store import import_inventory
 from control_plane.services.broker import BrokerSettings, start_broker
 from control_plane.services.processes import ManagedProcess, free_port
+from edge.content.signing import new_signing_key, public_key_text
 from edge.mqtt import BrokerAddress
 from edge.protocol import CLAIM_USERNAME
 from provisioning import dynsec
@@ -54,6 +55,8 @@ class ProvisioningStand:
     workdir: Path
     database_url: str
     secret_file: Path = field(init=False)
+    content_key_file: Path = field(init=False)
+    """The public key the server checks uploads with and hands to enrolling terminals."""
     broker_settings: BrokerSettings = field(init=False)
     http_port: int = field(default_factory=free_port)
     broker: ManagedProcess | None = None
@@ -63,6 +66,8 @@ class ProvisioningStand:
     def __post_init__(self) -> None:
         self.secret_file = self.workdir / "secret"
         create_secret(self.secret_file)
+        self.content_key_file = self.workdir / "content-signing.pub"
+        self.content_key_file.write_text(public_key_text(new_signing_key().verify_key) + "\n")
         self.broker_settings = BrokerSettings(
             self.workdir / "broker", free_port(), dynsec_file=self.workdir / "dynsec.json"
         )
@@ -104,6 +109,7 @@ class ProvisioningStand:
             "--client-id", "cp-provisioning",
             "--secret-file", str(self.secret_file),
             "--broker-file", str(self.broker_settings.dynsec_file),
+            "--content-key", str(self.content_key_file),
         )  # fmt: skip
         self.server = ManagedProcess(
             "control-plane", argv, self.workdir / "cp.log"
