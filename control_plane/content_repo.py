@@ -29,6 +29,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from edge.atomic_file import fsync_directory
+from edge.catalog.items import Catalog
 from edge.content.manifest import MAX_TOTAL_BYTES, PackageError, PackageKind, PackageReason
 from edge.content.package import PACKAGE_SUFFIX, open_package
 from edge.content.signing import (
@@ -36,9 +37,9 @@ from edge.content.signing import (
     TrustedKeys,
 )
 from edge.content.tar_reader import TarReader
-from edge.protocol.notices import Artifact
+from edge.protocol.packages import Artifact
 
-from . import audit, content_urls
+from . import audit, catalog_store, content_urls
 from .admin_errors import ALREADY_EXISTS, ConflictError, NotFoundError
 from .auth import Actor
 from .db.content_models import ContentPackage
@@ -102,6 +103,8 @@ class _Accepted:
     manifest: dict[str, Any]
     key_id: str
     signature: str
+    catalog: Catalog | None
+    """The catalog a package of kind catalog holds, to be indexed with its row."""
 
 
 def default_content_dir(database_url: str) -> Path:
@@ -175,6 +178,8 @@ class ContentRepo:
                 # The row first: a refused insert leaves no file behind; the file before the
                 # commit: a committed row never names a missing file.
                 row = await _create(accepted, actor, now, connection)
+                if accepted.catalog is not None:
+                    await catalog_store.index(row, accepted.catalog, connection)
                 self._place(incoming, accepted.sha256, missing_only=False)
                 await audit.record(
                     "package.upload",
@@ -202,10 +207,13 @@ class ContentRepo:
         fsync_directory(final.parent)
 
 
-def _verify(path: Path, trusted: TrustedKeys) -> tuple[dict[str, Any], str, str]:
-    """The manifest (as JSON), key id and signature of a package verified against ``trusted``."""
+def _verify(
+    path: Path, trusted: TrustedKeys
+) -> tuple[dict[str, Any], str, str, Catalog | None]:
+    """A package's manifest (as JSON), key id, signature and catalog, verified with ``trusted``."""
     try:
         verified = open_package(path, trusted)
+        catalog = catalog_store.package_catalog(verified)
     except PackageError as exc:
         raise PackageRefusedError(exc.reason, str(exc)) from None
     if verified.manifest.version > MAX_VERSION:
@@ -218,7 +226,7 @@ def _verify(path: Path, trusted: TrustedKeys) -> tuple[dict[str, Any], str, str]
             assert member is not None  # noqa: S101 - open_package read them a moment ago
             data = reader.read_all(member.size)
     signature = msgspec.json.decode(data, type=SignatureFile).signature
-    return msgspec.to_builtins(verified.manifest), verified.key_id, signature
+    return msgspec.to_builtins(verified.manifest), verified.key_id, signature, catalog
 
 
 async def _refuse_another_file(

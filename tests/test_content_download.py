@@ -37,7 +37,7 @@ from edge.content.download import (
     part_path,
 )
 from edge.content.download_retry import resume_loop
-from edge.protocol.notices import Artifact
+from edge.protocol.packages import Artifact
 from provisioning.ca import init_ca
 
 DATA = random.Random(7).randbytes(300_000)

@@ -28,7 +28,7 @@ from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from edge.atomic_file import fsync_directory
-from edge.protocol.notices import Artifact
+from edge.protocol.packages import Artifact
 
 from .manifest import ContentError
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, TypedDict, Unpack
 
-from edge.protocol.notices import Artifact
+from edge.protocol.packages import Artifact
 
 from .download import DownloadError, DownloadReason, Progress, download, part_path
 

@@ -39,7 +39,16 @@ from .health import (
     PeripheralState,
     PeripheralStatus,
 )
-from .notices import Artifact, CatalogNotice, ContentNotice
+from .packages import (
+    Artifact,
+    ContentNotice,
+    InstallWhen,
+    PackageKind,
+    PackagePhase,
+    PackageReport,
+    PackageState,
+    PackageTarget,
+)
 from .presence import DeviceKind, OfflineReason, Presence, PresenceState
 from .reviews import CaseNotice, Indicators, Rating, Review, ReviewChannel
 from .topics import Channel, Direction, Topic
@@ -72,7 +81,6 @@ __all__ = [
     "BrokerEndpoint",
     "CallForHelp",
     "CaseNotice",
-    "CatalogNotice",
     "Channel",
     "ChannelSpec",
     "ClaimRequest",
@@ -92,11 +100,17 @@ __all__ = [
     "IdCardRead",
     "IdCardResult",
     "Indicators",
+    "InstallWhen",
     "Message",
     "Network",
     "NetworkType",
     "OfflineReason",
     "OpenEnum",
+    "PackageKind",
+    "PackagePhase",
+    "PackageReport",
+    "PackageState",
+    "PackageTarget",
     "Payload",
     "PayloadError",
     "PeripheralKind",

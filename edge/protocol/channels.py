@@ -11,7 +11,7 @@ from .delivery import Ack
 from .enrollment import ClaimRequest, ClaimResponse
 from .events import DeviceEvent
 from .health import Heartbeat
-from .notices import CatalogNotice, ContentNotice
+from .packages import ContentNotice, PackageReport
 from .presence import Presence
 from .reviews import CaseNotice, Review
 from .topics import Channel
@@ -43,9 +43,9 @@ SPECS: dict[Channel, ChannelSpec] = {
     Channel.EVENT: ChannelSpec(DeviceEvent, QOS_AT_LEAST_ONCE, retain=False, record=True),
     Channel.REPORTED: ChannelSpec(ReportedConfig, QOS_AT_LEAST_ONCE, retain=True),
     Channel.RESULT: ChannelSpec(CommandResult, QOS_AT_LEAST_ONCE, retain=False),
+    Channel.PACKAGES: ChannelSpec(PackageReport, QOS_AT_LEAST_ONCE, retain=True),
     Channel.ACK: ChannelSpec(Ack, QOS_AT_MOST_ONCE, retain=False),
     Channel.DESIRED: ChannelSpec(DesiredConfig, QOS_AT_LEAST_ONCE, retain=True),
-    Channel.CATALOG: ChannelSpec(CatalogNotice, QOS_AT_LEAST_ONCE, retain=True),
     Channel.CONTENT: ChannelSpec(ContentNotice, QOS_AT_LEAST_ONCE, retain=True),
     Channel.COMMAND: ChannelSpec(Command, QOS_AT_LEAST_ONCE, retain=False),
     Channel.CASE: ChannelSpec(CaseNotice, QOS_AT_LEAST_ONCE, retain=False),

@@ -42,10 +42,10 @@ class Channel(enum.StrEnum):
     EVENT = "event"
     REPORTED = "reported"
     RESULT = "result"
+    PACKAGES = "packages"
     # downlink
     ACK = "ack"
     DESIRED = "desired"
-    CATALOG = "catalog"
     CONTENT = "content"
     COMMAND = "command"
     CASE = "case"
@@ -64,13 +64,13 @@ CHANNELS_BY_DIRECTION: dict[Direction, frozenset[Channel]] = {
             Channel.EVENT,
             Channel.REPORTED,
             Channel.RESULT,
+            Channel.PACKAGES,
         }
     ),
     Direction.DOWN: frozenset(
         {
             Channel.ACK,
             Channel.DESIRED,
-            Channel.CATALOG,
             Channel.CONTENT,
             Channel.COMMAND,
             Channel.CASE,
@@ -171,16 +171,17 @@ def claim_request_filter() -> str:
 INGEST_SHARE_GROUP = "termfleet-ingest"
 """The shared-subscription group in which control-plane replicas split the uplink."""
 
-RETAINED_STATE_CHANNELS = (Channel.PRESENCE, Channel.REPORTED)
+RETAINED_STATE_CHANNELS = (Channel.PRESENCE, Channel.REPORTED, Channel.PACKAGES)
 """Uplink channels whose retained message is a device's current state."""
 
 
 def ingest_filters(*, shared_group: str | None = INGEST_SHARE_GROUP) -> list[str]:
     """The control plane's subscriptions.
 
-    Retained state (presence, reported config) is subscribed to plainly by every replica, for two
-    reasons: MQTT 5 sends no retained messages to a new shared subscription (section 4.8.2), so a
-    restarted replica would never read them; and every replica must know every device's presence.
+    Retained state (presence, reported config, packages) is subscribed to plainly by every
+    replica, for two reasons: MQTT 5 sends no retained messages to a new shared subscription
+    (section 4.8.2), so a restarted replica would never read them; and every replica must know
+    every device's presence.
     The rest of the uplink is split between replicas through ``shared_group`` (None: unshared).
     """
     filters = [uplink_filter(c) for c in RETAINED_STATE_CHANNELS]

@@ -15,7 +15,6 @@ from edge.protocol import (
     SUPPORTED_VERSIONS,
     Ack,
     CaseNotice,
-    CatalogNotice,
     Channel,
     ClaimRequest,
     ClaimResponse,
@@ -25,6 +24,7 @@ from edge.protocol import (
     DesiredConfig,
     DeviceEvent,
     Heartbeat,
+    PackageReport,
     Payload,
     Presence,
     ReportedConfig,
@@ -97,6 +97,8 @@ def strategy_for(t: mi.Type) -> st.SearchStrategy[Any]:  # noqa: C901, PLR0911, 
             return st.dictionaries(strategy_for(t.key_type), strategy_for(t.value_type), max_size=4)
         case mi.VarTupleType():
             return st.lists(strategy_for(t.item_type), max_size=4).map(tuple)
+        case mi.ListType():
+            return st.lists(strategy_for(t.item_type), max_size=min(4, t.max_length or 4))
         case mi.UnionType():
             return st.one_of(*(strategy_for(member) for member in t.types))
         case mi.StructType():
@@ -139,8 +141,8 @@ MINIMAL: dict[type[Payload], dict[str, Any]] = {
     DesiredConfig: {"version": 1},
     CommandResult: {"command_id": "cmd-7f3a2c", "status": "succeeded"},
     Command: {"command_id": "cmd-7f3a2c", "name": "reboot"},
-    CatalogNotice: {"catalog_id": "conghua-district-hall", "version": 1},
-    ContentNotice: {"package_id": "guide-cards-rs", "version": 1},
+    ContentNotice: {},
+    PackageReport: {},
     ClaimRequest: {"claim_code": "CH7K-4Q2M", "serial": "ZW21A0440117"},
     ClaimResponse: {"status": "refused"},
     Ack: {},
