@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 DEFAULT_ZONE = ZoneInfo("Asia/Shanghai")
@@ -110,3 +110,25 @@ def parse(
         for index in _days(days.strip().lower()):
             week[index] = parse_spans(spans)
     return OpeningHours(tuple(week), overridden, zone=zone)
+
+
+def next_opening(
+    hours: OpeningHours, moment: datetime, *, horizon_days: int = 14
+) -> datetime | None:
+    """When the site next opens at or after ``moment`` (``moment`` itself if open then).
+
+    None when it does not open within ``horizon_days`` (closed for the holidays, or a schedule
+    without hours), and for a site that is always open it is ``moment``.
+    """
+    if hours.is_open(moment):
+        return moment
+    local = moment.astimezone(hours.zone)
+    for offset in range(horizon_days + 1):
+        day = local.date() + timedelta(days=offset)
+        starts = sorted(
+            datetime.combine(day, span.start, tzinfo=hours.zone) for span in hours.day(day)
+        )
+        later = [start for start in starts if start > local]
+        if later:
+            return later[0].astimezone(moment.tzinfo)
+    return None

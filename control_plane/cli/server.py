@@ -57,6 +57,12 @@ def server() -> None:
     " logins in step with the database [env TERMFLEET_SECRET_FILE].",
 )
 @click.option(
+    "--public-url",
+    envvar="TERMFLEET_PUBLIC_URL",
+    help="The URL terminals reach this server's HTTP port at; package download URLs in"
+    " rollouts start with it [default: http://HTTP-HOST:HTTP-PORT; env TERMFLEET_PUBLIC_URL].",
+)
+@click.option(
     "--public-broker-url",
     metavar="URL",
     envvar="TERMFLEET_PUBLIC_BROKER_URL",
@@ -103,6 +109,7 @@ def run(  # noqa: PLR0913 - one parameter per option
     client_id: str,
     heartbeat_timeout: float,
     secret_file: Path | None,
+    public_url: str | None,
     public_broker_url: str | None,
     broker_file: Path | None,
     content_dir: Path | None,
@@ -146,6 +153,7 @@ def run(  # noqa: PLR0913 - one parameter per option
             heartbeat_timeout,
             provisioning=provisioning,
             content=content,
+            public_url=(public_url or "").rstrip("/"),
         )
         run_server(settings)
     except (DatabaseError, ServerError) as exc:
