@@ -149,8 +149,10 @@ async def save(tracked: Tracked, moved: Iterable[str], now: datetime) -> None:
     ids = sorted(set(moved))
     async with in_transaction():
         await row.save()
-        if ids:
-            stored = await RolloutDevice.filter(rollout_id=row.id, device_id__in=ids)
+        # In chunks: a query's parameters are bounded (SQLite's SQLITE_MAX_VARIABLE_NUMBER).
+        for start in range(0, len(ids), SAVE_CHUNK):
+            chunk = ids[start : start + SAVE_CHUNK]
+            stored = await RolloutDevice.filter(rollout_id=row.id, device_id__in=chunk)
             for device in stored:
                 progress = tracked.devices[device.device_id]
                 device.step = progress.step.value
@@ -158,11 +160,11 @@ async def save(tracked: Tracked, moved: Iterable[str], now: datetime) -> None:
                 device.installed_version = _version(progress.installed_version)
                 device.attempts = progress.attempts
                 device.reason, device.detail = tracked.notes.get(device.device_id, ("", ""))
-            await RolloutDevice.bulk_update(
-                stored,
-                fields=["step", "step_since", "installed_version", "attempts", "reason", "detail"],
-                batch_size=500,
-            )
+            await RolloutDevice.bulk_update(stored, fields=_DEVICE_FIELDS, batch_size=SAVE_CHUNK)
+
+
+_DEVICE_FIELDS = ["step", "step_since", "installed_version", "attempts", "reason", "detail"]
+SAVE_CHUNK = 500
 
 
 def _version(text: str | None) -> int | None:
