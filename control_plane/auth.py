@@ -52,15 +52,20 @@ class Permission(StrEnum):
     STATS_READ = "stats.read"
     CONTENT_READ = "content.read"
     CONTENT_PUBLISH = "content.publish"
+    CONFIG_READ = "config.read"
+    CONFIG_WRITE = "config.write"
+    ROLLOUT_READ = "rollout.read"
+    ROLLOUT_WRITE = "rollout.write"
 
 
 ROLE_MEANING: Mapping[Role, str] = {
     Role.ADMIN: "everything in its scope, tokens included",
-    Role.OPERATOR: "operations staff: read devices, sites, statistics and content; change labels, "
-    "placement, retire",
-    Role.TECHNICIAN: "field technicians: read devices and content, provision devices",
-    Role.AUDITOR: "read-only oversight: devices, sites, statistics, content, tokens and the audit "
-    "log",
+    Role.OPERATOR: "operations staff: read devices, sites, statistics, content, config and "
+    "rollouts; change labels, placement, retire",
+    Role.TECHNICIAN: "field technicians: read devices, content, config and rollouts, provision "
+    "devices",
+    Role.AUDITOR: "read-only oversight: devices, sites, statistics, content, config, rollouts, "
+    "tokens and the audit log",
 }
 
 PERMISSION_MEANING: Mapping[Permission, str] = {
@@ -77,6 +82,13 @@ PERMISSION_MEANING: Mapping[Permission, str] = {
     Permission.CONTENT_READ: "list and show the content repository's packages",
     Permission.CONTENT_PUBLISH: "upload signed packages to the content repository (a token for"
     " the whole tree)",
+    Permission.CONFIG_READ: "read config layers, their device counts, and a device's desired"
+    " and reported config",
+    Permission.CONFIG_WRITE: "create, replace and delete config layers (global and label layers"
+    " need a token for the whole tree)",
+    Permission.ROLLOUT_READ: "list and show rollouts and where each targeted device stands",
+    Permission.ROLLOUT_WRITE: "start, pause, resume, cancel, roll back and retry rollouts (a token"
+    " for the whole tree)",
 }
 
 ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
@@ -88,10 +100,18 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
             Permission.SITES_READ,
             Permission.STATS_READ,
             Permission.CONTENT_READ,
+            Permission.CONFIG_READ,
+            Permission.ROLLOUT_READ,
         }
     ),
     Role.TECHNICIAN: frozenset(
-        {Permission.DEVICES_READ, Permission.DEVICES_PROVISION, Permission.CONTENT_READ}
+        {
+            Permission.DEVICES_READ,
+            Permission.DEVICES_PROVISION,
+            Permission.CONTENT_READ,
+            Permission.CONFIG_READ,
+            Permission.ROLLOUT_READ,
+        }
     ),
     Role.AUDITOR: frozenset(
         {
@@ -101,6 +121,8 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
             Permission.TOKENS_READ,
             Permission.STATS_READ,
             Permission.CONTENT_READ,
+            Permission.CONFIG_READ,
+            Permission.ROLLOUT_READ,
         }
     ),
 }

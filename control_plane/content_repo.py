@@ -207,9 +207,7 @@ class ContentRepo:
         fsync_directory(final.parent)
 
 
-def _verify(
-    path: Path, trusted: TrustedKeys
-) -> tuple[dict[str, Any], str, str, Catalog | None]:
+def _verify(path: Path, trusted: TrustedKeys) -> tuple[dict[str, Any], str, str, Catalog | None]:
     """A package's manifest (as JSON), key id, signature and catalog, verified with ``trusted``."""
     try:
         verified = open_package(path, trusted)

@@ -160,6 +160,11 @@ class FleetState:
         """
         return self._site_paths.get(state.site) if state.site else None
 
+    def hours_of(self, device_id: str) -> OpeningHours | None:
+        """The opening hours of the device's site; None when unplaced or the site has none."""
+        state = self._devices.get(device_id)
+        return self._hours.get(state.site) if state is not None and state.site else None
+
     def place(self, placements: Mapping[str, str]) -> None:
         """Set each listed device's site (device id → site code; "" for none)."""
         for device_id, site in placements.items():

@@ -15,7 +15,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from edge import mqtt
@@ -28,10 +28,12 @@ from edge.protocol import (
     DeviceEvent,
     Direction,
     Heartbeat,
+    PackageReport,
     Presence,
     ProtocolError,
     Record,
     RejectReason,
+    ReportedConfig,
     Review,
     UnknownUsage,
     decode,
@@ -42,7 +44,7 @@ from edge.protocol import (
 from edge.protocol import topics as wire
 from edge.protocol.commands import is_self_test
 
-from . import commissioning, registry, uplink
+from . import commissioning, registry, twin_devices, uplink
 from .batch import BATCH_MAX_RECORDS, DeviceAck, RecordBatch
 from .fleet import DeviceState, FleetState, health_changed
 from .metrics import ControlPlaneMetrics
@@ -109,6 +111,12 @@ class Ingest:
         self._persisted_last_seen: dict[str, datetime] = {
             s.device_id: s.last_seen for s in fleet if s.last_seen is not None
         }
+        self.downlink: uplink.UplinkConnection | None = None
+        """The connection while subscribed: the device twin publishes desired config on it."""
+        self.on_config_reported: Callable[[str], None] | None = None
+        self.on_packages_reported: Callable[[str, PackageReport], Awaitable[None]] | None = None
+        """Given each device's package report: the rollout executor moves its steps."""
+        """Told each device whose stored ``ReportedConfig`` changed (the twin's counts)."""
 
     @property
     def batch(self) -> RecordBatch:
@@ -156,9 +164,16 @@ class Ingest:
         elif isinstance(payload, CommandResult) and is_self_test(payload.command_id):
             if not await commissioning.record_self_test(device_id, payload, now):
                 log.info("self-test from unknown device %s not kept", device_id)
+        elif isinstance(payload, PackageReport):
+            if self.on_packages_reported is not None:
+                await self.on_packages_reported(device_id, payload)
+        elif isinstance(payload, ReportedConfig):
+            changed = await twin_devices.record_reported(device_id, payload, now)
+            if changed and self.on_config_reported is not None:
+                self.on_config_reported(device_id)
         else:
-            # Reported config and other command results are acted on by the issues that send
-            # config and commands; until then they are counted.
+            # Other command results are acted on by the issue that sends commands; until then
+            # they are counted.
             log.debug("%s from %s not acted on yet", type(payload).__name__, device_id)
         if updated is not None:
             await self._store(updated, now)
@@ -306,6 +321,7 @@ class Ingest:
                 async with uplink.connect(address, options) as conn:
                     await conn.subscribe(*filters, qos=1)
                     self._set_connected(value=True)
+                    self.downlink = conn
                     log.info("ingest subscribed on %s as %s", address, client_id)
                     backoff.reset()
                     try:
@@ -316,6 +332,7 @@ class Ingest:
             except mqtt.MqttError as exc:
                 log.warning("ingest lost the broker: %s", exc)
             finally:
+                self.downlink = None
                 self._set_connected(value=False)
                 # Whatever was not committed will come again from the broker's session.
                 self._batch = RecordBatch()

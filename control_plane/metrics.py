@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from edge.protocol import DeviceKind, RejectReason
 from monitoring import metrics as names
 
+from .catalog_metrics import CatalogCollector
 from .fleet import Availability, FleetState
 
 # The *_created series double every counter for no use on our dashboards.
@@ -56,6 +57,7 @@ class ControlPlaneMetrics:
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(FleetCollector(fleet, clock))
+        self.registry.register(CatalogCollector(fleet, clock))
         self.ingest_messages = _counter(names.INGEST_MESSAGES, self.registry)
         self.ingest_rejected = _counter(names.INGEST_REJECTED, self.registry)
         self.ingest_errors = _counter(names.INGEST_ERRORS, self.registry)

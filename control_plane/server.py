@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from tortoise.exceptions import BaseORMException
 
+from edge import mqtt
 from edge.mqtt import BrokerAddress
 
 from . import registry, rollups
@@ -21,13 +22,18 @@ from .content_urls import url_key
 from .db import database
 from .fleet import DEFAULT_HEARTBEAT_TIMEOUT_S, FleetState
 from .http import content as content_http
+from .http import rollouts as rollouts_http
+from .http import twin as twin_http
 from .http.app import make_app
 from .http.devices_changes import ON_RETIRED
 from .http.provisioning import CLAIM_LINK, claim_links
 from .ingest import Ingest
 from .metrics import ControlPlaneMetrics
+from .rollout_executor import RolloutExecutor
+from .rollout_notices import DownloadSettings, NoticeMaker
 from .rollup_settings import RollupSettings, SettingsError
 from .site_cache import SiteCache
+from .twin_publish import TwinSync, install_metrics
 
 if TYPE_CHECKING:
     from provisioning.settings import ProvisioningSettings
@@ -58,6 +64,9 @@ class ServerSettings:
     """Claim service and broker reconcile, when the control plane holds the secret."""
     content: ContentSettings | None = None
     """The content repository; its downloads need the provisioning secret too."""
+    public_url: str = ""
+    """The URL terminals reach this control plane's HTTP server at (download URLs start so);
+    by default ``http://{http_host}:{http_port}``."""
 
     def ingest_address(self) -> BrokerAddress:
         """The URL's login if it names one, else the control plane's own from the secret."""
@@ -91,6 +100,11 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
         metrics = ControlPlaneMetrics(fleet)
         ingest = Ingest(fleet, metrics)
         app = make_app(fleet, metrics, ingest, sites_cache=sites)
+        twin_sync = TwinSync(ingest)
+        ingest.on_config_reported = twin_sync.reported
+        app[twin_http.SYNC] = twin_sync
+        install_metrics(twin_sync, metrics.registry)
+        executor = await _start_rollouts(app, settings, fleet, ingest)
         provisioning = None
         if settings.provisioning is not None:
             from provisioning.runner import Provisioning  # noqa: PLC0415 - optional part
@@ -98,8 +112,7 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
             provisioning = Provisioning(settings.provisioning, metrics)
             app[ON_RETIRED] = provisioning.device_retired
             app[CLAIM_LINK] = claim_links(settings.provisioning)
-        if settings.content is not None:
-            _serve_content(app, settings, settings.content, metrics)
+        _serve_content(app, settings, metrics)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
@@ -124,6 +137,8 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
                 )
                 chores = [
                     tasks.create_task(_keep_placements(fleet, sites), name="placements"),
+                    tasks.create_task(twin_sync.run(), name="twin"),
+                    tasks.create_task(executor.run(), name="rollouts"),
                     tasks.create_task(
                         rollups.keep_rolled_up(rollup_settings, first_after_s=ROLLUP_FIRST_S),
                         name="rollups",
@@ -146,12 +161,12 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
 
 
 def _serve_content(
-    app: web.Application,
-    settings: ServerSettings,
-    content: ContentSettings,
-    metrics: ControlPlaneMetrics,
+    app: web.Application, settings: ServerSettings, metrics: ControlPlaneMetrics
 ) -> None:
     """Uploads into the content directory; downloads too when the server holds the secret."""
+    content = settings.content
+    if content is None:
+        return
     secret = settings.provisioning.secret if settings.provisioning is not None else None
     content_http.install(
         app,
@@ -159,6 +174,29 @@ def _serve_content(
         url_key=url_key(secret) if secret is not None else None,
         registry=metrics.registry,
     )
+
+
+async def _start_rollouts(
+    app: web.Application, settings: ServerSettings, fleet: FleetState, ingest: Ingest
+) -> RolloutExecutor:
+    """The rollout executor, loaded, publishing content notices on the ingest's connection."""
+    downloads = None
+    if settings.provisioning is not None:
+        base_url = settings.public_url or f"http://{settings.http_host}:{settings.http_port}"
+        downloads = DownloadSettings(base_url, url_key(settings.provisioning.secret))
+
+    def publish(message: mqtt.Outgoing) -> bool:
+        connection = ingest.downlink
+        if connection is None:
+            return False
+        connection.publish_nowait(message)
+        return True
+
+    executor = RolloutExecutor(NoticeMaker(downloads, fleet.hours_of), fleet.hours_of, publish)
+    await executor.load()
+    ingest.on_packages_reported = executor.report
+    app[rollouts_http.EXECUTOR] = executor
+    return executor
 
 
 async def refresh_placements(fleet: FleetState, sites: SiteCache) -> None:

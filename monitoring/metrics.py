@@ -79,6 +79,20 @@ BROKER_RECONCILES = MetricSpec(
     "Reconciles of the broker's logins with the database, by result: ok, or failed.",
     ("result",),
 )
+CATALOG_ITEMS = MetricSpec(
+    "termfleet_catalog_items",
+    "Items of their installed service-item catalog that online terminals can serve now, summed "
+    "over the terminals (an item on 10 terminals counts 10), by level: full, query_only (can "
+    "query, cannot complete), unavailable (cannot even query), not_effective, not_offered.",
+    ("level",),
+)
+CATALOG_ITEMS_UNAVAILABLE = MetricSpec(
+    "termfleet_catalog_items_unavailable",
+    "Items online terminals cannot complete now, summed over the terminals, by level "
+    "(query_only, unavailable) and the peripheral kind no working peripheral provides; an item "
+    "that misses two kinds counts under each.",
+    ("level", "peripheral_kind"),
+)
 CONTENT_DOWNLOADS = MetricSpec(
     "termfleet_content_downloads_total",
     "Package download requests answered, by result: complete (200), partial (206), refused "
@@ -89,4 +103,29 @@ CONTENT_DOWNLOADS = MetricSpec(
 CONTENT_BYTES_SENT = MetricSpec(
     "termfleet_content_bytes_sent_total",
     "Bytes of package files sent in answers that were not cut off.",
+)
+CONFIG_LAYER_DEVICES = MetricSpec(
+    "termfleet_config_layer_devices",
+    "Devices per config layer of the device twin, by state: targeted (its desired config takes a "
+    "value from the layer), applied, failed (a version carrying the layer's values), pending. "
+    "One series per layer and state; layers are few, made by administrators.",
+    ("layer", "state"),
+)
+ROLLOUTS = MetricSpec(
+    "termfleet_rollouts",
+    "Rollouts this control plane's executor holds, by phase: running, paused, completed, "
+    "cancelled, rolling_back, rolled_back. Every phase is always present.",
+    ("phase",),
+)
+ROLLOUT_DEVICES = MetricSpec(
+    "termfleet_rollout_devices",
+    "Devices of each unfinished rollout, by step (queued, notified, downloading, …, failed, "
+    "incompatible). Finished rollouts (completed, rolled back, cancelled with no install under "
+    "way) drop out, so the series are bounded by the rollouts under way: a dozen steps each.",
+    ("rollout", "step"),
+)
+ROLLOUT_WAVE = MetricSpec(
+    "termfleet_rollout_wave",
+    "The current wave of each unfinished rollout, counted from 1.",
+    ("rollout",),
 )

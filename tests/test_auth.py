@@ -151,6 +151,7 @@ READ = {
     Permission.SITES_READ,
     Permission.STATS_READ,
     Permission.CONTENT_READ,
+    Permission.CONFIG_READ,
 }
 EXPECTED = {
     Role.ADMIN: set(Permission),
@@ -159,6 +160,7 @@ EXPECTED = {
         Permission.DEVICES_READ,
         Permission.DEVICES_PROVISION,
         Permission.CONTENT_READ,
+        Permission.CONFIG_READ,
     },
     Role.AUDITOR: READ | {Permission.AUDIT_READ, Permission.TOKENS_READ},
 }

@@ -34,6 +34,7 @@ from control_plane.db import database
 from control_plane.db.content_models import ContentPackage
 from control_plane.db.models import AuditEntry
 from control_plane.paging import Page
+from edge.catalog import CATALOG_FILE, Catalog, encode_catalog
 from edge.content.manifest import PackageKind
 from edge.content.package import pack
 from edge.content.signing import (
@@ -68,6 +69,9 @@ def make_package(
     (source / "cards").mkdir(parents=True)
     (source / "cards" / "card.bin").write_bytes(text)
     (source / "notice.txt").write_bytes("请携带身份证原件。\n".encode())
+    if kind is PackageKind.CATALOG:  # a catalog package is refused without its catalog file
+        catalog = Catalog(catalog_id=name, version=version)
+        (source / CATALOG_FILE).write_bytes(encode_catalog(catalog))
     out = directory / f"{name}-{version}-{next(_fresh)}.tfpkg"
     pack(scan_directory(source), out, kind=kind, name=name, version=version, key=key,
          created_at=CREATED)  # fmt: skip

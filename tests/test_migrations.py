@@ -21,6 +21,7 @@ from control_plane.cli import cli
 from control_plane.db import AUTO_MIGRATE_ENV, DatabaseError, client, connect, database, migrator
 from control_plane.db.content_models import ContentPackage
 from control_plane.db.models import AuditEntry, Device, RejectedMessage, StoredRecord
+from control_plane.db.twin_models import DeviceTwin
 from control_plane.inventory_files import read
 from control_plane.inventory_store import import_inventory
 
@@ -34,6 +35,8 @@ LATEST = [
     "0006_rollups",
     "0007_provisioning",
     "0008_content",
+    "0009_twin",
+    "0010_catalog",
 ]
 
 # The tables as `generate_schemas` created them before migrations existed (whitespace folded):
@@ -126,6 +129,8 @@ async def upgrade_keeps_data(database_url: str) -> None:
         assert await AuditEntry.filter(action="token.create").count() == 1
         # ... and 0008's: the content repository's table, there and empty.
         assert await ContentPackage.all().count() == 0
+        # ... and 0009's: the device twin's tables, there and empty.
+        assert await DeviceTwin.all().count() == 0
 
 
 async def test_a_database_at_the_first_migration_upgrades_to_the_latest_keeping_its_data(

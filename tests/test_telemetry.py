@@ -52,6 +52,7 @@ DIFFED_FIELDS = (
     "hardware_model",
     "outbox_backlog",
     "peripherals",
+    "items",
 )
 
 BASE = Heartbeat(

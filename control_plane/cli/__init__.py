@@ -11,6 +11,8 @@ from edge import __version__
 from . import (
     agent,
     audit,
+    catalog,
+    config_cmd,
     content,
     db,
     demo,
@@ -18,6 +20,7 @@ from . import (
     devices,
     nodes,
     provision,
+    rollout,
     server,
     simulate,
     sites,
@@ -54,6 +57,8 @@ cli.add_command(demo.demo)
 cli.add_command(server.server)
 cli.add_command(agent.agent)
 cli.add_command(content.content)
+cli.add_command(config_cmd.config)
+cli.add_command(catalog.catalog)
 cli.add_command(simulate.simulate)
 cli.add_command(devices.devices)
 cli.add_command(db.db)
@@ -66,6 +71,7 @@ cli.add_command(tokens.tokens)
 cli.add_command(audit.audit)
 cli.add_command(stats.stats)
 cli.add_command(provision.provision)
+cli.add_command(rollout.rollout)
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import click
 
 from edge.protocol import CLAIM_TIMEOUT_S, DeviceKind
 
-from . import agent_peripherals, options
+from . import agent_packages, agent_peripherals, options
 
 
 @click.group()
@@ -147,3 +147,4 @@ def enroll(  # noqa: PLR0913 - one parameter per option
 
 agent.add_command(agent_peripherals.peripherals)
 agent.add_command(agent_peripherals.self_test)
+agent.add_command(agent_packages.packages)

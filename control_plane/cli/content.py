@@ -147,7 +147,7 @@ def pack(  # noqa: PLR0913 - one parameter per option
     if out.exists() and not force:
         msg = f"{out} exists already; --force replaces it"
         raise click.ClickException(msg)
-    key = _signing_key(key_file)
+    key = signing_key(key_file)
     try:
         files = scan_directory(directory)
 
@@ -278,7 +278,8 @@ def show(package: Path, as_json: bool) -> None:
     print_rows(rows, FILE_COLUMNS, as_json=False)
 
 
-def _signing_key(key_file: Path) -> SigningKey:
+def signing_key(key_file: Path) -> SigningKey:
+    """The private key in ``key_file``; ClickException if others may read it or it is no key."""
     from edge.atomic_file import too_open
     from edge.content.signing import ContentKeyError, parse_signing_key
 

@@ -44,15 +44,7 @@ def upload(package: Path, server: str, token: str | None, as_json: bool) -> None
     again changes nothing; another file for a name and version it holds is refused: pack a new
     version. Needs a token with `content.publish` (an admin for the whole tree).
     """
-    secret = options.require_token(token, server)
-    size = package.stat().st_size
-    show = not as_json and sys.stdout.isatty() and size >= PROGRESS_MIN_BYTES
-    if show:
-        with click.progressbar(length=size, label=f"uploading {package.name}") as bar:
-            status, answer = asyncio.run(_post(server, secret, (package, size), bar.update))
-    else:
-        status, answer = asyncio.run(_post(server, secret, (package, size), None))
-    created = status == 201  # noqa: PLR2004 - HTTP Created; 200: the file was there already
+    created, answer = send_package(package, server, token, show_progress=not as_json)
     if as_json:
         click.echo(json.dumps({**answer, "created": created}, ensure_ascii=False, indent=2))
         return
@@ -62,6 +54,23 @@ def upload(package: Path, server: str, token: str | None, as_json: bool) -> None
         f" {answer['size']} bytes, signed by key {answer['key_id']}"
     )
     click.echo(f"  sha256 {answer['sha256']}")
+
+
+def send_package(
+    package: Path, server: str, token: str | None, *, show_progress: bool
+) -> tuple[bool, dict[str, Any]]:
+    """Upload ``package``: whether it was new (else there already), and the API's view of it.
+
+    ClickException with the API's reason when refused; a progress bar on a terminal if asked.
+    """
+    secret = options.require_token(token, server)
+    size = package.stat().st_size
+    if show_progress and sys.stdout.isatty() and size >= PROGRESS_MIN_BYTES:
+        with click.progressbar(length=size, label=f"uploading {package.name}") as bar:
+            status, answer = asyncio.run(_post(server, secret, (package, size), bar.update))
+    else:
+        status, answer = asyncio.run(_post(server, secret, (package, size), None))
+    return status == 201, answer  # noqa: PLR2004 - HTTP Created; 200: the file was there already
 
 
 @click.command("ls")

@@ -228,6 +228,10 @@ class AuditEntry(Model):
         indexes = (("target_type", "target_id"), ("scope_path",))
 
 
+from .catalog_models import (  # noqa: E402, F401 - re-exported: tortoise finds models here
+    CatalogEdition,
+    CatalogItem,
+)
 from .content_models import (  # noqa: E402, F401 - re-exported: tortoise finds models here
     ContentPackage,
 )
@@ -239,6 +243,11 @@ from .inventory_models import (  # noqa: E402, F401 - re-exported: tortoise find
 from .provisioning_models import (  # noqa: E402, F401 - re-exported: tortoise finds models here
     ClaimToken,
 )
+from .rollout_models import (  # noqa: E402, F401 - re-exported: tortoise finds models here
+    DevicePackage,
+    Rollout,
+    RolloutDevice,
+)
 from .rollup_models import (  # noqa: E402, F401 - re-exported: tortoise finds models here
     DailyRollup,
     HourlyRollup,
@@ -246,3 +255,8 @@ from .rollup_models import (  # noqa: E402, F401 - re-exported: tortoise finds m
     RollupState,
 )
 from .staff_models import Staff  # noqa: E402, F401 - re-exported: tortoise finds models here
+from .twin_models import (  # noqa: E402, F401 - re-exported: tortoise finds models here
+    ConfigLayer,
+    ConfigRevision,
+    DeviceTwin,
+)

@@ -17,16 +17,19 @@ from control_plane.metrics import ControlPlaneMetrics
 from . import (
     api_tokens,
     audit,
+    catalogs,
     content,
     devices,
     nodes,
     openapi,
     provisioning,
     request_schemas,
+    rollouts,
     schemas,
     sites,
     staff,
     stats,
+    twin,
     windows,
 )
 from .auth import OPENAPI_PATH, ApiRoute, Authenticator, auth_middleware
@@ -51,6 +54,9 @@ API_ROUTES = (
     *api_tokens.ROUTES,
     *stats.ROUTES,
     *content.ROUTES,
+    *twin.ROUTES,
+    *catalogs.ROUTES,
+    *rollouts.ROUTES,
 )
 """Every route of the REST API with the permission it needs; docs/api-auth.md lists them."""
 
@@ -91,7 +97,11 @@ def make_app(  # noqa: PLR0913 - the parts it serves, then keyword-only test sea
         **api_tokens.handlers(),
         **stats.handlers(clock),
         **content.handlers(clock),
+        **twin.handlers(clock),
+        **catalogs.handlers(),
+        **rollouts.handlers(clock),
     }
+    rollouts.install(app, fleet, metrics.registry)
     for route in API_ROUTES:
         app.router.add_route(route.method, route.path, handlers[route.path])
     app.router.add_get(OPENAPI_PATH, openapi.handler(API_ROUTES))

@@ -19,6 +19,8 @@ import msgspec
 from aiohttp import web
 
 from control_plane.auth import PERMISSION_MEANING
+from edge.content.manifest import NAME_PATTERN
+from edge.protocol.common import ID_PATTERN
 
 from . import request_schemas, schemas
 from .auth import ApiRoute
@@ -40,6 +42,18 @@ PATH_PARAMETERS: Mapping[tuple[str, str], Any] = {
     ("claims", "id"): request_schemas.ClaimId,
     ("packages", "sha256"): Annotated[
         str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$", description="a package file's sha256")
+    ],
+    ("rollouts", "id"): Annotated[
+        str, msgspec.Meta(pattern=rf"^{ID_PATTERN}$", description="a rollout's id")
+    ],
+    ("layers", "layer_id"): Annotated[
+        str, msgspec.Meta(pattern=rf"^{ID_PATTERN}$", description="a config layer's id")
+    ],
+    ("catalogs", "name"): Annotated[
+        str, msgspec.Meta(pattern=rf"^{NAME_PATTERN}$", description="a catalog's name")
+    ],
+    ("{name}", "version"): Annotated[  # /catalogs/{name}/{version}
+        int, msgspec.Meta(ge=1, le=2**63 - 1, description="a version of the catalog")
     ],
 }
 
@@ -65,6 +79,21 @@ class FileBody:
     unchanged: str
 
 
+@dataclass(frozen=True)
+class CheckedBody:
+    """A JSON body (``shape``) whose well-formed values the route may refuse with a 422.
+
+    ``refused``: when it does; ``details.reason`` says why.
+    """
+
+    shape: Any
+    refused: str
+
+
+def _shape(body: Any) -> Any:  # noqa: ANN401 - a struct, or any type msgspec describes
+    return body.shape if isinstance(body, CheckedBody) else body
+
+
 DESCRIPTION = """\
 The control plane of termfleet: the terminals, the jurisdiction tree (行政区划) with its sites and
 windows, staff, API tokens, the audit log and the statistics of handled cases and 好差评 reviews.
@@ -81,10 +110,12 @@ def document(routes: Iterable[ApiRoute]) -> Json:
     shapes: set[Any] = {schemas.Error}
     shapes |= {route.answer for route in routes if route.answer is not None}
     bodies = [route.body for route in routes if route.body is not None]
-    bodies = [body for body in bodies if not isinstance(body, FileBody)]
+    bodies = [_shape(body) for body in bodies if not isinstance(body, FileBody)]
     queries = {route.query for route in routes if route.query is not None}
     types = [*shapes, *bodies, *queries]
     refs, components = msgspec.json.schema_components(types, ref_template=REF)
+    # A tuple field's default comes as a Python tuple; the document is JSON, where it is a list.
+    components = msgspec.json.decode(msgspec.json.encode(components))
     schema_of = dict(zip(map(_key, types), refs, strict=True))
     for query in queries:  # listed parameter by parameter, not as an object of their own
         del components[query.__name__]
@@ -171,9 +202,10 @@ def _operation(route: ApiRoute, schema_of: Mapping[str, Json], query: list[Json]
         binary = {"schema": {"type": "string", "format": "binary"}}
         operation["requestBody"] = {"required": True, "content": {route.body.media_type: binary}}
     elif route.body is not None:
+        shape = _shape(route.body)
         operation["requestBody"] = {
-            "required": route.method != "POST" or not _all_optional(route.body),
-            "content": {"application/json": {"schema": schema_of[_key(route.body)]}},
+            "required": route.method != "POST" or not _all_optional(shape),
+            "content": {"application/json": {"schema": schema_of[_key(shape)]}},
         }
     if not operation["parameters"]:
         del operation["parameters"]
@@ -218,11 +250,11 @@ def _responses(route: ApiRoute, schema_of: Mapping[str, Json]) -> Iterator[tuple
         yield "409", {"description": route.conflict, "content": error}
     if route.body is not None:
         yield "413", {"description": TOO_LARGE, "content": error}
-    if isinstance(route.body, FileBody):
+    if isinstance(route.body, FileBody | CheckedBody):
         yield "422", {"description": route.body.refused, "content": error}
-        if route.answer is not None:
-            content = {"application/json": {"schema": schema_of[_key(route.answer)]}}
-            yield "200", {"description": route.body.unchanged, "content": content}
+    if isinstance(route.body, FileBody) and route.answer is not None:
+        content = {"application/json": {"schema": schema_of[_key(route.answer)]}}
+        yield "200", {"description": route.body.unchanged, "content": content}
 
 
 def handler(routes: Iterable[ApiRoute]) -> Callable[[web.Request], Awaitable[web.Response]]:

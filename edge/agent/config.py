@@ -69,6 +69,17 @@ class DeliveryConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     its own, for a control plane older than record arrays."""
 
 
+class ContentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Packages (content, catalogs, firmware) on this terminal (docs/content.md)."""
+
+    dir: str = ""
+    """Where installed packages live; default ``state_dir/content``."""
+    idle_after_s: Annotated[float, msgspec.Meta(ge=0)] = 600.0
+    """No citizen session for this long and the terminal is idle (installs ``when_idle``)."""
+    ca_file: str = ""
+    """The CA for HTTPS package downloads; default: the broker's ``ca_file``, else the system's."""
+
+
 PeripheralName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 
 
@@ -95,6 +106,7 @@ class AgentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     delivery: DeliveryConfig = DeliveryConfig()
     content_keys: tuple[str, ...] = ()
     """Ed25519 public keys (base64) whose signatures the agent accepts on content (enrollment)."""
+    content: ContentConfig = ContentConfig()
     initial_config: dict[str, str] = msgspec.field(default_factory=dict)
     """The settings the control plane handed over at enrollment, until its first desired config."""
     peripherals: Literal["none", "simulated", "usb"] = "none"
@@ -117,6 +129,9 @@ def load_config(path: Path) -> AgentConfig:
         raise ConfigError(msg) from exc
     config = _resolve_paths(config, path.parent)
     _check_broker_files(path, config.broker)
+    if config.content.ca_file and not Path(config.content.ca_file).is_file():
+        msg = f"{path}: content.ca_file {config.content.ca_file} is not a readable file"
+        raise ConfigError(msg)
     _check_peripherals(path, config.usb_peripherals)
     if config.kind is DeviceKind.UNKNOWN:
         # Over the wire an unknown kind is tolerated; in our own file it is a typo.
@@ -191,7 +206,12 @@ def _resolve_paths(config: AgentConfig, base: Path) -> AgentConfig:
         cert_file=resolve(config.broker.cert_file),
         key_file=resolve(config.broker.key_file),
     )
-    return msgspec.structs.replace(config, state_dir=resolve(config.state_dir), broker=broker)
+    content = msgspec.structs.replace(
+        config.content, dir=resolve(config.content.dir), ca_file=resolve(config.content.ca_file)
+    )
+    return msgspec.structs.replace(
+        config, state_dir=resolve(config.state_dir), broker=broker, content=content
+    )
 
 
 def read_password(config: BrokerConfig) -> str | None:

@@ -20,6 +20,8 @@ from edge.protocol import (
     CaseNotice,
     Channel,
     Command,
+    ContentNotice,
+    DesiredConfig,
     DeviceEvent,
     DeviceKind,
     EventType,
@@ -46,7 +48,9 @@ from .outbox import Outbox, OutboxError, PendingRecord
 from .peripherals import PeripheralMonitor
 
 if TYPE_CHECKING:  # it loads pyusb; only an agent with a review pad imports it
+    from .packages import PackageManager
     from .review_pad import ReviewPadLink
+    from .twin_apply import TwinApplier
 from .telemetry import HealthSource, heartbeat_diff
 
 log = logging.getLogger(__name__)
@@ -100,6 +104,8 @@ class Agent:
         self_tests: SelfTests | None = None,
         peripherals: PeripheralMonitor | None = None,
         review_pad: ReviewPadLink | None = None,
+        packages: PackageManager | None = None,
+        twin: TwinApplier | None = None,
     ) -> None:
         self.identity = identity
         self._broker = broker
@@ -118,6 +124,10 @@ class Agent:
         self._self_tests = self_tests
         self.peripherals = peripherals
         self.review_pad = review_pad
+        self.packages = packages
+        self.twin = twin
+        if twin is not None:  # what the config applied last says, from the first heartbeat on
+            self._timing = twin.retimed(timing)
 
     def close(self) -> None:
         if self.peripherals is not None:
@@ -131,6 +141,8 @@ class Agent:
         acknowledges it. A record the control plane would refuse raises RecordError instead.
         """
         seq = self._append(payload)
+        if self.packages is not None:  # sessions decide when packages may be installed
+            self.packages.observe(payload)
         try:
             self._check_outbox_space()
         except OutboxError:
@@ -217,6 +229,8 @@ class Agent:
             watching.append(
                 asyncio.create_task(self.review_pad.run(self.record), name="review-pad")
             )
+        if self.packages is not None:  # downloads and installs go on while offline
+            watching.append(asyncio.create_task(self.packages.run(), name="packages"))
         try:
             await self._stay_connected(stop)
         finally:
@@ -269,6 +283,9 @@ class Agent:
                     tasks.create_task(self._downlink(conn), name="downlink"),
                     tasks.create_task(self._send_records(conn), name="records"),
                 ]
+                if self.packages is not None:  # retained, yet sent again: it may have been missed
+                    reports = self._package_reports(conn, self.packages)
+                    running.append(tasks.create_task(reports, name="package-reports"))
                 await stop.wait()
                 await cancel_and_wait(running)
         except* mqtt.MqttError as lost:
@@ -279,6 +296,12 @@ class Agent:
             self.connected.clear()
         # A planned stop says goodbye itself, so the control plane can tell it from a lost link.
         await conn.publish(self._presence(PresenceState.OFFLINE, session, OfflineReason.SHUTDOWN))
+
+    async def _package_reports(self, conn: mqtt.Connection, packages: PackageManager) -> None:
+        async def publish(report: Payload) -> None:
+            await conn.publish(self._outgoing(Channel.PACKAGES, report))
+
+        await packages.publish_reports(publish)
 
     async def _send_records(self, conn: mqtt.Connection) -> None:
         device_id = self.identity.device_id
@@ -322,6 +345,15 @@ class Agent:
                 continue
             if isinstance(message.payload, Ack):
                 self.sender.acknowledge(message.payload)
+                continue
+            if isinstance(message.payload, DesiredConfig) and self.twin is not None:
+                reported = self.twin.receive(message.payload)
+                if reported is not None:
+                    self._timing = self.twin.retimed(self._timing)
+                    await conn.publish(self._outgoing(Channel.REPORTED, reported))
+                continue
+            if isinstance(message.payload, ContentNotice) and self.packages is not None:
+                self.packages.notice(message.payload)
                 continue
             if isinstance(message.payload, CaseNotice) and self.review_pad is not None:
                 await self.review_pad.case_ended(message.payload)

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING
 
 from edge.mqtt import BrokerAddress, tls_context
 
+from .catalog_report import CatalogReport
 from .commissioning import SelfTests, no_peripherals
 from .config import AgentConfig, ConfigError, load_config, read_password
 from .delivery import DeliverySettings
 from .outbox import OUTBOX_FILE, Outbox, OutboxError
+from .package_setup import build_package_manager, content_root
 from .peripherals import PeripheralMonitor
 
 if TYPE_CHECKING:
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 from .runner import Agent, AgentIdentity, AgentTiming
 from .sessions import FileSessionCounter
 from .telemetry import SystemHealth
+from .twin_apply import TwinApplier
 
 
 class StartError(RuntimeError):
@@ -40,6 +43,10 @@ def build_agent(config_path: Path) -> Agent:
     except (ConfigError, ValueError) as exc:
         raise StartError(str(exc)) from None
     state_dir = _writable_state_dir(Path(config.state_dir))
+    try:
+        packages = build_package_manager(config)
+    except ConfigError as exc:
+        raise StartError(str(exc)) from None
     monitor, review_pad = _peripherals(config)
     try:
         outbox = Outbox(state_dir / OUTBOX_FILE, max_bytes=config.outbox.max_bytes)
@@ -47,7 +54,8 @@ def build_agent(config_path: Path) -> Agent:
         if monitor is not None:
             monitor.close()
         raise StartError(str(exc)) from None
-    health = SystemHealth(monitor.statuses if monitor else tuple)
+    items = CatalogReport(content_root(config), kind=config.kind)
+    health = SystemHealth(monitor.statuses if monitor else tuple, items.summary)
     checks = monitor.run_self_tests if monitor else no_peripherals
     return Agent(
         AgentIdentity(config.device_id, config.kind),
@@ -69,6 +77,8 @@ def build_agent(config_path: Path) -> Agent:
         self_tests=SelfTests(state_dir, checks, _now),
         peripherals=monitor,
         review_pad=review_pad,
+        packages=packages,
+        twin=TwinApplier(state_dir, config.kind),
     )
 
 

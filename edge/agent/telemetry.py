@@ -12,7 +12,10 @@ import msgspec
 import psutil
 
 from edge import __version__
-from edge.protocol import Heartbeat, Network, NetworkType, PeripheralStatus
+from edge.protocol import Heartbeat, ItemsSummary, Network, NetworkType, PeripheralStatus
+
+ItemsSource = Callable[[tuple[PeripheralStatus, ...]], ItemsSummary | None]
+"""What the terminal can serve of its catalog given these peripherals (``catalog_report``)."""
 
 
 class HealthSource(Protocol):
@@ -22,14 +25,20 @@ class HealthSource(Protocol):
 
 
 class SystemHealth:
-    """The machine's own health via psutil, and the peripherals' latest statuses."""
+    """The machine's own health via psutil, the peripherals' latest statuses, and the items."""
 
-    def __init__(self, peripherals: Callable[[], tuple[PeripheralStatus, ...]] = tuple) -> None:
+    def __init__(
+        self,
+        peripherals: Callable[[], tuple[PeripheralStatus, ...]] = tuple,
+        items: ItemsSource | None = None,
+    ) -> None:
         self._peripherals = peripherals
+        self._items = items
         self._os = operating_system()  # neither changes while the agent runs
         self._model = hardware_model()
 
     def read(self) -> Heartbeat:
+        peripherals = self._peripherals()
         return Heartbeat(
             full=True,
             uptime_s=int(time.time() - psutil.boot_time()),
@@ -42,7 +51,8 @@ class SystemHealth:
             os=self._os,
             hardware_model=self._model,
             outbox_backlog=0,
-            peripherals=self._peripherals(),
+            peripherals=peripherals,
+            items=self._items(peripherals) if self._items is not None else None,
         )
 
 

@@ -5,6 +5,7 @@ the terminal's peripherals, which items it can complete, only query, or not offe
 """
 
 from .items import (
+    CATALOG_FILE,
     CATALOG_FORMAT,
     Catalog,
     CatalogError,
@@ -17,6 +18,7 @@ from .items import (
 from .servable import Availability, ItemAvailability, Level, servable
 
 __all__ = [
+    "CATALOG_FILE",
     "CATALOG_FORMAT",
     "Availability",
     "Catalog",

@@ -25,6 +25,8 @@ _Choice = TypeVar("_Choice", bound=enum.StrEnum)
 CATALOG_FORMAT = 1
 """The file format this build writes; ``SUPPORTED_FORMATS`` are those it reads."""
 SUPPORTED_FORMATS = frozenset({CATALOG_FORMAT})
+CATALOG_FILE = "catalog.json"
+"""The catalog's file in a package of kind "catalog": ``encode_catalog``'s bytes."""
 
 # Matched whole (fullmatch). Published 实施编码 are upper-case letters and digits (they embed
 # the implementing body's unified social credit code); DOMAIN.md fixes no format and the demo

@@ -33,6 +33,8 @@ from .errors import PayloadError, ProtocolError, RejectReason, TopicError, Unsup
 from .events import DeviceEvent, EventType, Severity
 from .health import (
     Heartbeat,
+    ItemsSummary,
+    MissingPeripheral,
     Network,
     NetworkType,
     PeripheralKind,
@@ -101,7 +103,9 @@ __all__ = [
     "IdCardResult",
     "Indicators",
     "InstallWhen",
+    "ItemsSummary",
     "Message",
+    "MissingPeripheral",
     "Network",
     "NetworkType",
     "OfflineReason",

@@ -64,6 +64,52 @@ class Network(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     signal_dbm: int | None = None
 
 
+Count = Annotated[int, msgspec.Meta(ge=0)]
+MAX_LIMITED_CODES = 50
+"""Item codes an ``ItemsSummary`` lists: a screenful for an operator; its counts cover all."""
+MAX_MISSING_KINDS = 32
+"""More than there are peripheral kinds: one entry per kind at most."""
+
+
+class MissingPeripheral(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The items one kind of peripheral holds back because no peripheral of it works now.
+
+    An item that needs two such kinds is counted under each.
+    """
+
+    kind: PeripheralKind = PeripheralKind.UNKNOWN
+    query_only: Count = 0
+    """Items that can be looked up but not completed without it ("can query, cannot print")."""
+    unavailable: Count = 0
+    """Items that cannot even be looked up without it."""
+
+
+class ItemsSummary(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What the terminal can serve now of the service-item catalog (事项清单) it has installed.
+
+    Counts by level, the peripheral kinds that hold items back, and the codes of the items it
+    cannot complete, worst first, at most ``MAX_LIMITED_CODES`` of them (``codes_left_out``
+    says how many more). Items not offered on the terminal's channel are counted apart.
+    """
+
+    catalog_id: str = ""
+    version: Count = 0
+    full: Count = 0
+    query_only: Count = 0
+    unavailable: Count = 0
+    not_effective: Count = 0
+    """Items outside their effective dates today."""
+    not_offered: Count = 0
+    """Items not offered on this kind of terminal's channel (a window-only item on a kiosk)."""
+    missing: Annotated[
+        tuple[MissingPeripheral, ...], msgspec.Meta(max_length=MAX_MISSING_KINDS)
+    ] = ()
+    unavailable_codes: Annotated[tuple[str, ...], msgspec.Meta(max_length=MAX_LIMITED_CODES)] = ()
+    query_only_codes: Annotated[tuple[str, ...], msgspec.Meta(max_length=MAX_LIMITED_CODES)] = ()
+    codes_left_out: Count = 0
+    """Codes of query-only or unavailable items not listed, for the bound."""
+
+
 class Heartbeat(Payload, frozen=True, kw_only=True):
     """Latest-wins health. ``full`` marks a complete snapshot; otherwise None means unchanged.
 
@@ -90,5 +136,7 @@ class Heartbeat(Payload, frozen=True, kw_only=True):
     """The terminal's model as its maker names it (a PC's DMI product name)."""
     outbox_backlog: Annotated[int, msgspec.Meta(ge=0)] | None = None
     peripherals: tuple[PeripheralStatus, ...] | None = None
+    items: ItemsSummary | None = None
+    """What it can serve now of its service-item catalog; absent without a catalog installed."""
 
     required: ClassVar[tuple[str, ...]] = ("seq",)

@@ -60,16 +60,21 @@ async def running_control_plane(
     heartbeat_timeout_s: float = 90.0,
     role: Role = Role.ADMIN,
     scope: str | None = None,
+    **parts: Any,  # noqa: ANN401 - ServerSettings fields, checked by its constructor
 ) -> AsyncIterator[RunningControlPlane]:
-    """A control plane on a free port; ``cp.http`` sends a token of ``role`` for ``scope``."""
+    """A control plane on a free port; ``cp.http`` sends a token of ``role`` for ``scope``.
+
+    ``parts`` are further ``ServerSettings`` (provisioning, content, public_url, http_port).
+    """
     token = await issue_token(database_url, role, scope)
-    port = free_port()
+    port = parts.pop("http_port", None) or free_port()
     settings = ServerSettings(
         database_url=database_url,
         mqtt=BrokerAddress(broker.host, broker.port),
         http_port=port,
         client_id=f"cp-test-{port}",
         heartbeat_timeout_s=heartbeat_timeout_s,
+        **parts,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(serve(settings, stop), name="control-plane")
