@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 TICK_S = 5.0
 """How often rollouts are planned without a report or an action waking the executor."""
 
+PUBLISH_BATCH = 256
+"""Notices made between two chances for the event loop to send them."""
+
 Publish = Callable[[mqtt.Outgoing], bool]
 """Hands a message to the broker connection; False when there is none right now."""
 
@@ -121,10 +124,14 @@ class RolloutExecutor:
                     f"{tracked.row.package_name}, e.g. {device_id}: finish, cancel or roll it back"
                 )
                 raise OperationError(msg, reason="devices_busy")
+            now = self._clock()
+            # Planned before it is stored, so the first wave's rows are written once, notified.
+            moved, _ = self._advance(tracked, now)
             await rollout_store.insert(tracked)
             await self._notices.remember(tracked.row.target_sha256, tracked.row.previous_sha256)
             self._track(tracked)
-            await self._plan(tracked, self._clock())
+            self._unpublished.update(moved)
+            await self._publish_pending(now)
         await self._changed()
         return tracked
 
@@ -199,7 +206,7 @@ class RolloutExecutor:
             for tracked in list(self.rollouts.values()):
                 if not tracked.final:
                     await self._plan(tracked, now)
-            self._publish_pending(now)
+            await self._publish_pending(now)
         await self._changed()
 
     async def run(self, interval_s: float = TICK_S) -> None:
@@ -214,6 +221,21 @@ class RolloutExecutor:
             self._wake.clear()
 
     async def _plan(self, tracked: Tracked, now: datetime) -> None:
+        moved, state_changed = self._advance(tracked, now)
+        if moved or state_changed:
+            await rollout_store.save(tracked, moved, now)
+            if state_changed:
+                log.info(
+                    "rollout %s: %s, wave %d",
+                    tracked.rollout_id,
+                    tracked.state.phase,
+                    tracked.state.wave,
+                )
+        self._unpublished.update(moved)
+        await self._publish_pending(now)
+
+    def _advance(self, tracked: Tracked, now: datetime) -> tuple[list[str], bool]:
+        """``tracked`` moved on by one plan: the devices that moved, and whether it did."""
         planned = plan(tracked.state, tracked.devices, now, self.windows)
         devices = apply(planned, tracked.devices, now)
         for step in planned.device_steps():
@@ -226,24 +248,18 @@ class RolloutExecutor:
         moved = _moved(tracked.devices, devices)
         state_changed = planned.rollout != tracked.state
         tracked.state, tracked.devices = planned.rollout, devices
-        if moved or state_changed:
-            await rollout_store.save(tracked, moved, now)
-            if state_changed:
-                log.info(
-                    "rollout %s: %s, wave %d",
-                    tracked.rollout_id,
-                    tracked.state.phase,
-                    tracked.state.wave,
-                )
-        self._unpublished.update(moved)
-        self._publish_pending(now)
+        return moved, state_changed
 
-    def _publish_pending(self, now: datetime) -> None:
-        for device_id in sorted(self._unpublished):
+    async def _publish_pending(self, now: datetime) -> None:
+        for count, device_id in enumerate(sorted(self._unpublished), start=1):
             notice = self._notices.notice(device_id, self._assignments(device_id), now)
             if not self._publish(self._notices.message(device_id, notice)):
                 return  # no connection: the rest wait for the next tick
             self._unpublished.discard(device_id)
+            if count % PUBLISH_BATCH == 0:
+                # Let the connection send what it has: the first terminals of a large wave are
+                # told while the last notices are still being made.
+                await asyncio.sleep(0)
 
     def _assignments(self, device_id: str) -> Iterable[Assignment]:
         for rollout_id in self._by_device.get(device_id, ()):
