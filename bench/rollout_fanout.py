@@ -74,8 +74,8 @@ async def arrivals(port: int, count: int, started: asyncio.Event, client: str) -
     return seen
 
 
-def post_rollout(api: str, token: str, sha256: str) -> None:
-    body = {"package": sha256, "target": {"kinds": ["kiosk"]}, "waves": ["100"]}
+def post_rollout(api: str, token: str, sha256: str, waves: list[str] | None = None) -> None:
+    body = {"package": sha256, "target": {"kinds": ["kiosk"]}, "waves": waves or ["100"]}
     request = urllib.request.Request(  # noqa: S310 - a URL this bench made
         f"{api}/api/v1/rollouts",
         data=json.dumps(body).encode(),

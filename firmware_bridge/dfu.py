@@ -186,6 +186,31 @@ def update_firmware(  # noqa: PLR0913 - one operation's keyword-only options
     return UpdateResult(found, old_version, new_version, len(dfu_file.payload), blocks)
 
 
+def can_update(device: usb.core.Device) -> bool:
+    """Whether ``device`` has a DFU run-time interface that can download (§4.1, bitCanDnload).
+
+    Reads descriptors only (libusb keeps them), so a bridge may ask at every open.
+    """
+    try:
+        found = _dfu_interface(device, PROTOCOL_RUNTIME)
+    except PeripheralError:  # gone, or a functional descriptor that is no such thing
+        return False
+    return found is not None and found[1].can_download
+
+
+def devices_in_dfu_mode(backend: usb.backend.IBackend, ids: Sequence[UsbId]) -> list[UsbId]:
+    """The ids of devices with ``ids`` on the bus in DFU mode now; PeripheralError from the bus.
+
+    ``update_firmware`` takes the first DFU-mode device with its ``dfu_ids`` to be the one it
+    detached: a caller with broad ``dfu_ids`` checks there is none before it starts.
+    """
+    return [
+        UsbId(device.idVendor, device.idProduct)
+        for device in find_devices(backend, ids)
+        if _dfu_interface(device, PROTOCOL_DFU_MODE) is not None
+    ]
+
+
 def _id_tuple(ids: UsbId | Sequence[UsbId]) -> tuple[UsbId, ...]:
     return (ids,) if isinstance(ids, UsbId) else tuple(ids)
 

@@ -37,6 +37,7 @@ LATEST = [
     "0008_content",
     "0009_twin",
     "0010_catalog",
+    "0011_rollouts",
 ]
 
 # The tables as `generate_schemas` created them before migrations existed (whitespace folded):

@@ -10,6 +10,7 @@ from edge.content.signing import ContentKeyError, trusted_keys
 
 from .citizen_activity import CitizenActivity
 from .config import AgentConfig, ConfigError
+from .package_target import FirmwareFlasher
 from .package_work import FetchSettings
 from .packages import PackageManager
 
@@ -26,11 +27,14 @@ def content_root(config: AgentConfig) -> Path:
     return Path(config.content.dir or Path(config.state_dir) / CONTENT_DIR)
 
 
-def build_package_manager(config: AgentConfig) -> PackageManager:
+def build_package_manager(
+    config: AgentConfig, flasher: FirmwareFlasher | None = None
+) -> PackageManager:
     """The manager the config describes; ConfigError for a content key that is no key.
 
     Without any content key the agent verifies nothing, so it installs nothing: every target is
-    reported ``failed`` with reason ``no_keys`` (the rollout sees why at once).
+    reported ``failed`` with reason ``no_keys`` (the rollout sees why at once). Without a
+    ``flasher`` (an agent without peripherals) every firmware target is ``incompatible``.
     """
     try:
         keys = trusted_keys(config.content_keys)
@@ -47,4 +51,5 @@ def build_package_manager(config: AgentConfig) -> PackageManager:
         keys,
         activity,
         fetch=FetchSettings(ca_file=ca_file),
+        flasher=flasher,
     )

@@ -24,6 +24,7 @@ from .package_setup import build_package_manager, content_root
 from .peripherals import PeripheralMonitor
 
 if TYPE_CHECKING:
+    from .package_target import FirmwareFlasher
     from .review_pad import ReviewPadLink
 from .runner import Agent, AgentIdentity, AgentTiming
 from .sessions import FileSessionCounter
@@ -43,14 +44,11 @@ def build_agent(config_path: Path) -> Agent:
     except (ConfigError, ValueError) as exc:
         raise StartError(str(exc)) from None
     state_dir = _writable_state_dir(Path(config.state_dir))
-    try:
-        packages = build_package_manager(config)
-    except ConfigError as exc:
-        raise StartError(str(exc)) from None
     monitor, review_pad = _peripherals(config)
     try:
+        packages = build_package_manager(config, _flasher(monitor))
         outbox = Outbox(state_dir / OUTBOX_FILE, max_bytes=config.outbox.max_bytes)
-    except OutboxError as exc:
+    except (ConfigError, OutboxError) as exc:
         if monitor is not None:
             monitor.close()
         raise StartError(str(exc)) from None
@@ -101,6 +99,15 @@ def _peripherals(config: AgentConfig) -> tuple[PeripheralMonitor | None, ReviewP
     except ValueError as exc:
         raise StartError(str(exc)) from None
     return PeripheralMonitor(bridge, _now), review_pad_link(bridge, _now)
+
+
+def _flasher(monitor: PeripheralMonitor | None) -> FirmwareFlasher | None:
+    """Peripheral firmware goes through DFU on the monitor's bridge (usb and simulated alike)."""
+    if monitor is None:
+        return None
+    from .firmware_flash import DfuFlasher  # noqa: PLC0415 - loads pyusb, as the bridge does
+
+    return DfuFlasher(monitor.bridge)
 
 
 def _broker(config: AgentConfig) -> BrokerAddress:
