@@ -68,8 +68,11 @@ class RolloutExecutor:
         publish: Publish,
         *,
         clock: Callable[[], datetime] = _now,
+        connection: Callable[[], object] = lambda: None,
     ) -> None:
         self._notices = notices
+        self._connection = connection
+        self._published_on: object = None
         self._hours_of = hours_of
         self._publish = publish
         self._clock = clock
@@ -203,6 +206,12 @@ class RolloutExecutor:
         """Plan every unfinished rollout and publish the notices not yet out."""
         async with self._lock:
             now = self._clock()
+            connection = self._connection()
+            if connection is not None and connection is not self._published_on:
+                # The broker connection keeps no session: a notice in flight when the last one
+                # broke may be lost, so every device's notice goes out again on the new one.
+                self._published_on = connection
+                self._unpublished.update(self._by_device)
             for tracked in list(self.rollouts.values()):
                 if not tracked.final:
                     await self._plan(tracked, now)

@@ -192,7 +192,12 @@ async def _start_rollouts(
         connection.publish_nowait(message)
         return True
 
-    executor = RolloutExecutor(NoticeMaker(downloads, fleet.hours_of), fleet.hours_of, publish)
+    executor = RolloutExecutor(
+        NoticeMaker(downloads, fleet.hours_of),
+        fleet.hours_of,
+        publish,
+        connection=lambda: ingest.downlink,
+    )
     await executor.load()
     ingest.on_packages_reported = executor.report
     app[rollouts_http.EXECUTOR] = executor

@@ -318,3 +318,26 @@ async def test_notices_wait_for_the_broker_and_go_out_once_it_is_back(world: Wor
     broker.connected = True
     await executor.tick()
     assert set(broker.retained) == set(DEVICES)
+
+
+async def test_a_new_broker_connection_gets_every_notice_again(world: World) -> None:
+    _, broker, clock = world
+    sessions = iter([object(), object()])
+    session = next(sessions)
+    executor = RolloutExecutor(
+        NoticeMaker(None, lambda _d: HOURS),
+        lambda _d: HOURS,
+        broker.publish,
+        clock=clock,
+        connection=lambda: session,
+    )
+    await executor.load()
+    rollout_id = await start(executor, clock, waves=(percent(100),))
+    await executor.tick()  # the first connection seen: everything is sent on it once more
+    published = broker.published
+    await executor.tick()
+    assert broker.published == published  # the same connection: nothing new to send
+    broker.retained.clear()  # as if the notices in flight when the link broke were lost
+    session = next(sessions)
+    await executor.tick()
+    assert set(broker.retained) == set(executor.rollouts[rollout_id].devices)
