@@ -21,6 +21,7 @@ import pytest
 
 from edge.agent.firmware_flash import DfuFlasher, expected_release
 from edge.agent.package_plan import Blocker
+from edge.agent.packages import PackageManager
 from edge.agent.peripherals import PeripheralMonitor
 from edge.agent.startup import build_agent
 from edge.aio import cancel_and_wait
@@ -39,10 +40,17 @@ from edge.protocol import (
 )
 from firmware_bridge.bridge import UPDATING_FIRMWARE, PeripheralBridge
 from firmware_bridge.catalog import slot
-from firmware_bridge.codecs.dfu import WILDCARD_ID, DfuStatusCode, DfuSuffix, build_dfu_file
+from firmware_bridge.codecs.dfu import (
+    REQUEST_TYPE_OUT,
+    WILDCARD_ID,
+    DfuRequest,
+    DfuStatusCode,
+    DfuSuffix,
+    build_dfu_file,
+)
 from firmware_bridge.dfu import FirmwareUpdateError, UpdateStage
 from firmware_bridge.errors import PeripheralError
-from firmware_bridge.simulated import SimulatedBackend, VirtualReviewPad
+from firmware_bridge.simulated import Setup, SimulatedBackend, VirtualReviewPad
 from firmware_bridge.simulated.dfu_device import (
     DFU_PRODUCT_ID,
     RUNTIME_PRODUCT_ID,
@@ -231,7 +239,9 @@ async def test_polls_during_an_update_go_on_and_report_it(rig: Rig) -> None:
         if block != 2:
             return
         # The monitor's poll runs in a thread of its own; it must not wait for the update.
-        poller = threading.Thread(target=lambda: seen.update({s.name: s for s in rig.bridge.poll()}))
+        poller = threading.Thread(
+            target=lambda: seen.update({s.name: s for s in rig.bridge.poll()})
+        )
         poller.start()
         poller.join(timeout=5)
         assert not poller.is_alive(), "the poll waited for the update"
@@ -243,7 +253,10 @@ async def test_polls_during_an_update_go_on_and_report_it(rig: Rig) -> None:
     rig.camera.on_block = meanwhile
     await asyncio.to_thread(rig.flash, dfu_file())
 
-    assert (seen[CAMERA].state, seen[CAMERA].reason) == (PeripheralState.DEGRADED, UPDATING_FIRMWARE)
+    assert (seen[CAMERA].state, seen[CAMERA].reason) == (
+        PeripheralState.DEGRADED,
+        UPDATING_FIRMWARE,
+    )
     assert seen[PAD].state is PeripheralState.OK
     assert refused == [UPDATING_FIRMWARE]
     assert_in_service_on(rig, "2.00", (await rig.poll())[CAMERA])
@@ -260,7 +273,10 @@ def test_only_devices_with_a_dfu_interface_are_flashable_and_stay_so_while_away(
     assert rig.flasher.peripherals() == frozenset({CAMERA})
     with pytest.raises(FirmwareUpdateError, match="not on the bus") as failure:
         rig.flash(dfu_file())
-    assert (failure.value.stage, failure.value.reason) == (UpdateStage.FIND, "firmware_update_failed")
+    assert (failure.value.stage, failure.value.reason) == (
+        UpdateStage.FIND,
+        "firmware_update_failed",
+    )
     rig.bus.plug(rig.camera)
     assert rig.camera.requests == []
     rig.flash(dfu_file())
@@ -271,7 +287,7 @@ def test_only_devices_with_a_dfu_interface_are_flashable_and_stay_so_while_away(
     ("image", "stage", "words"),
     [
         (firmware_image(NEW, bytes(600)), UpdateStage.FILE, "suffix"),
-        (dfu_file()[:-1] + b"\x00", UpdateStage.FILE, "CRC"),
+        (dfu_file()[:-1] + bytes([dfu_file()[-1] ^ 0xFF]), UpdateStage.FILE, "CRC"),
         (dfu_file(product=0x7E99), UpdateStage.FILE, "the file is for 1209:7e99"),
     ],
 )
@@ -312,15 +328,19 @@ def test_a_device_already_in_dfu_mode_on_the_bus_is_not_taken_for_ours(rig: Rig)
     rig.bridge.poll()
     stranger = VirtualDfuPeripheral(version=0x0300, serial="OTHER")
     rig.bus.plug(stranger)
-    stranger.state = stranger.state.APP_DETACH
-    stranger.reset()  # now enumerated in DFU mode, as the boot loader with DFU_PRODUCT_ID
+    # Another program detached it and left it in its boot loader, enumerated as 1209:7d11.
+    detach = Setup(REQUEST_TYPE_OUT, DfuRequest.DETACH, 1000, stranger.runtime_dfu_interface, 0)
+    stranger.handle_control_out(detach, b"")
+    stranger.reset()
     assert stranger.mode is Mode.DFU
+    stranger.requests.clear()
 
     with pytest.raises(FirmwareUpdateError, match=f"{VENDOR:04x}:{DFU_PRODUCT_ID:04x}") as failure:
         rig.flash(dfu_file())
 
     assert failure.value.stage is UpdateStage.FIND
-    assert rig.camera.requests == [] and stranger.requests == []
+    assert rig.camera.requests == []
+    assert stranger.requests == []
     assert_in_service_on(rig, "1.00", {s.name: s for s in rig.bridge.poll()}[CAMERA])
 
 
@@ -330,19 +350,36 @@ def test_a_peripheral_this_terminal_does_not_have_is_named(rig: Rig) -> None:
     assert failure.value.stage is UpdateStage.FIND
 
 
-def test_two_updates_at_once_take_turns(rig: Rig) -> None:
+def test_a_second_update_waits_for_the_first_instead_of_failing(rig: Rig) -> None:
     rig.bridge.poll()
-    inside = threading.Event()
-    rig.camera.on_block = lambda block: inside.set() if block == 0 else None
-    first = threading.Thread(target=rig.flash, args=(dfu_file(),))
-    first.start()
+    inside, go_on = threading.Event(), threading.Event()
+    releases: list[int] = []
+
+    def hold_first_block(block: int) -> None:
+        if block == 0 and not inside.is_set():
+            inside.set()
+            go_on.wait(5)
+
+    def first() -> None:
+        rig.flash(dfu_file())
+        releases.append(rig.camera.firmware.version)
+
+    rig.camera.on_block = hold_first_block
+    flashing = threading.Thread(target=first)
+    flashing.start()
     assert inside.wait(5)
-    started = time.monotonic()
-    rig.flash(dfu_file(0x0300))  # waits for the first, then flashes on top of it
-    first.join(5)
-    assert not first.is_alive()
+    # Without the turn-taking the second would find the slot lent and fail at once.
+    second = threading.Thread(target=lambda: rig.flash(dfu_file(0x0300)))
+    second.start()
+    time.sleep(0.2)
+    assert second.is_alive(), "the second update waits its turn"
+    go_on.set()
+    flashing.join(5)
+    second.join(5)
+    assert not flashing.is_alive()
+    assert not second.is_alive()
+    assert releases == [NEW]
     assert rig.camera.firmware.version == 0x0300
-    assert time.monotonic() - started >= 0
 
 
 # --- start-up -------------------------------------------------------------------------------
@@ -368,7 +405,9 @@ async def test_start_up_gives_the_manager_a_flasher_when_it_drives_peripherals(
         if agent.peripherals is not None:
             await agent.peripherals.poll_once(_ignore)
         # The kiosk's simulated printer is on the bus, but no simulated printer speaks DFU.
-        orders = PackageTarget(name=NAME, version=1, kind=PackageKind.FIRMWARE, peripheral="printer0")
+        orders = PackageTarget(
+            name=NAME, version=1, kind=PackageKind.FIRMWARE, peripheral="printer0"
+        )
         task = asyncio.create_task(manager.run())
         try:
             manager.notice(notice(orders))
@@ -385,6 +424,6 @@ async def _ignore(_event: DeviceEvent) -> None:
     return None
 
 
-def _phase(manager: object) -> PackagePhase | None:
-    packages = manager.report().packages  # type: ignore[attr-defined]
+def _phase(manager: PackageManager) -> PackagePhase | None:
+    packages = manager.report().packages
     return packages[0].phase if packages else None

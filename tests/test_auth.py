@@ -152,6 +152,7 @@ READ = {
     Permission.STATS_READ,
     Permission.CONTENT_READ,
     Permission.CONFIG_READ,
+    Permission.ROLLOUT_READ,
 }
 EXPECTED = {
     Role.ADMIN: set(Permission),
@@ -161,6 +162,7 @@ EXPECTED = {
         Permission.DEVICES_PROVISION,
         Permission.CONTENT_READ,
         Permission.CONFIG_READ,
+        Permission.ROLLOUT_READ,
     },
     Role.AUDITOR: READ | {Permission.AUDIT_READ, Permission.TOKENS_READ},
 }

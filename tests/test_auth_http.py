@@ -121,6 +121,8 @@ EXPECTED: dict[str, tuple[Callable[[str | None], set[str]], Callable[[dict[str, 
     "/api/v1/claims": (lambda _scope: set(), lambda item: str(item["id"])),
     # None there; packages belong to the whole fleet, not a subtree: tests/test_api_content.py.
     "/api/v1/packages": (lambda _scope: set(), lambda item: str(item["sha256"])),
+    # None there; rollouts are fleet-wide, every scope reads them: tests/test_api_rollouts.py.
+    "/api/v1/rollouts": (lambda _scope: set(), lambda item: str(item["id"])),
 }
 
 

@@ -84,7 +84,9 @@ class DfuFlasher:
             try:
                 result = self._bridge.lend(
                     peripheral,
-                    lambda backend, usb_id: self._update(backend, usb_id, peripheral, image, expect),
+                    lambda backend, usb_id: self._update(
+                        backend, usb_id, peripheral, image, expect
+                    ),
                 )
             except FirmwareUpdateError:
                 raise
@@ -100,7 +102,7 @@ class DfuFlasher:
             time.monotonic() - started,
         )
 
-    def _update(  # noqa: PLR0913 - one update's parts
+    def _update(
         self,
         backend: usb.backend.IBackend,
         usb_id: UsbId,
