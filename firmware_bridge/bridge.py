@@ -150,6 +150,8 @@ class PeripheralBridge:
     def _poll(self, state: _Slot) -> PeripheralStatus:
         slot = state.slot
         with state.lock:
+            if state.lent:
+                return self._updating(slot)
             driver = state.driver or self._open(state)
             if driver is None and state.open_error is not None:
                 return self._fault(slot, state.open_error)
@@ -204,7 +206,7 @@ class PeripheralBridge:
                 continue
             state.where = where
             state.usb_id = _usb_id(device)
-            state.updatable = True
+            state.updatable = can_update(device)
             state.seen = True
             state.open_error = None
             return state.driver

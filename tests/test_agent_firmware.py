@@ -131,8 +131,8 @@ def firmware_package(tmp_path: Path, image: bytes, version: int = 2) -> bytes:
 
 
 def firmware_target(url: str, body: bytes, **fields: object) -> PackageTarget:
-    base: dict[str, object] = {"kind": PackageKind.FIRMWARE, "peripheral": CAMERA, "version": 2}
-    return target_for(url, body, **(base | fields))
+    base: dict[str, object] = {"kind": PackageKind.FIRMWARE, "peripheral": CAMERA}
+    return target_for(url, body, version=2, **(base | fields))
 
 
 def assert_in_service_on(rig: Rig, release: str, status: PeripheralStatus) -> None:

@@ -123,6 +123,10 @@ EXPECTED: dict[str, tuple[Callable[[str | None], set[str]], Callable[[dict[str, 
     "/api/v1/packages": (lambda _scope: set(), lambda item: str(item["sha256"])),
     # None there; rollouts are fleet-wide, every scope reads them: tests/test_api_rollouts.py.
     "/api/v1/rollouts": (lambda _scope: set(), lambda item: str(item["id"])),
+    # None there; each scope's layers: tests/test_api_twin.py.
+    "/api/v1/config/layers": (lambda _scope: set(), lambda item: str(item["id"])),
+    # None there; catalogs belong to the whole fleet, like packages: tests/test_api_catalogs.py.
+    "/api/v1/catalogs": (lambda _scope: set(), lambda item: str(item["name"])),
 }
 
 
