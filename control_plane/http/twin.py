@@ -65,6 +65,8 @@ class LayerView(Schema):
 
 class LayerList(Schema):
     items: list[LayerView]
+    next_cursor: str | None
+    """Always null: every layer comes in one page (admins make tens, not thousands)."""
 
 
 class LayerBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -171,7 +173,7 @@ async def list_layers(request: web.Request) -> web.Response:
     only_parameters(request, set())
     counts = await twin_devices.layer_counts()
     items = [_view(stored, counts) for stored in await twin_store.load_layers()]
-    return web.json_response({"items": items})
+    return web.json_response({"items": items, "next_cursor": None})
 
 
 async def show_layer(request: web.Request) -> web.Response:
