@@ -30,15 +30,14 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from bench.stand import issue_token
+from bench.stand import content_stand
 from control_plane import content_urls
-from control_plane.services.broker import BrokerSettings, start_broker
 from control_plane.services.processes import ManagedProcess, free_port
 from edge.content.manifest import PackageKind
 from edge.content.package import pack
 from edge.content.signing import new_signing_key, public_key_text
 from edge.content.source import scan_directory
-from provisioning.credentials import create_secret, load_secret
+from provisioning.credentials import load_secret
 
 ROOT = Path(__file__).resolve().parent.parent
 """The client and the reference run as ``python -m bench.content_serving`` from here."""
@@ -215,31 +214,11 @@ def make_package(workdir: Path, size: int) -> tuple[Path, Path]:
 @contextlib.contextmanager
 def control_plane(workdir: Path, package: Path, public_key: Path) -> Iterator[tuple[str, int]]:
     """``server run`` holding ``package``; the URL signed for the bench device, and its pid."""
-    database_url = f"sqlite://{workdir / 'cp.sqlite3'}"
-    secret = workdir / "secret"
-    create_secret(secret)
-    broker_settings = BrokerSettings(workdir / "broker", free_port())
-    broker = start_broker(broker_settings)
-    port = free_port()
-    argv = [sys.executable, "-m", "control_plane.cli", "--log-level", "warning", "server", "run",
-            "--database-url", database_url, "--mqtt-url", broker_settings.url,
-            "--http-port", str(port), "--client-id", "bench-content",
-            "--secret-file", str(secret), "--content-key", str(public_key),
-            "--content-dir", str(workdir / "content")]  # fmt: skip
-    try:
-        token = issue_token(database_url)
-        server = ManagedProcess("control-plane", argv, workdir / "cp.log")
-        server.start_and_wait_port(HOST, port)
-        try:
-            sha256 = upload(f"http://{HOST}:{port}", package, token)
-            key = content_urls.url_key(load_secret(secret))
-            expires = int(time.time()) + URL_TTL_S
-            url = content_urls.sign_url(f"http://{HOST}:{port}", sha256, DEVICE, expires, key)
-            yield url, server.pid
-        finally:
-            server.stop()
-    finally:
-        broker.stop()
+    with content_stand(workdir, public_key, client_id="bench-content") as stand:
+        sha256 = upload(stand.api, package, stand.token)
+        key = content_urls.url_key(load_secret(stand.secret_file))
+        expires = int(time.time()) + URL_TTL_S
+        yield content_urls.sign_url(stand.api, sha256, DEVICE, expires, key), stand.server.pid
 
 
 def upload(api: str, package: Path, token: str) -> str:

@@ -29,16 +29,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.content_serving import make_package, upload  # noqa: E402 - needs the repo root first
-from bench.stand import issue_token  # noqa: E402
+from bench.stand import content_stand  # noqa: E402
 from control_plane import uplink  # noqa: E402
 from control_plane.db import database  # noqa: E402
 from control_plane.db.models import Device  # noqa: E402
 from control_plane.services.broker import BrokerSettings, start_broker  # noqa: E402
-from control_plane.services.processes import ManagedProcess, free_port  # noqa: E402
+from control_plane.services.processes import free_port  # noqa: E402
 from edge import mqtt  # noqa: E402
 from edge.protocol import Artifact, Channel, ContentNotice, PackageTarget, encode  # noqa: E402
 from edge.protocol import topics as wire  # noqa: E402
-from provisioning.credentials import create_secret  # noqa: E402
 
 HOST = "127.0.0.1"
 TARGET_P99_S = 1.0
@@ -90,37 +89,19 @@ async def through_control_plane(workdir: Path, count: int) -> dict[str, float]:
     package, public_key = make_package(workdir, 1 << 20)
     database_url = f"sqlite://{workdir / 'cp.sqlite3'}"
     await add_devices(database_url, count)
-    secret = workdir / "secret"
-    create_secret(secret)
-    broker = BrokerSettings(workdir / "broker", free_port())
-    broker_process = start_broker(broker)
-    port = free_port()
-    argv = [sys.executable, "-m", "control_plane.cli", "--log-level", "warning", "server", "run",
-            "--database-url", database_url, "--mqtt-url", broker.url, "--http-port", str(port),
-            "--client-id", "bench-rollouts", "--secret-file", str(secret),
-            "--content-key", str(public_key),
-            "--content-dir", str(workdir / "content")]  # fmt: skip
-    try:
-        token = issue_token(database_url)
-        server = ManagedProcess("control-plane", argv, workdir / "cp.log")
-        server.start_and_wait_port(HOST, port)
-        try:
-            api = f"http://{HOST}:{port}"
-            sha256 = upload(api, package, token)
-            process = psutil.Process(server.pid)
-            started = asyncio.Event()
-            waiting = asyncio.create_task(arrivals(broker.port, count, started, "bench-watch"))
-            await started.wait()
-            cpu_before = sum(process.cpu_times()[:2])
-            t0 = time.monotonic()
-            await asyncio.to_thread(post_rollout, api, token, sha256)
-            posted = time.monotonic() - t0
-            seen = await asyncio.wait_for(waiting, TIMEOUT_S)
-            cpu_s = sum(process.cpu_times()[:2]) - cpu_before
-        finally:
-            server.stop()
-    finally:
-        broker_process.stop()
+    with content_stand(workdir, public_key, database_url=database_url,
+                       client_id="bench-rollouts") as stand:  # fmt: skip
+        sha256 = upload(stand.api, package, stand.token)
+        process = psutil.Process(stand.server.pid)
+        started = asyncio.Event()
+        waiting = asyncio.create_task(arrivals(stand.broker.port, count, started, "bench-watch"))
+        await started.wait()
+        cpu_before = sum(process.cpu_times()[:2])
+        t0 = time.monotonic()
+        await asyncio.to_thread(post_rollout, stand.api, stand.token, sha256)
+        posted = time.monotonic() - t0
+        seen = await asyncio.wait_for(waiting, TIMEOUT_S)
+        cpu_s = sum(process.cpu_times()[:2]) - cpu_before
     return summary(seen, t0, count) | {"post_s": posted, "cpu_s": cpu_s}
 
 

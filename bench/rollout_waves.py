@@ -36,10 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.content_serving import make_package, upload  # noqa: E402 - needs the repo root first
 from bench.rollout_fanout import HOST, add_devices, post_rollout  # noqa: E402
-from bench.stand import issue_token  # noqa: E402
+from bench.stand import content_stand  # noqa: E402
 from control_plane import uplink  # noqa: E402
-from control_plane.services.broker import BrokerSettings, start_broker  # noqa: E402
-from control_plane.services.processes import ManagedProcess, free_port  # noqa: E402
 from edge import mqtt  # noqa: E402
 from edge.protocol import (  # noqa: E402
     Channel,
@@ -53,7 +51,6 @@ from edge.protocol import (  # noqa: E402
     encode,
 )
 from edge.protocol import topics as wire  # noqa: E402
-from provisioning.credentials import create_secret  # noqa: E402
 
 DOWNLOADERS = 16
 CHUNK = 1 << 20
@@ -178,43 +175,26 @@ async def through_waves(workdir: Path, count: int, size: int) -> dict[str, float
     package, public_key = make_package(workdir, size)
     database_url = f"sqlite://{workdir / 'cp.sqlite3'}"
     await add_devices(database_url, count)
-    secret = workdir / "secret"
-    create_secret(secret)
-    broker = BrokerSettings(workdir / "broker", free_port())
-    broker_process = start_broker(broker)
-    port = free_port()
-    argv = [sys.executable, "-m", "control_plane.cli", "--log-level", "warning", "server", "run",
-            "--database-url", database_url, "--mqtt-url", broker.url, "--http-port", str(port),
-            "--client-id", "bench-waves", "--secret-file", str(secret),
-            "--content-key", str(public_key),
-            "--content-dir", str(workdir / "content")]  # fmt: skip
-    try:
-        token = issue_token(database_url)
-        server = ManagedProcess("control-plane", argv, workdir / "cp.log")
-        server.start_and_wait_port(HOST, port)
-        try:
-            api = f"http://{HOST}:{port}"
-            sha256 = upload(api, package, token)
-            ready = workdir / "terminals.ready"
-            terminals = subprocess.Popen(  # noqa: S603, ASYNC220 - this module, fixed arguments; started once
-                [sys.executable, "-m", "bench.rollout_waves", "terminals", str(broker.port),
-                 str(count), str(ready)],
-                stdout=subprocess.PIPE, cwd=ROOT,
-            )  # fmt: skip
-            while not ready.exists() and terminals.poll() is None:  # noqa: ASYNC110 - a file
-                await asyncio.sleep(0.05)
-            process = psutil.Process(server.pid)
-            cpu_before = sum(process.cpu_times()[:2])
-            t0 = time.monotonic()
-            await asyncio.to_thread(post_rollout_all_waves, api, token, sha256)
-            out, _ = await asyncio.to_thread(terminals.communicate, timeout=TIMEOUT_S)
-            view = await completed(api, token)
-            wall = time.monotonic() - t0
-            cpu_s = sum(process.cpu_times()[:2]) - cpu_before
-        finally:
-            server.stop()
-    finally:
-        broker_process.stop()
+    with content_stand(workdir, public_key, database_url=database_url,
+                       client_id="bench-waves") as stand:  # fmt: skip
+        api, token = stand.api, stand.token
+        sha256 = upload(api, package, token)
+        ready = workdir / "terminals.ready"
+        terminals = subprocess.Popen(  # noqa: S603, ASYNC220 - this module, fixed arguments; started once
+            [sys.executable, "-m", "bench.rollout_waves", "terminals", str(stand.broker.port),
+             str(count), str(ready)],
+            stdout=subprocess.PIPE, cwd=ROOT,
+        )  # fmt: skip
+        while not ready.exists() and terminals.poll() is None:  # noqa: ASYNC110 - a file
+            await asyncio.sleep(0.05)
+        process = psutil.Process(stand.server.pid)
+        cpu_before = sum(process.cpu_times()[:2])
+        t0 = time.monotonic()
+        await asyncio.to_thread(post_rollout_all_waves, api, token, sha256)
+        out, _ = await asyncio.to_thread(terminals.communicate, timeout=TIMEOUT_S)
+        view = await completed(api, token)
+        wall = time.monotonic() - t0
+        cpu_s = sum(process.cpu_times()[:2]) - cpu_before
     result = json.loads(out)
     return {"wall_s": wall, "cpu_s": cpu_s, "bytes": result["bytes"], "phase": view["phase"],
             "terminal_cpu_s": result["cpu_s"]}  # fmt: skip

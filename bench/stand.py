@@ -12,6 +12,7 @@ from pathlib import Path
 
 from control_plane.services.broker import BrokerSettings, start_broker
 from control_plane.services.processes import ManagedProcess, free_port
+from provisioning.credentials import create_secret
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,46 @@ def stand(
         server.start_and_wait_port("127.0.0.1", port)
         try:
             yield Stand(workdir, broker, f"http://127.0.0.1:{port}", database_url, server, token)
+        finally:
+            server.stop()
+    finally:
+        broker_process.stop()
+
+
+@dataclass(frozen=True)
+class ContentStand:
+    """A broker and a control plane holding a provisioning secret and a content key."""
+
+    api: str
+    token: str
+    """An admin API token."""
+    broker: BrokerSettings
+    server: ManagedProcess
+    secret_file: Path
+
+
+@contextlib.contextmanager
+def content_stand(
+    workdir: Path, public_key: Path, *, database_url: str | None = None, client_id: str
+) -> Iterator[ContentStand]:
+    """``server run`` that takes packages signed for ``public_key`` and signs download URLs."""
+    database_url = database_url or f"sqlite://{workdir / 'cp.sqlite3'}"
+    secret = workdir / "secret"
+    create_secret(secret)
+    broker = BrokerSettings(workdir / "broker", free_port())
+    broker_process = start_broker(broker)
+    port = free_port()
+    argv = [sys.executable, "-m", "control_plane.cli", "--log-level", "warning", "server", "run",
+            "--database-url", database_url, "--mqtt-url", broker.url, "--http-port", str(port),
+            "--client-id", client_id, "--secret-file", str(secret),
+            "--content-key", str(public_key),
+            "--content-dir", str(workdir / "content")]  # fmt: skip
+    try:
+        token = issue_token(database_url)
+        server = ManagedProcess("control-plane", argv, workdir / "cp.log")
+        server.start_and_wait_port("127.0.0.1", port)
+        try:
+            yield ContentStand(f"http://127.0.0.1:{port}", token, broker, server, secret)
         finally:
             server.stop()
     finally:

@@ -48,13 +48,7 @@ def catalog() -> None:
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option("--name", required=True, help="The catalog's name, also its package's.")
 @click.option("--version", type=click.IntRange(min=1), required=True, help="1, 2, …")
-@click.option(
-    "--key",
-    "key_file",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    required=True,
-    help="The private key file (`content keygen`), mode 0600.",
-)
+@options.signing_key_file
 @click.option(
     "--format",
     "file_format",

@@ -102,13 +102,7 @@ def keygen(out_dir: Path, name: str, force: bool, as_json: bool) -> None:
 @click.option("--name", required=True, help="The package's name: [a-z0-9][a-z0-9._-]{0,63}.")
 @click.option("--version", type=click.IntRange(min=1), required=True, help="1, 2, …")
 @click.option("--kind", type=click.Choice(KINDS), default="content", show_default=True)
-@click.option(
-    "--key",
-    "key_file",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    required=True,
-    help="The private key file (`content keygen`), mode 0600.",
-)
+@options.signing_key_file
 @click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),

@@ -104,6 +104,14 @@ def require_token(token: str | None, server: str | None = None) -> str:
     return token.strip()
 
 
+signing_key_file = click.option(
+    "--key",
+    "key_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    required=True,
+    help="The private key file (`content keygen`), mode 0600.",
+)
+"""The key a package is signed with, where it is packed: never on the server."""
 json_output = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 agent_config = click.option(
     "--config",
