@@ -130,9 +130,9 @@ def firmware_package(tmp_path: Path, image: bytes, version: int = 2) -> bytes:
     return make_package(tmp_path, files=files, version=version, kind=ManifestKind.FIRMWARE)
 
 
-def firmware_target(url: str, body: bytes, **fields: object) -> PackageTarget:
+def firmware_target(url: str, body: bytes, version: int = 2, **fields: object) -> PackageTarget:
     base: dict[str, object] = {"kind": PackageKind.FIRMWARE, "peripheral": CAMERA}
-    return target_for(url, body, version=2, **(base | fields))
+    return target_for(url, body, version=version, **(base | fields))
 
 
 def assert_in_service_on(rig: Rig, release: str, status: PeripheralStatus) -> None:
@@ -427,3 +427,28 @@ async def _ignore(_event: DeviceEvent) -> None:
 def _phase(manager: PackageManager) -> PackagePhase | None:
     packages = manager.report().packages
     return packages[0].phase if packages else None
+
+
+async def test_a_rollback_flashes_the_kept_firmware_again(tmp_path: Path, rig: Rig) -> None:
+    await rig.poll()
+    first, second = dfu_file(OLD), dfu_file(NEW)
+    terminal = Terminal(tmp_path / "t", flasher=rig.flasher)
+    bodies = {1: firmware_package(tmp_path, first, version=1),
+              2: firmware_package(tmp_path, second, version=2)}  # fmt: skip
+    async with terminal.running():
+        for version in (1, 2):
+            with serving(Behaviour(body=bodies[version])) as url:
+                target = firmware_target(url, bodies[version], version=version,
+                                         install=InstallWhen.NOW)  # fmt: skip
+                terminal.manager.notice(notice(target))
+                await terminal.until(PackagePhase.INSTALLED, target=version)
+        assert rig.camera.firmware.version == NEW
+        # The rollback: version 1 again, older, from what the store kept; no download at all.
+        back = firmware_target("http://127.0.0.1:9/gone", bodies[1], version=1,
+                               allow_older=True, install=InstallWhen.NOW)  # fmt: skip
+        terminal.manager.notice(notice(back))
+        state = await terminal.until(PackagePhase.INSTALLED, target=1)
+
+    assert (state.installed, state.previous) == (1, 2)
+    assert rig.camera.firmware.version == OLD
+    assert_in_service_on(rig, "1.00", (await rig.poll())[CAMERA])

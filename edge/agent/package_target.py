@@ -168,6 +168,10 @@ class TargetWork:
             self.set(phase=PackagePhase.STAGED)
             await self._until_allowed()
             self.set(phase=PackagePhase.INSTALLING, detail="")
+            if target.kind is PackageKind.FIRMWARE:  # the peripheral runs what is flashed
+                kept = steps.kept_firmware_image
+                image = await self._in_thread(kept, shop.root, target.name, target.version)
+                await self._flash_image(image)
             await self._in_thread(steps.roll_back, shop.store, target)
             self.set(phase=PackagePhase.INSTALLED)
             return
@@ -211,10 +215,12 @@ class TargetWork:
                 await asyncio.sleep(wait_s)
 
     async def _flash(self, package: VerifiedPackage) -> None:
+        await self._flash_image(await self._in_thread(steps.firmware_image, package))
+
+    async def _flash_image(self, image: bytes) -> None:
         flasher, peripheral = self._shop.flasher, self.target.peripheral
         if flasher is None:  # first_step found it incompatible already; kept for the types
             raise PackageWorkError(Reason.NO_PERIPHERALS, "this agent cannot flash firmware")
-        image = await self._in_thread(steps.firmware_image, package)
         try:
             await self._in_thread(flasher.flash, peripheral, image)
         except ContentError:

@@ -143,6 +143,19 @@ def firmware_image(package: VerifiedPackage) -> bytes:
     return _member_bytes(package, images[0].path)
 
 
+def kept_firmware_image(root: Path, name: str, version: int) -> bytes:
+    """The ``.dfu`` file of firmware ``version`` as the store keeps it, for a rollback's flash.
+
+    It was verified when that version was installed; the store keeps the extracted files.
+    """
+    kept = layout.PackageDirs.of(root, name).version(version)
+    images = [path for path in kept.rglob(f"*{FIRMWARE_SUFFIX}") if path.is_file()]
+    if len(images) != 1 or images[0].stat().st_size > MAX_FIRMWARE_BYTES:
+        msg = f"{name} {version} as kept holds {len(images)} {FIRMWARE_SUFFIX} files, not one"
+        raise PackageWorkError(Reason.NO_FIRMWARE_FILE, msg)
+    return images[0].read_bytes()
+
+
 def _member_bytes(package: VerifiedPackage, path: str) -> bytes:
     # Extracted by the strict reader, every hash checked again, into a directory of its own.
     with tempfile.TemporaryDirectory(dir=package.path.parent, prefix=".firmware-") as scratch:
