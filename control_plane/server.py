@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import socket
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -64,6 +65,8 @@ class ServerSettings:
     """Claim service and broker reconcile, when the control plane holds the secret."""
     content: ContentSettings | None = None
     """The content repository; its downloads need the provisioning secret too."""
+    rollouts: bool = True
+    """Whether this replica drives the rollouts; exactly one per database may."""
     public_url: str = ""
     """The URL terminals reach this control plane's HTTP server at (download URLs start so);
     by default ``http://{http_host}:{http_port}``."""
@@ -104,7 +107,7 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
         ingest.on_config_reported = twin_sync.reported
         app[twin_http.SYNC] = twin_sync
         install_metrics(twin_sync, metrics.registry)
-        executor = await _start_rollouts(app, settings, fleet, ingest)
+        drive_rollouts = await _start_rollouts(app, settings, fleet, ingest)
         provisioning = None
         if settings.provisioning is not None:
             from provisioning.runner import Provisioning  # noqa: PLC0415 - optional part
@@ -138,7 +141,7 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
                 chores = [
                     tasks.create_task(_keep_placements(fleet, sites), name="placements"),
                     tasks.create_task(twin_sync.run(), name="twin"),
-                    tasks.create_task(executor.run(), name="rollouts"),
+                    tasks.create_task(drive_rollouts, name="rollouts"),
                     tasks.create_task(
                         rollups.keep_rolled_up(rollup_settings, first_after_s=ROLLUP_FIRST_S),
                         name="rollups",
@@ -178,8 +181,15 @@ def _serve_content(
 
 async def _start_rollouts(
     app: web.Application, settings: ServerSettings, fleet: FleetState, ingest: Ingest
-) -> RolloutExecutor:
-    """The rollout executor, loaded, publishing content notices on the ingest's connection."""
+) -> Coroutine[None, None, object]:
+    """The rollout executor loaded, publishing on the ingest's connection; what drives it.
+
+    A replica started with ``--no-rollouts`` drives none (one executor per database) and
+    answers the rollouts API with 503 ``rollouts_elsewhere``.
+    """
+    if not settings.rollouts:
+        app[rollouts_http.ELSEWHERE] = True
+        return asyncio.Event().wait()
     downloads = None
     if settings.provisioning is not None:
         base_url = settings.public_url or f"http://{settings.http_host}:{settings.http_port}"
@@ -201,7 +211,7 @@ async def _start_rollouts(
     await executor.load()
     ingest.on_packages_reported = executor.report
     app[rollouts_http.EXECUTOR] = executor
-    return executor
+    return executor.run()
 
 
 async def refresh_placements(fleet: FleetState, sites: SiteCache) -> None:

@@ -57,6 +57,14 @@ def server() -> None:
     " logins in step with the database [env TERMFLEET_SECRET_FILE].",
 )
 @click.option(
+    "--rollouts/--no-rollouts",
+    default=True,
+    show_default=True,
+    envvar="TERMFLEET_ROLLOUTS",
+    help="Drive the rollouts here. Exactly one replica per database may: start the others with"
+    " --no-rollouts (their rollouts API answers 503 rollouts_elsewhere) [env TERMFLEET_ROLLOUTS].",
+)
+@click.option(
     "--public-url",
     envvar="TERMFLEET_PUBLIC_URL",
     help="The URL terminals reach this server's HTTP port at; package download URLs in"
@@ -109,6 +117,7 @@ def run(  # noqa: PLR0913 - one parameter per option
     client_id: str,
     heartbeat_timeout: float,
     secret_file: Path | None,
+    rollouts: bool,
     public_url: str | None,
     public_broker_url: str | None,
     broker_file: Path | None,
@@ -154,6 +163,7 @@ def run(  # noqa: PLR0913 - one parameter per option
             provisioning=provisioning,
             content=content,
             public_url=(public_url or "").rstrip("/"),
+            rollouts=rollouts,
         )
         run_server(settings)
     except (DatabaseError, ServerError) as exc:

@@ -82,6 +82,8 @@ def _unpublished(_message: object) -> bool:
 
 
 STANDALONE = web.AppKey("rollouts_standalone", StandaloneExecutor)
+ELSEWHERE = web.AppKey("rollouts_elsewhere", bool)
+"""Set on a replica started with ``--no-rollouts``: another replica drives the rollouts."""
 
 ROLLOUTS = "/api/v1/rollouts"
 ROLLOUT = "/api/v1/rollouts/{id}"
@@ -175,6 +177,12 @@ async def executor_of(request: web.Request) -> RolloutExecutor:
     executor = request.app.get(EXECUTOR)
     if executor is not None:
         return executor
+    if request.app.get(ELSEWHERE):
+        msg = (
+            "this control plane runs with --no-rollouts: send rollout requests to the replica"
+            " that drives them"
+        )
+        raise ApiError(503, "rollouts_elsewhere", msg)
     return await request.app[STANDALONE].get()
 
 
