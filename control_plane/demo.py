@@ -3,7 +3,9 @@
 They run as child processes of one supervisor, which stops them all by pid on Ctrl-C, SIGTERM or
 a closed terminal (SIGHUP). The broker runs as in production: dynamic security, anonymous access
 off. The district's terminals are recorded as enrolled (``provisioning.demo_logins``) and the
-simulator logs each in with the password derived from the demo's secret.
+simulator logs each in with the password derived from the demo's secret. The control plane
+and the simulated terminals trust the demo's content key, and the demo rolls out a sample
+package of guide cards to the district's kiosks (``control_plane.demo_content``).
 """
 
 from __future__ import annotations
@@ -31,12 +33,23 @@ from control_plane.services.prometheus import (
 from edge.atomic_file import write_atomic
 from edge.simulator.district import terminals
 
+from .demo_content import (
+    DemoApi,
+    DemoContentError,
+    SampleContent,
+    SampleRollout,
+    roll_out_sample,
+    rollout_hint,
+)
+
 ONLINE_TIMEOUT_S = 60.0
 ADMIN_NAME = "demo-admin"
 """The demo's admin API token's name; each demo replaces the previous one's."""
 ADMIN_FILE = "api-token"
 SECRET_FILE = "secret"  # noqa: S105 - a file name
 """The demo's provisioning secret: every broker password is derived from it."""
+SAMPLE_DIR = "sample-content"
+"""The content key pair and the sample packages (not ``content``: the control plane's store)."""
 _POLL_S = 0.5
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -70,6 +83,10 @@ class Demo:
         self._stopping = False
         self.prometheus_url: str | None = None
         self._token = ""
+        self.sample = SampleContent(settings.workdir / SAMPLE_DIR)
+        self._with_content = False
+        self.rollout: SampleRollout | None = None
+        self.rollout_problem = ""
 
     @property
     def api_url(self) -> str:
@@ -89,9 +106,11 @@ class Demo:
     def start(self) -> None:
         for start_part in (
             self._prepare_logins,
+            self._prepare_content,
             self._start_broker,
             self._create_token,
             self._start_control_plane,
+            self._start_rollout,
             self._start_prometheus,
             self._start_simulator,
         ):
@@ -148,6 +167,39 @@ class Demo:
         write_atomic(self.token_file, (self._token + "\n").encode())
         self._say(f"an admin API token is in {self.token_file}\n")
 
+    def _prepare_content(self) -> None:
+        """The content key pair and the sample's packages, made once per work directory."""
+        try:
+            self.sample.prepare()
+        except DemoContentError as exc:
+            self.rollout_problem = str(exc)
+            self._say(f"WARNING: {exc}; the demo runs without content\n")
+            return
+        self._with_content = True
+
+    def _content_keys(self) -> list[str]:
+        if not self._with_content:
+            return []
+        return ["--content-key", str(self.sample.public_key_file)]
+
+    def _start_rollout(self) -> None:
+        """Upload the sample and roll it out to the kiosks, which need not be online yet.
+
+        The rollout targets the devices in the database; each terminal finds its retained
+        content notice when it connects, so the rollout runs while the district comes online.
+        """
+        if not self._with_content:
+            return
+        try:
+            self.rollout = roll_out_sample(
+                self.sample, DemoApi(self.api_url, self._token), self.settings.district
+            )
+        except DemoContentError as exc:
+            self.rollout_problem = f"the sample rollout was not started: {exc}"
+            self._say(f"WARNING: {self.rollout_problem}\n")
+            return
+        self._say(self.rollout.headline() + "\n")
+
     def _start_control_plane(self) -> None:
         s = self.settings
         self._say(f"starting the control plane on {self.api_url}\n")
@@ -159,6 +211,7 @@ class Demo:
             "--secret-file", str(self.secret_file),
             "--public-broker-url", self.broker.url,
             "--broker-file", str(self.broker.dynsec_file),
+            *self._content_keys(),
         )  # fmt: skip
         process = ManagedProcess("control-plane", argv, s.workdir / "control-plane.log")
         self._children.append(process.start_and_wait_port("127.0.0.1", s.http_port))
@@ -188,6 +241,7 @@ class Demo:
             "--heartbeat-interval", str(s.heartbeat_interval_s),
             "--state-dir", str(s.workdir / "simulator"),
             "--secret-file", str(self.secret_file),
+            *self._content_keys(),
         )  # fmt: skip
         self._children.append(
             ManagedProcess("simulator", argv, s.workdir / "simulator.log").start()
@@ -264,10 +318,18 @@ class Demo:
             f"  token       {self.token_file} (admin): Authorization: Bearer {token}",
             f"  CLI         TERMFLEET_TOKEN={token} termfleet devices ls --server {self.api_url}",
             f"  logs        {self.settings.workdir}",
+            *self.rollout_hint(token),
             *self.enroll_hint(),
             "Press Ctrl-C to stop everything.",
         ]
         return "\n".join(lines) + "\n"
+
+    def rollout_hint(self, token: str) -> list[str]:
+        """The sample rollout, how to watch it, and what to try next."""
+        if self.rollout is None:
+            return [f"  rollout     none: {self.rollout_problem}"] if self.rollout_problem else []
+        cli = f"TERMFLEET_TOKEN={token} termfleet rollout"
+        return rollout_hint(self.rollout, cli, f"--server {self.api_url}", self.settings.district)
 
     def enroll_hint(self) -> list[str]:
         """How to enroll one more terminal against the demo, as a technician would."""

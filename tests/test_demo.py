@@ -2,7 +2,8 @@
 
 The simulated Conghua district comes online in /metrics, the API, `termfleet devices ls` and a
 real Prometheus within a minute, each terminal with its own broker login on a broker that refuses
-anonymous clients; Ctrl-C stops every child.
+anonymous clients; the demo's sample rollout of guide cards to the kiosks makes progress; Ctrl-C
+stops every child.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from tests.support.mqtt_probe import NOT_AUTHORIZED, Probe
 pytestmark = pytest.mark.slow
 
 ONLINE_WITHIN_S = 60.0
+ROLLOUT_PROGRESS_S = 60.0
 
 
 def prometheus_query(base: str, expr: str) -> list[dict]:  # type: ignore[type-arg]
@@ -72,6 +74,28 @@ def check_terminal_logins(port: int, secret: bytes) -> None:
     # ...and the one the simulator derives is accepted (this takes the terminal's session over,
     # so it comes last).
     assert connack(port, kiosk, terminal_password(secret, kiosk), kiosk) == 0
+
+
+def check_sample_rollout(server: str, token: str, text: str) -> None:
+    """The demo rolls guide cards out to the 15 kiosks, and some install within a minute."""
+    found = re.search(r"rolling out guide cards version 1 to 15 kiosks, .*: (\S+)\n", text)
+    assert found, text
+    rollout_id = found.group(1)
+    assert f"termfleet rollout show {rollout_id} --watch --server {server}" in text
+    request = urllib.request.Request(  # noqa: S310 - localhost
+        f"{server}/api/v1/rollouts/{rollout_id}", headers={"Authorization": f"Bearer {token}"}
+    )
+    deadline = time.monotonic() + ROLLOUT_PROGRESS_S
+    view: dict = {}  # type: ignore[type-arg]
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310 - localhost
+            view = json.load(resp)
+        if view["steps"]["succeeded"] > 0:
+            break
+        time.sleep(0.5)
+    assert view["steps"]["succeeded"] > 0, view
+    assert view["device_count"] == 15
+    assert view["install_policy"] == "when_idle"
 
 
 @pytest.mark.timeout(180)
@@ -154,6 +178,7 @@ def test_demo_brings_the_district_online_and_ctrl_c_stops_everything(tmp_path: P
             time.sleep(1)
         assert result, "Prometheus never scraped the control plane"
         assert float(result[0]["value"][1]) == expected
+        check_sample_rollout(server, token, text)
         assert "termfleet provision claims create --site" in text
         assert "termfleet agent enroll --claim 'LINK'" in text
         check_terminal_logins(mqtt, load_secret(tmp_path / "demo" / "secret"))

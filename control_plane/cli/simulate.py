@@ -8,12 +8,16 @@ import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from edge.mqtt import BrokerAddress
 
 from . import options
+
+if TYPE_CHECKING:
+    from edge.content.signing import TrustedKeys
 
 
 @click.command()
@@ -47,7 +51,7 @@ from . import options
     type=click.Path(path_type=Path, file_okay=False),
     default=Path(".termfleet/simulator"),
     show_default=True,
-    help="Where each simulated terminal keeps its outbox (a directory per device).",
+    help="Where each simulated terminal keeps its outbox and content (a directory per device).",
 )
 @click.option(
     "--opening-hours/--always-on",
@@ -67,6 +71,18 @@ from . import options
     " terminals connect without logins, to an open broker [env TERMFLEET_SECRET_FILE].",
 )
 @click.option(
+    "--content-key",
+    "content_keys",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    multiple=True,
+    help="A public key (NAME.pub, `termfleet content keygen`) the terminals verify packages"
+    " with; repeat it to trust several. With one, each kiosk, station PC and booth takes part"
+    " in rollouts: it downloads, verifies and installs the packages its content notices name,"
+    " its content store and downloads under --state-dir. Review pads hold no content and take"
+    " none. Without any key no terminal has a package manager: content notices are ignored"
+    " and rollouts to simulated terminals time out.",
+)
+@click.option(
     "--list", "list_only", is_flag=True, help="List the terminals instead of running them."
 )
 @options.json_output
@@ -80,10 +96,15 @@ def simulate(  # noqa: PLR0913 - one parameter per option
     state_dir: Path,
     follow_hours: bool,
     secret_file: Path | None,
+    content_keys: tuple[Path, ...],
     list_only: bool,
     as_json: bool,
 ) -> None:
-    """Run simulated terminals (kiosks, review pads, station PCs, booths) of a demo district."""
+    """Run simulated terminals (kiosks, review pads, station PCs, booths) of a demo district.
+
+    Each keeps its outbox (and, with --content-key, its content store) in a directory of its
+    own under --state-dir, which outlives the run as a terminal's disk would.
+    """
     from edge.agent.outbox import OutboxError
     from edge.agent.runner import AgentTiming
     from edge.simulator import day
@@ -114,6 +135,7 @@ def simulate(  # noqa: PLR0913 - one parameter per option
         print_rows(rows, ["device_id", "kind", "site", "level", "switched_on"], as_json=as_json)
         return
     password_of = _passwords(secret_file) if secret_file is not None else None
+    keys = _content_keys(content_keys)
     try:
         agents = build_agents(
             chosen,
@@ -122,12 +144,16 @@ def simulate(  # noqa: PLR0913 - one parameter per option
             seed,
             state_dir,
             password_of=password_of,
+            content_keys=keys,
         )
     except OutboxError as exc:
         raise click.ClickException(str(exc)) from None
     logins = "each with its own login" if password_of else "without logins"
+    with_packages = sum(agent.packages is not None for agent in agents)
     click.echo(
-        f"simulating {len(agents)} terminals of {district} against {broker}, {logins}", err=True
+        f"simulating {len(agents)} terminals of {district} against {broker}, {logins}, "
+        f"{with_packages} taking part in rollouts",
+        err=True,
     )
 
     async def main() -> None:
@@ -141,6 +167,16 @@ def simulate(  # noqa: PLR0913 - one parameter per option
         asyncio.run(main())
     finally:
         close_agents(agents)
+
+
+def _content_keys(key_files: tuple[Path, ...]) -> TrustedKeys:
+    """The public keys in ``key_files`` by key id; a usage error naming a file that holds none."""
+    from edge.content.signing import ContentKeyError, read_trusted_keys
+
+    try:
+        return read_trusted_keys(key_files)
+    except ContentKeyError as exc:
+        raise click.BadParameter(str(exc), param_hint="--content-key") from None
 
 
 def _passwords(secret_file: Path) -> Callable[[str], str]:

@@ -16,12 +16,14 @@ from edge import mqtt
 from edge.agent.outbox import OUTBOX_FILE, Outbox
 from edge.agent.runner import Agent, AgentIdentity, AgentTiming
 from edge.agent.sessions import MemorySessionCounter
+from edge.content.signing import TrustedKeys
 from edge.schedule import OpeningHours
 
 from . import day
 from .activity import VisitGenerator, run_activity
 from .district import SimulatedTerminal
 from .health import SimulatedHealth
+from .packages import fleet_executor, package_manager
 from .pad import SimulatedPadLink
 from .peripherals import simulated_usb
 
@@ -41,6 +43,7 @@ def build_agents(  # noqa: PLR0913 - the terminals, where they connect, and how
     state_dir: Path,
     *,
     password_of: Callable[[str], str] | None = None,
+    content_keys: TrustedKeys | None = None,
 ) -> list[Agent]:
     """One agent per terminal, each with its outbox in ``state_dir/<device_id>/``.
 
@@ -49,7 +52,10 @@ def build_agents(  # noqa: PLR0913 - the terminals, where they connect, and how
     any (an open broker, for tests of other parts). The outboxes outlive the simulator, as a
     terminal's would: records a run left unacknowledged are delivered by the next. Each
     terminal's USB peripherals are virtual devices its agent's drivers poll once a heartbeat
-    (``edge.simulator.peripherals``). Close the agents (``close_agents``) when done.
+    (``edge.simulator.peripherals``). With ``content_keys``, each kiosk, station PC and booth
+    takes part in rollouts with a package manager of its own, its content store and downloads
+    beside its outbox (``edge.simulator.packages``); without, no terminal has one and content
+    notices are ignored. Close the agents (``close_agents``) when done.
     """
     # Sessions start from wall-clock milliseconds so that a restarted simulator's presence
     # outranks the retained messages of its previous run.
@@ -57,7 +63,8 @@ def build_agents(  # noqa: PLR0913 - the terminals, where they connect, and how
     agents: list[Agent] = []
     try:
         for t in terminals:
-            outbox = Outbox(state_dir / t.device_id / OUTBOX_FILE)
+            device_dir = state_dir / t.device_id
+            outbox = Outbox(device_dir / OUTBOX_FILE)
             login = (
                 broker
                 if password_of is None
@@ -76,6 +83,7 @@ def build_agents(  # noqa: PLR0913 - the terminals, where they connect, and how
                     outbox=outbox,
                     peripherals=usb.monitor,
                     review_pad=usb.pad,
+                    packages=package_manager(device_dir, t.kind, content_keys or {}),
                 )
             )
     except BaseException:
@@ -110,7 +118,12 @@ async def run_fleet(  # noqa: PLR0913 - the fleet and what shapes its day
     site's hours and visited only while the site is open (``edge.simulator.day``); without,
     every terminal stays on and is visited around the clock. A terminal with a review pad has
     its visits rated on the pad, through its agent's review-pad link.
+
+    The running loop's default executor is replaced by one sized for the fleet
+    (``edge.simulator.packages.fleet_executor_size``): downloads, installs and peripheral polls
+    of every terminal share it.
     """
+    asyncio.get_running_loop().set_default_executor(fleet_executor(len(agents)))
     async with asyncio.TaskGroup() as tasks:
         for agent in agents:
             device_id = agent.identity.device_id
