@@ -22,7 +22,6 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from control_plane.content_repo import ContentSettings
 from control_plane.rollouts import percent, split_waves
 from control_plane.services.broker import BrokerSettings
 from control_plane.services.processes import free_port
@@ -36,14 +35,17 @@ from edge.agent.runner import Agent, AgentIdentity, AgentTiming
 from edge.agent.sessions import MemorySessionCounter
 from edge.content.manifest import PackageKind
 from edge.content.package import pack
-from edge.content.signing import new_signing_key, public_key_text, trusted_keys
 from edge.content.source import scan_directory
 from edge.protocol import Channel, DeviceKind, PackagePhase
 from edge.protocol import topics as wire
 from edge.simulator.health import SimulatedHealth
-from provisioning.credentials import create_secret
-from provisioning.settings import provisioning_settings
-from tests.support.control_plane import RunningControlPlane, running_control_plane
+from tests.support.control_plane import (
+    RunningControlPlane,
+    Signer,
+    content_control_plane,
+    running_control_plane,
+    upload_package,
+)
 
 NAME = "guide-cards"
 WAIT_S = 60.0
@@ -162,11 +164,7 @@ async def stand(
     # Every terminal's download blocks a worker thread, and the proxy's and the server's name
     # lookups need one too: the default pool (6 threads on 2 cores) would starve them.
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=64))
-    key = new_signing_key()
-    public = public_key_text(key.verify_key)
-    secret = workdir / "secret"
-    create_secret(secret)
-    address = mqtt.BrokerAddress(broker.host, broker.port)
+    signer = Signer.new()
     http_port = free_port()
     proxy = CuttingProxy(f"http://127.0.0.1:{http_port}", cuts)
     app = web.Application()
@@ -176,23 +174,17 @@ async def stand(
     proxy_port = free_port()
     await web.TCPSite(runner, "127.0.0.1", proxy_port).start()
     try:
-        async with running_control_plane(
+        async with content_control_plane(
             broker,
             database_url,
+            workdir,
+            signer,
             http_port=http_port,
-            provisioning=provisioning_settings(secret, address, content_keys=[public]),
-            content=ContentSettings(workdir / "repo", trusted_keys([public])),
             public_url=f"http://127.0.0.1:{proxy_port}",
         ) as cp:
-            s = Stand(cp, proxy, workdir / "terminals", broker, trusted_keys([public]))
-            package = make_package(workdir, key, 1 << 20)
-            async with cp.http.post(
-                cp.url + "/api/v1/packages",
-                data=package.read_bytes(),
-                headers={"Content-Type": "application/octet-stream"},
-            ) as response:
-                assert response.status == 201, await response.text()
-                s.sha256 = (await response.json())["sha256"]
+            s = Stand(cp, proxy, workdir / "terminals", broker, signer.trusted())
+            package = make_package(workdir, signer.key, 1 << 20)
+            s.sha256 = await upload_package(cp, package.read_bytes())
             yield s
     finally:
         await runner.cleanup()

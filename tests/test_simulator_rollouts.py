@@ -21,9 +21,7 @@ from click.testing import CliRunner
 from nacl.signing import SigningKey
 
 from control_plane.cli import cli
-from control_plane.content_repo import ContentSettings
 from control_plane.services.broker import BrokerSettings
-from control_plane.services.processes import free_port
 from edge import mqtt
 from edge.agent.package_setup import CONTENT_DIR
 from edge.agent.runner import Agent, AgentTiming
@@ -40,9 +38,12 @@ from edge.simulator.packages import (
     default_executor_size,
     fleet_executor_size,
 )
-from provisioning.credentials import create_secret
-from provisioning.settings import provisioning_settings
-from tests.support.control_plane import RunningControlPlane, running_control_plane
+from tests.support.control_plane import (
+    RunningControlPlane,
+    Signer,
+    content_control_plane,
+    upload_package,
+)
 
 NAME = "guide-cards"
 WAIT_S = 60.0
@@ -92,12 +93,8 @@ async def simulated_stand(
     broker: BrokerSettings, database_url: str, workdir: Path, terminals: list[SimulatedTerminal]
 ) -> AsyncIterator[Stand]:
     """The control plane with the package uploaded, and the fleet running and registered."""
-    key = new_signing_key()
-    public = public_key_text(key.verify_key)
-    secret = workdir / "secret"
-    create_secret(secret)
+    signer = Signer.new()
     address = mqtt.BrokerAddress(broker.host, broker.port)
-    http_port = free_port()
     state_dir = workdir / "simulator"
     agents = build_agents(
         terminals,
@@ -105,26 +102,14 @@ async def simulated_stand(
         AgentTiming(heartbeat_interval_s=2, keepalive_s=10),
         7,
         state_dir,
-        content_keys=trusted_keys([public]),
+        content_keys=signer.trusted(),
     )
     stop = asyncio.Event()
     fleet: asyncio.Task[None] | None = None
     try:
-        async with running_control_plane(
-            broker,
-            database_url,
-            http_port=http_port,
-            provisioning=provisioning_settings(secret, address, content_keys=[public]),
-            content=ContentSettings(workdir / "repo", trusted_keys([public])),
-            public_url=f"http://127.0.0.1:{http_port}",
-        ) as cp:
+        async with content_control_plane(broker, database_url, workdir, signer) as cp:
             for version in (1, 2):
-                async with cp.http.post(
-                    cp.url + "/api/v1/packages",
-                    data=make_package(workdir, key, version),
-                    headers={"Content-Type": "application/octet-stream"},
-                ) as response:
-                    assert response.status == 201, await response.text()
+                await upload_package(cp, make_package(workdir, signer.key, version))
             # Citizens keep coming, as in `termfleet simulate`: installs go between sessions.
             fleet = asyncio.create_task(run_fleet(agents, stop, visits_per_minute=6))
 

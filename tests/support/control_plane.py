@@ -6,15 +6,21 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+from nacl.signing import SigningKey
 
 from control_plane.auth import Role
+from control_plane.content_repo import ContentSettings
 from control_plane.server import ServerSettings, serve
 from control_plane.services.broker import BrokerSettings
 from control_plane.services.processes import free_port
+from edge.content.signing import TrustedKeys, new_signing_key, public_key_text, trusted_keys
 from edge.mqtt import BrokerAddress
+from provisioning.credentials import create_secret
+from provisioning.settings import provisioning_settings
 from tests.support.tokens import issue_token
 
 READY_TIMEOUT_S = 15.0
@@ -95,3 +101,60 @@ async def running_control_plane(
         finally:
             stop.set()
             await asyncio.wait_for(task, 10)
+
+
+@dataclass(frozen=True)
+class Signer:
+    """The content key a test packs with, and its public half as server and terminals hold it."""
+
+    key: SigningKey
+    public: str
+
+    @classmethod
+    def new(cls) -> Signer:
+        key = new_signing_key()
+        return cls(key, public_key_text(key.verify_key))
+
+    def trusted(self) -> TrustedKeys:
+        return trusted_keys([self.public])
+
+
+@contextlib.asynccontextmanager
+async def content_control_plane(
+    broker: BrokerSettings,
+    database_url: str,
+    workdir: Path,
+    signer: Signer,
+    *,
+    http_port: int | None = None,
+    public_url: str | None = None,
+) -> AsyncIterator[RunningControlPlane]:
+    """A control plane with a provisioning secret (it signs download URLs) and a content key.
+
+    Terminals download from ``public_url`` (a proxy in front of ``http_port``, say), by default
+    the server itself.
+    """
+    secret = workdir / "secret"
+    create_secret(secret)
+    address = BrokerAddress(broker.host, broker.port)
+    port = http_port or free_port()
+    async with running_control_plane(
+        broker,
+        database_url,
+        http_port=port,
+        provisioning=provisioning_settings(secret, address, content_keys=[signer.public]),
+        content=ContentSettings(workdir / "repo", signer.trusted()),
+        public_url=public_url or f"http://127.0.0.1:{port}",
+    ) as cp:
+        yield cp
+
+
+async def upload_package(cp: RunningControlPlane, package: bytes) -> str:
+    """POST a package to the repository as an administrator would; its sha256."""
+    async with cp.http.post(
+        cp.url + "/api/v1/packages",
+        data=package,
+        headers={"Content-Type": "application/octet-stream"},
+    ) as response:
+        assert response.status == 201, await response.text()
+        return str((await response.json())["sha256"])
