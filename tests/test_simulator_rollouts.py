@@ -160,8 +160,11 @@ def test_review_pads_get_no_package_manager_and_without_keys_nobody_does(
 
 
 async def test_simulated_kiosks_station_pcs_and_booths_complete_a_rollout_pads_left_out(
-    broker: BrokerSettings, sqlite_url: str, device_prefix: str, tmp_path: Path
+    own_broker: tuple[BrokerSettings, object], sqlite_url: str, device_prefix: str, tmp_path: Path
 ) -> None:
+    # A broker of its own: targeting by kind reaches every device the control plane knows, and
+    # the session's broker carries other tests' terminals too.
+    broker = own_broker[0]
     terminals = fleet_of(device_prefix, (*KINDS, DeviceKind.KIOSK))
     taking = [t.device_id for t in terminals if t.kind is not DeviceKind.REVIEW_PAD]
     rollout_id = f"{device_prefix}-cards-1"
