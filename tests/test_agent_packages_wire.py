@@ -40,6 +40,7 @@ from edge.protocol import (
 )
 from edge.protocol import topics as wire
 from edge.simulator.health import SimulatedHealth
+from tests.support.agent_run import connected_agent
 from tests.test_agent_packages import KEYS, NAME, make_package, notice, target_for
 from tests.test_content_download import Behaviour, serving
 
@@ -64,18 +65,6 @@ def make_agent(device_id: str, broker: BrokerSettings, root: Path) -> Agent:
         backoff=Backoff(initial_s=0.1, max_s=0.3),
         packages=packages,
     )
-
-
-@contextlib.asynccontextmanager
-async def running(agent: Agent) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(agent.run(stop), name="agent")
-    try:
-        await asyncio.wait_for(agent.connected.wait(), WAIT_S)
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, WAIT_S)
 
 
 class ControlPlane:
@@ -143,7 +132,7 @@ async def test_a_notice_down_installs_after_the_session_and_the_report_is_retain
     agent = make_agent(device_id, broker, tmp_path / "agent")
     content_topic = wire.downlink(device_id, Channel.CONTENT)
     with serving(Behaviour(body=body)) as url:
-        async with control_plane(broker, device_id) as cp, running(agent):
+        async with control_plane(broker, device_id) as cp, connected_agent(agent):
             await agent.record(SessionStarted(session_id="s-1"))
             orders = target_for(url, body, rollout_id="ro-cards-1", install=InstallWhen.NOW)
             await cp.conn.publish(
@@ -174,12 +163,12 @@ async def test_the_report_is_published_again_after_each_reconnect(
         async with control_plane(broker, device_id) as cp:
             orders = notice(target_for(url, body, install=InstallWhen.NOW))
             await cp.conn.publish(mqtt.Outgoing(content_topic, encode(orders), qos=1, retain=True))
-            async with running(make_agent(device_id, broker, tmp_path / "agent")):
+            async with connected_agent(make_agent(device_id, broker, tmp_path / "agent")):
                 await cp.until(lambda s: s.phase is PackagePhase.INSTALLED)
             live_before = sum(1 for retained, _ in cp.reports if not retained)
 
             # A restarted agent reconnects, reads the retained notice, finds it installed.
-            async with running(make_agent(device_id, broker, tmp_path / "agent")):
+            async with connected_agent(make_agent(device_id, broker, tmp_path / "agent")):
                 deadline = time.monotonic() + WAIT_S
                 while sum(1 for retained, _ in cp.reports if not retained) == live_before:
                     assert time.monotonic() < deadline, "no report after the reconnect"

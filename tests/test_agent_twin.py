@@ -9,7 +9,6 @@ API reaches a connected agent, which reports it applied, and the counts follow.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
 from collections.abc import AsyncIterator
@@ -28,6 +27,7 @@ from edge.protocol import Channel, DesiredConfig, DeviceKind, ReportedConfig, de
 from edge.protocol import topics as wire
 from edge.protocol.config import ApplyStatus
 from edge.simulator.health import SimulatedHealth
+from tests.support.agent_run import connected_agent
 from tests.support.control_plane import running_control_plane
 
 WAIT_S = 10.0
@@ -45,19 +45,6 @@ def make_agent(device_id: str, broker: BrokerSettings, state_dir: Path) -> Agent
         backoff=Backoff(initial_s=0.1, max_s=0.3),
         twin=TwinApplier(state_dir, DeviceKind.KIOSK),
     )
-
-
-@contextlib.asynccontextmanager
-async def running(agent: Agent) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(agent.run(stop), name="agent")
-    try:
-        await asyncio.wait_for(agent.connected.wait(), WAIT_S)
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, WAIT_S)
-        agent.close()
 
 
 class Device:
@@ -121,7 +108,7 @@ async def test_the_retained_desired_config_is_applied_on_connect_and_reported(
     await device.desire(5, {"telemetry.heartbeat_interval_s": 20, "ui.idle_timeout_s": 90})
     agent = make_agent(device.device_id, broker, tmp_path)
 
-    async with running(agent):
+    async with connected_agent(agent, close=True, wait_s=WAIT_S):
         report = await device.report()
 
     assert (report.version, report.status, report.error) == (5, ApplyStatus.APPLIED, "")
@@ -143,14 +130,16 @@ async def test_older_and_equal_versions_are_ignored_across_a_restart(
     broker: BrokerSettings, device: Device, tmp_path: Path
 ) -> None:
     await device.desire(5, {"ui.idle_timeout_s": 90})
-    async with running(make_agent(device.device_id, broker, tmp_path)):
+    async with connected_agent(
+        make_agent(device.device_id, broker, tmp_path), close=True, wait_s=WAIT_S
+    ):
         assert (await device.report()).version == 5
         await device.desire(3, {"ui.idle_timeout_s": 300})
         await device.no_report()
 
     # Restarted: the applied version is remembered, so the retained older one is ignored too.
     agent = make_agent(device.device_id, broker, tmp_path)
-    async with running(agent):
+    async with connected_agent(agent, close=True, wait_s=WAIT_S):
         await device.no_report()
         await device.desire(6, {"ui.idle_timeout_s": 100})
         newer = await device.report()
@@ -163,7 +152,9 @@ async def test_a_bad_value_is_reported_failed_naming_the_key_and_nothing_applies
     broker: BrokerSettings, device: Device, tmp_path: Path
 ) -> None:
     await device.desire(5, {"ui.idle_timeout_s": 90})
-    async with running(make_agent(device.device_id, broker, tmp_path)):
+    async with connected_agent(
+        make_agent(device.device_id, broker, tmp_path), close=True, wait_s=WAIT_S
+    ):
         await device.report()
         await device.desire(7, {"ui.idle_timeout_s": 5, "ui.language": "en"})
         failed = await device.report()
@@ -184,7 +175,9 @@ async def test_an_unwritable_state_directory_is_reported_failed(
     state_dir.mkdir()
     (state_dir / APP_CONFIG_FILE).mkdir()  # a directory where the file must go: cannot replace
     await device.desire(2, {"ui.language": "en"})
-    async with running(make_agent(device.device_id, broker, state_dir)):
+    async with connected_agent(
+        make_agent(device.device_id, broker, state_dir), close=True, wait_s=WAIT_S
+    ):
         failed = await device.report()
 
     assert (failed.version, failed.status) == (2, ApplyStatus.FAILED)
@@ -211,7 +204,10 @@ async def test_a_layer_put_over_the_api_reaches_the_agent_which_reports_it_appli
     broker: BrokerSettings, device: Device, tmp_path: Path, database_url: str
 ) -> None:
     agent = make_agent(device.device_id, broker, tmp_path / "agent")
-    async with running_control_plane(broker, database_url) as cp, running(agent):
+    async with (
+        running_control_plane(broker, database_url) as cp,
+        connected_agent(agent, close=True, wait_s=WAIT_S),
+    ):
 
         async def known() -> bool:
             async with cp.http.get(f"{cp.url}/api/v1/devices/{device.device_id}") as resp:
