@@ -46,6 +46,7 @@ from edge.protocol.commands import is_self_test
 
 from . import commissioning, registry, twin_devices, uplink
 from .batch import BATCH_MAX_RECORDS, DeviceAck, RecordBatch
+from .db.whole import whole
 from .fleet import DeviceState, FleetState, health_changed
 from .metrics import ControlPlaneMetrics
 from .records import RecordRow, RejectedRow, store_batch
@@ -114,9 +115,9 @@ class Ingest:
         self.downlink: uplink.UplinkConnection | None = None
         """The connection while subscribed: the device twin publishes desired config on it."""
         self.on_config_reported: Callable[[str], None] | None = None
+        """Told each device whose stored ``ReportedConfig`` changed (the twin's counts)."""
         self.on_packages_reported: Callable[[str, PackageReport], Awaitable[None]] | None = None
         """Given each device's package report: the rollout executor moves its steps."""
-        """Told each device whose stored ``ReportedConfig`` changed (the twin's counts)."""
 
     @property
     def batch(self) -> RecordBatch:
@@ -356,9 +357,7 @@ class Ingest:
         committer = asyncio.create_task(self._commit_continuously(conn, over), name="ingest-commit")
         try:
             async for arrived in conn.arrivals():
-                for incoming in arrived:
-                    if await self._handle_counted(incoming):
-                        conn.ack(incoming)
+                await whole(self._handle_arrived(arrived, conn))
                 if self._batch:
                     self._work.set()
                 # Back-pressure: a full batch waits for the commit under way; meanwhile the
@@ -375,6 +374,13 @@ class Ingest:
             over.set()
             self._work.set()
             await asyncio.gather(committer, return_exceptions=True)
+
+    async def _handle_arrived(
+        self, arrived: list[mqtt.Incoming], conn: uplink.UplinkConnection
+    ) -> None:
+        for incoming in arrived:
+            if await self._handle_counted(incoming):
+                conn.ack(incoming)
 
     def _set_connected(self, *, value: bool) -> None:
         self.connected = value

@@ -24,6 +24,7 @@ from edge.protocol import PackageReport, PackageState
 from edge.schedule import OpeningHours
 
 from . import rollout_store
+from .db.whole import whole
 from .rollout_notices import NoticeMaker
 from .rollout_store import Tracked
 from .rollouts import (
@@ -222,7 +223,7 @@ class RolloutExecutor:
         """Tick forever: every ``interval_s``, and at once after a report."""
         while True:
             try:
-                await self.tick()
+                await whole(self.tick())
             except Exception:
                 log.exception("rollout tick failed; trying again in %.0f s", interval_s)
             with contextlib.suppress(TimeoutError):

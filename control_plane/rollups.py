@@ -31,6 +31,7 @@ from .audit import record as audit_record
 from .auth import Actor
 from .db.models import Device
 from .db.rollup_models import DailyRollup, HourlyRollup, MonthlyRollup, RollupState
+from .db.whole import whole
 from .rollup_counts import StoredRow, Tally, tally
 from .rollup_settings import RollupSettings
 from .rollup_sql import add_counts, placeholders
@@ -277,8 +278,8 @@ async def keep_rolled_up(
     await asyncio.sleep(first_after_s)
     while True:
         try:
-            report = await roll_up(settings, now=clock())
-            pruned = await retention.prune(settings, now=clock())
+            report = await whole(roll_up(settings, now=clock()))
+            pruned = await whole(retention.prune(settings, now=clock()))
         except (OSError, BaseORMException, PostgresError, rollup_state.WritersBusyError) as exc:
             # tortoise passes some of asyncpg's errors through untranslated (deadlocks, lock
             # timeouts): the job must outlive them all, as the server outlives the job's failures.

@@ -21,6 +21,7 @@ from . import registry, rollups
 from .content_repo import ContentRepo
 from .content_urls import url_key
 from .db import database
+from .db.whole import whole
 from .fleet import DEFAULT_HEARTBEAT_TIMEOUT_S, FleetState
 from .http import content as content_http
 from .http import rollouts as rollouts_http
@@ -227,7 +228,7 @@ async def _keep_placements(fleet: FleetState, sites: SiteCache) -> None:
     while True:
         await asyncio.sleep(PLACEMENT_REFRESH_S)
         try:
-            await refresh_placements(fleet, sites)
+            await whole(refresh_placements(fleet, sites))
         except (OSError, BaseORMException) as exc:
             log.warning("could not re-read sites and placements: %s", exc)
 

@@ -38,6 +38,7 @@ from monitoring import metrics as names
 
 from . import twin_devices
 from .db.twin_models import DeviceTwin
+from .db.whole import whole
 from .twin import LayerCounts
 
 log = logging.getLogger(__name__)
@@ -96,10 +97,10 @@ class TwinSync:
         while True:
             try:
                 if time.monotonic() - last_full >= self._interval_s:
-                    await self.apply(None)
+                    await whole(self.apply(None))
                     last_full = time.monotonic()
                 else:
-                    await self._tick()
+                    await whole(self._tick())
             except (OSError, BaseORMException) as exc:
                 log.warning("could not bring desired config in step: %s", exc)
             await asyncio.sleep(TICK_S)

@@ -25,6 +25,7 @@ from nacl.exceptions import CryptoError
 from nacl.public import PublicKey, SealedBox
 from tortoise.exceptions import BaseORMException
 
+from control_plane.db.whole import whole
 from edge import mqtt
 from edge.agent.backoff import Backoff
 from edge.protocol import Channel, ClaimRequest, ClaimResponse, ClaimStatus, codec, topics
@@ -154,7 +155,7 @@ class ClaimService:
                     log.info("claim service listening on %s", self.settings.broker)
                     backoff.reset()
                     async for message in connection.messages():
-                        await self._serve(message, connection, admin)
+                        await whole(self._serve(message, connection, admin))
             except mqtt.MqttError as exc:
                 log.warning("claim service lost the broker: %s", exc)
             await asyncio.sleep(backoff.next())
