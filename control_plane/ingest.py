@@ -46,6 +46,7 @@ from edge.protocol.commands import is_self_test
 
 from . import commissioning, registry, twin_devices, uplink
 from .batch import BATCH_MAX_RECORDS, DeviceAck, RecordBatch
+from .db import DATABASE_ERRORS
 from .db.whole import whole
 from .fleet import DeviceState, FleetState, health_changed
 from .metrics import ControlPlaneMetrics
@@ -271,8 +272,11 @@ class Ingest:
             if not batch:
                 return []
             started = time.perf_counter()
-            # Shielded: a commit cut off by a cancellation could leave the transaction lock held.
-            await asyncio.shield(store_batch(batch.records, batch.rejected))
+            try:
+                await whole(store_batch(batch.records, batch.rejected))
+            except DATABASE_ERRORS:
+                self._metrics.ingest_errors.inc(len(batch.messages))
+                raise
             self._metrics.ingest_commit_seconds.observe(time.perf_counter() - started)
             self._metrics.ingest_records.inc(len(batch.records))
             acks = batch.acks()
@@ -332,6 +336,12 @@ class Ingest:
                         raise
             except mqtt.MqttError as exc:
                 log.warning("ingest lost the broker: %s", exc)
+            except DATABASE_ERRORS as exc:
+                # A failed commit: nothing of the batch was acknowledged, so leaving the broker
+                # has it deliver the batch again on the next connection.
+                log.warning(
+                    "ingest could not commit, reconnecting: %s: %s", type(exc).__name__, exc
+                )
             finally:
                 self.downlink = None
                 self._set_connected(value=False)

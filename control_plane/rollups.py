@@ -22,13 +22,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from asyncpg import PostgresError
-from tortoise.exceptions import BaseORMException
 from tortoise.transactions import in_transaction
 
 from . import retention, rollup_state
 from .audit import record as audit_record
 from .auth import Actor
+from .db import DATABASE_ERRORS
 from .db.models import Device
 from .db.rollup_models import DailyRollup, HourlyRollup, MonthlyRollup, RollupState
 from .db.whole import whole
@@ -37,6 +36,8 @@ from .rollup_settings import RollupSettings
 from .rollup_sql import add_counts, placeholders
 
 log = logging.getLogger(__name__)
+
+RETRIED_ERRORS: tuple[type[Exception], ...] = (*DATABASE_ERRORS, rollup_state.WritersBusyError)
 
 ROLLUP_INTERVAL_S = 300.0
 """How often the server rolls up: statistics lag the records by at most this, plus a run."""
@@ -280,9 +281,8 @@ async def keep_rolled_up(
         try:
             report = await whole(roll_up(settings, now=clock()))
             pruned = await whole(retention.prune(settings, now=clock()))
-        except (OSError, BaseORMException, PostgresError, rollup_state.WritersBusyError) as exc:
-            # tortoise passes some of asyncpg's errors through untranslated (deadlocks, lock
-            # timeouts): the job must outlive them all, as the server outlives the job's failures.
+        except RETRIED_ERRORS as exc:
+            # The job must outlive every database failure, as the server outlives the job's.
             log.warning("roll-up or retention failed, trying again in %.0f s: %s", interval_s, exc)
         else:
             log.debug("roll-up: %s; retention: %s", report, pruned)

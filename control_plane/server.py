@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from tortoise.exceptions import BaseORMException
 
 from edge import mqtt
 from edge.mqtt import BrokerAddress
@@ -20,7 +19,7 @@ from edge.mqtt import BrokerAddress
 from . import registry, rollups
 from .content_repo import ContentRepo
 from .content_urls import url_key
-from .db import database
+from .db import DATABASE_ERRORS, database
 from .db.whole import whole
 from .fleet import DEFAULT_HEARTBEAT_TIMEOUT_S, FleetState
 from .http import content as content_http
@@ -229,7 +228,7 @@ async def _keep_placements(fleet: FleetState, sites: SiteCache) -> None:
         await asyncio.sleep(PLACEMENT_REFRESH_S)
         try:
             await whole(refresh_placements(fleet, sites))
-        except (OSError, BaseORMException) as exc:
+        except DATABASE_ERRORS as exc:
             log.warning("could not re-read sites and placements: %s", exc)
 
 

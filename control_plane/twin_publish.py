@@ -28,7 +28,6 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from tortoise.exceptions import BaseORMException
 
 from edge import mqtt
 from edge.protocol import Channel, encode
@@ -37,6 +36,7 @@ from edge.protocol.channels import SPECS
 from monitoring import metrics as names
 
 from . import twin_devices
+from .db import DATABASE_ERRORS
 from .db.twin_models import DeviceTwin
 from .db.whole import whole
 from .twin import LayerCounts
@@ -101,7 +101,7 @@ class TwinSync:
                     last_full = time.monotonic()
                 else:
                     await whole(self._tick())
-            except (OSError, BaseORMException) as exc:
+            except DATABASE_ERRORS as exc:
                 log.warning("could not bring desired config in step: %s", exc)
             await asyncio.sleep(TICK_S)
 

@@ -35,8 +35,9 @@ INGEST_REJECTED = MetricSpec(
 )
 INGEST_ERRORS = MetricSpec(
     "termfleet_ingest_errors_total",
-    "Well-formed uplink messages the ingest failed to store (database errors); each is retried "
-    "by the device's next message.",
+    "Well-formed uplink messages the ingest failed to store (database errors). A record's comes "
+    "again from the broker after the ingest reconnects; a state update is retried by the "
+    "device's next message.",
 )
 INGEST_RECORDS = MetricSpec(
     "termfleet_ingest_records_total",

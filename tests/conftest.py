@@ -1,4 +1,4 @@
-"""Shared fixtures: real Mosquitto, a SQLite file per test, PostgreSQL when reachable.
+"""Shared fixtures: real Mosquitto, a migrated SQLite file per test, PostgreSQL when reachable.
 
 One broker serves the whole session (each xdist worker runs a session of its own); a test that
 breaks its broker, or counts every device on it, gets one of its own. See tests/README.md.
@@ -6,14 +6,18 @@ breaks its broker, or counts every device on it, gets one of its own. See tests/
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import pytest
 
+from control_plane.db import database
 from control_plane.services.broker import BrokerSettings, start_broker
 from control_plane.services.processes import free_port
 from tests.support.postgres import PostgresServer, find_postgres
@@ -43,9 +47,47 @@ def device_prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
+def _migrate(url: str) -> None:
+    async def migrate() -> None:
+        async with database(url, migrate=True):
+            pass
+
+    asyncio.run(migrate())
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file at the latest migration, copied for each test that wants a database.
+
+    Migrating costs about a second a database, and most tests only use the schema.
+    """
+    path = tmp_path_factory.mktemp("template") / "migrated.sqlite3"
+    _migrate(f"sqlite://{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres() -> Iterator[str]:
+    """The name of a PostgreSQL database at the latest migration, the template of each test's."""
+    server = find_postgres()
+    if server is None:
+        pytest.fail("TERMFLEET_TEST_POSTGRES is set but no PostgreSQL server answers")
+    with server.temporary_database() as url:
+        _migrate(url)
+        yield urlsplit(url).path.lstrip("/")
+
+
+def _wants_empty(request: pytest.FixtureRequest) -> bool:
+    return request.node.get_closest_marker("empty_database") is not None
+
+
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite://{tmp_path / 'termfleet.sqlite3'}"
+def sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A SQLite database of this test's own, migrated unless the test is ``empty_database``."""
+    path = tmp_path / "termfleet.sqlite3"
+    if not _wants_empty(request):
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
+    return f"sqlite://{path}"
 
 
 @pytest.fixture(scope="session")
@@ -93,14 +135,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A database of this test's own on each backend, migrated unless it is ``empty_database``."""
     if request.param == "sqlite":
-        yield f"sqlite://{tmp_path / 'termfleet.sqlite3'}"
+        yield request.getfixturevalue("sqlite_url")
         return
     server = find_postgres()
     if server is None:
         pytest.fail("TERMFLEET_TEST_POSTGRES is set but no PostgreSQL server answers")
-    with server.temporary_database() as url:
+    template = None if _wants_empty(request) else request.getfixturevalue("migrated_postgres")
+    with server.temporary_database(template) as url:
         yield url
 
 

@@ -160,6 +160,7 @@ VALUES ('kiosk-440117000-01', 'kiosk', 'online', 1, '0.2.0', '2026-01-02 03:04:0
 """
 
 
+@pytest.mark.empty_database
 async def test_devices_stored_before_the_inventory_get_their_rows_on_upgrade(
     database_url: str,
 ) -> None:

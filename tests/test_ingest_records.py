@@ -10,10 +10,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 
+from control_plane import ingest as ingest_module
 from control_plane.db import database
 from control_plane.db.models import RejectedMessage, StoredRecord
+from control_plane.records import RecordRow, RejectedRow, store_batch
 from control_plane.services.broker import BrokerSettings
 from edge import mqtt
 from edge.protocol import (
@@ -31,6 +34,7 @@ from edge.protocol import (
     encode_records,
 )
 from edge.protocol import topics as wire
+from monitoring.metrics import INGEST_ERRORS
 from tests.support.control_plane import running_control_plane
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
@@ -179,3 +183,34 @@ async def test_a_record_array_is_stored_record_by_record(
         assert first.received_at.tzinfo is not None
         assert abs(datetime.now(UTC) - first.received_at) < timedelta(minutes=5)
         assert first.device_time == NOW
+
+
+async def test_a_failed_commit_is_retried_from_the_broker_and_the_server_stays_up(
+    broker: BrokerSettings,
+    database_url: str,
+    device: tuple[str, mqtt.Connection, AckListener],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database fails one commit (on PostgreSQL, as when it is dropped or restarted).
+
+    The ingest acknowledged nothing of that batch, leaves the broker and comes back; the broker
+    delivers the batch again, and it is stored once.
+    """
+    device_id, conn, listener = device
+    failures: list[int] = []
+
+    async def fails_once(records: list[RecordRow], rejected: list[RejectedRow]) -> None:
+        if not failures:
+            failures.append(len(records))
+            raise asyncpg.InternalClientError("cannot switch to state 12")
+        await store_batch(records, rejected)
+
+    monkeypatch.setattr(ingest_module, "store_batch", fails_once)
+    async with running_control_plane(broker, database_url) as cp:
+        for seq in range(1, 21):
+            await send(conn, device_id, Channel.USAGE, encode(PrintJob(seq=seq, at=NOW, pages=1)))
+        await listener.until(set(range(1, 21)), timeout_s=20)
+        metrics = await cp.metrics()
+    assert failures, "the failing commit was never tried"
+    assert await stored(database_url, device_id) == list(range(1, 21))
+    assert f"{INGEST_ERRORS.name} {failures[0]}.0" in metrics

@@ -25,6 +25,9 @@ from control_plane.db.twin_models import DeviceTwin
 from control_plane.inventory_files import read
 from control_plane.inventory_store import import_inventory
 
+# Each test brings its database to the migration it starts from.
+pytestmark = pytest.mark.empty_database
+
 CONGHUA = Path(__file__).parent.parent / "edge" / "simulator" / "data" / "conghua.json"
 LATEST = [
     "0001_initial",

@@ -142,6 +142,7 @@ async def readyz_once_dropped(
         return await readyz(cp.url)
 
 
+@pytest.mark.empty_database
 async def test_not_ready_while_migrations_are_pending(
     own_broker: tuple[BrokerSettings, object], database_url: str
 ) -> None:

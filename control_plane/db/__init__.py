@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.context import TortoiseContext
 from tortoise.exceptions import BaseORMException
@@ -24,6 +26,18 @@ TORTOISE_ORM = {
     "connections": {"sqlite": "sqlite://:memory:"},
     "apps": migrator.apps_config("sqlite"),
 }
+
+
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    sqlite3.Error,
+    BaseORMException,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+"""What a database that fails or goes away raises: tortoise passes some of its drivers' errors
+through untranslated (deadlocks, lock timeouts, a connection terminated mid-operation)."""
 
 
 class DatabaseError(RuntimeError):

@@ -27,9 +27,11 @@ class PostgresServer:
         return urlunsplit(parts._replace(path=f"/{database}"))
 
     @contextlib.contextmanager
-    def temporary_database(self) -> Iterator[str]:
+    def temporary_database(self, template: str | None = None) -> Iterator[str]:
+        """A new database, empty or a copy of ``template`` (a database nobody is connected to)."""
         name = f"termfleet_test_{uuid.uuid4().hex[:12]}"
-        asyncio.run(self._execute(f'CREATE DATABASE "{name}"'))
+        copy_of = f' TEMPLATE "{template}"' if template else ""
+        asyncio.run(self._execute(f'CREATE DATABASE "{name}"{copy_of}'))
         try:
             yield self.url_for(name)
         finally:
