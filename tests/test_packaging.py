@@ -28,9 +28,14 @@ RUN_TIMEOUT_S = 60
 RUNTIME_DATA = {
     "control_plane/services/mosquitto.d/termfleet.conf": "broker.write_config, for every broker",
     "edge/simulator/data/conghua.json": "the simulator's and the demo's district",
+    "control_plane/reviews/data/cn-2026.toml": "the working-day calendar of work-order deadlines",
 }
 # The folders those readers list: every file in them must ship, not just the ones named above.
-RESOURCE_DIRS = ("control_plane/services/mosquitto.d", "edge/simulator/data")
+RESOURCE_DIRS = (
+    "control_plane/services/mosquitto.d",
+    "edge/simulator/data",
+    "control_plane/reviews/data",
+)
 CONSOLE_SCRIPT = ("termfleet", "control_plane.cli:main")
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(BUILD_TIMEOUT_S + 2 * RUN_TIMEOUT_S)]

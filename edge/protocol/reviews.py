@@ -46,8 +46,9 @@ class Indicators(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 class Review(Record, frozen=True, kw_only=True):
     """One rating of one handled case (办件). The citizen's identity never appears in clear.
 
-    ``prev_hash``/``hash`` chain the pad's local log (sha256 over the previous hash and this
-    record's canonical form) so that the control plane can tell a tampered log from a whole one.
+    ``prev_hash``/``hash`` chain the pad's local log (``hash`` is the sha256 of this record's
+    canonical form, which holds ``prev_hash``; edge.protocol.review_chain) so that the control
+    plane can tell a tampered log from a whole one.
     """
 
     case_number: str = ""
