@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from control_plane.reviews import chain_check
 from control_plane.services.broker import BrokerSettings, start_broker
 from control_plane.services.processes import ManagedProcess, free_port
 from edge import mqtt
@@ -44,6 +45,7 @@ from edge.protocol import (
     encode,
 )
 from edge.protocol import topics as wire
+from edge.protocol.review_chain import GENESIS, review_hash
 from edge.simulator.health import SimulatedHealth
 
 log = logging.getLogger(__name__)
@@ -372,3 +374,43 @@ async def test_the_near_full_alarm_is_recorded_once_per_crossing(tmp_path: Path)
         assert len(alarms()) == 2
     finally:
         outbox.close()
+
+
+async def test_reviews_are_sealed_into_one_chain_across_acks_and_restarts(tmp_path: Path) -> None:
+    """The pad's tamper-evident log: each review links to the previous one, whatever lies between.
+
+    Usage records take seqs between the reviews, acknowledged reviews leave the outbox, and the
+    agent restarts on the same file; a review refused before it is stored does not move the tip.
+    """
+    path = tmp_path / "outbox.sqlite3"
+    sent: list[Review] = []
+
+    def take(box: Outbox) -> None:
+        rows = box.pending(limit=1000)
+        sent.extend(
+            r for r in (decode(x.channel, x.payload) for x in rows) if isinstance(r, Review)
+        )
+        box.acknowledge(x.seq for x in rows)
+
+    for run in range(2):
+        box = Outbox(path)
+        try:
+            agent = offline_agent(box)
+            for n in range(3):
+                await agent.record(
+                    Review(case_number=f"44011720261122{run}{n:04d}", rating=Rating.SATISFIED)
+                )
+                await agent.record(PrintJob(pages=1))
+            with pytest.raises(RecordError, match="exceeds"):
+                await agent.record(
+                    Review(case_number="x", rating=Rating.BASIC, comment="差" * 300_000)
+                )
+            take(box)
+        finally:
+            box.close()
+
+    assert [r.prev_hash for r in sent] == [GENESIS, *(r.hash for r in sent[:-1])]
+    assert all(r.hash == review_hash(r) for r in sent)
+    verdict = chain_check.check(None, sent)
+    assert verdict.intact, verdict.problems
+    assert verdict.tip == chain_check.ChainTip(sent[-1].seq, sent[-1].hash)

@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS record (
     payload BLOB NOT NULL,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS chain (name TEXT PRIMARY KEY, tip TEXT NOT NULL);
 """
 
 
@@ -133,16 +134,45 @@ class Outbox:
         try:
             with self._write() as db:
                 (seq,) = db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()
-                payload = encode_with_seq(seq)
-                db.execute(
-                    "INSERT INTO record (seq, channel, payload, created_at) VALUES (?, ?, ?, ?)",
-                    (seq, channel.value, payload, time.time()),
-                )
-                db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (seq + 1,))
+                self._insert(db, seq, channel, encode_with_seq(seq))
         except sqlite3.Error as exc:
             msg = f"cannot append to outbox {self.path}: {exc}"
             raise OutboxError(msg) from exc
         return int(seq)
+
+    def append_linked(
+        self, channel: Channel, chain: str, encode_linked: Callable[[int, str], tuple[bytes, str]]
+    ) -> int:
+        """Store one record of the hash chain ``chain`` (the review pad's log); returns its seq.
+
+        ``encode_linked`` gets the seq and the hash of the chain's previous record ("" for the
+        first) and returns the payload and its own hash, which becomes the chain's tip in the
+        same transaction: a crash leaves neither a record without its link nor a tip without its
+        record. The tip outlives the records, which leave the outbox once acknowledged.
+        """
+        try:
+            with self._write() as db:
+                (seq,) = db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()
+                row = db.execute("SELECT tip FROM chain WHERE name = ?", (chain,)).fetchone()
+                payload, tip = encode_linked(seq, row[0] if row else "")
+                self._insert(db, seq, channel, payload)
+                db.execute(
+                    "INSERT INTO chain (name, tip) VALUES (?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET tip = excluded.tip",
+                    (chain, tip),
+                )
+        except sqlite3.Error as exc:
+            msg = f"cannot append to outbox {self.path}: {exc}"
+            raise OutboxError(msg) from exc
+        return int(seq)
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, seq: int, channel: Channel, payload: bytes) -> None:
+        db.execute(
+            "INSERT INTO record (seq, channel, payload, created_at) VALUES (?, ?, ?, ?)",
+            (seq, channel.value, payload, time.time()),
+        )
+        db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (seq + 1,))
 
     def append_many(
         self, channel: Channel, count: int, encode_with_seq: Callable[[int], bytes]

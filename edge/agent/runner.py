@@ -32,6 +32,7 @@ from edge.protocol import (
     PresenceState,
     ProtocolError,
     Record,
+    Review,
     Severity,
     decode,
     decode_message,
@@ -40,6 +41,7 @@ from edge.protocol import (
 )
 from edge.protocol import topics as wire
 from edge.protocol.channels import SPECS
+from edge.protocol.review_chain import seal
 
 from .backoff import Backoff
 from .commissioning import SelfTests
@@ -54,6 +56,9 @@ if TYPE_CHECKING:  # it loads pyusb; only an agent with a review pad imports it
 from .telemetry import HealthSource, heartbeat_diff
 
 log = logging.getLogger(__name__)
+
+REVIEW_CHAIN = "review"
+"""The outbox's name for the chain of this terminal's reviews (edge.protocol.review_chain)."""
 
 
 class SessionCounter(Protocol):
@@ -158,7 +163,9 @@ class Agent:
         at = payload.at or self._clock()
 
         def encode_with_seq(seq: int) -> bytes:
-            data = encode(msgspec.structs.replace(payload, seq=seq, at=at))
+            return checked(encode(msgspec.structs.replace(payload, seq=seq, at=at)))
+
+        def checked(data: bytes) -> bytes:
             if len(data) > MAX_PAYLOAD_BYTES:
                 # The broker would drop the connection over it on every resend, forever.
                 msg = f"{channel.value} record of {len(data)} bytes exceeds {MAX_PAYLOAD_BYTES}"
@@ -169,7 +176,17 @@ class Agent:
                 raise RecordError(str(exc)) from None
             return data
 
-        seq = self.outbox.append(channel, encode_with_seq)
+        if isinstance(payload, Review):
+            review: Review = payload
+
+            def encode_linked(seq: int, prev_hash: str) -> tuple[bytes, str]:
+                # Sealed once seq and at are final: both are inside the hash.
+                sealed = seal(msgspec.structs.replace(review, seq=seq, at=at), prev_hash)
+                return checked(encode(sealed)), sealed.hash
+
+            seq = self.outbox.append_linked(channel, REVIEW_CHAIN, encode_linked)
+        else:
+            seq = self.outbox.append(channel, encode_with_seq)
         self.sender.appended()
         return seq
 
