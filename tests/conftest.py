@@ -69,12 +69,18 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def migrated_postgres() -> Iterator[str]:
     """The name of a PostgreSQL database at the latest migration, the template of each test's."""
-    server = find_postgres()
-    if server is None:
-        pytest.fail("TERMFLEET_TEST_POSTGRES is set but no PostgreSQL server answers")
+    server = _postgres_server()
     with server.temporary_database() as url:
         _migrate(url)
         yield urlsplit(url).path.lstrip("/")
+
+
+def _postgres_server() -> PostgresServer:
+    """The server the PostgreSQL half of ``database_url`` runs on; chosen, so it must answer."""
+    server = find_postgres()
+    if server is None:
+        pytest.fail("TERMFLEET_TEST_POSTGRES is set but no PostgreSQL server answers")
+    return server
 
 
 def _wants_empty(request: pytest.FixtureRequest) -> bool:
@@ -140,9 +146,7 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     if request.param == "sqlite":
         yield request.getfixturevalue("sqlite_url")
         return
-    server = find_postgres()
-    if server is None:
-        pytest.fail("TERMFLEET_TEST_POSTGRES is set but no PostgreSQL server answers")
+    server = _postgres_server()
     template = None if _wants_empty(request) else request.getfixturevalue("migrated_postgres")
     with server.temporary_database(template) as url:
         yield url
