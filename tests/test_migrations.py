@@ -41,6 +41,7 @@ LATEST = [
     "0009_twin",
     "0010_catalog",
     "0011_rollouts",
+    "0012_reviews",
 ]
 
 # The tables as `generate_schemas` created them before migrations existed (whitespace folded):

@@ -157,8 +157,8 @@ async def test_not_ready_while_migrations_are_pending(
         "status": "not_ready",
         "checks": {
             **ALL_OK,
-            "migrations": "7 pending: 0005_staff, 0006_rollups, 0007_provisioning, 0008_content,"
-            " 0009_twin, 0010_catalog, 0011_rollouts",
+            "migrations": "8 pending: 0005_staff, 0006_rollups, 0007_provisioning, 0008_content,"
+            " 0009_twin, 0010_catalog, 0011_rollouts, 0012_reviews",
         },
     }
 

@@ -243,6 +243,16 @@ from .inventory_models import (  # noqa: E402, F401 - re-exported: tortoise find
 from .provisioning_models import (  # noqa: E402, F401 - re-exported: tortoise finds models here
     ClaimToken,
 )
+from .review_models import (  # noqa: E402, F401 - re-exported: tortoise finds models here
+    ReviewCase,
+    ReviewChainProblem,
+    ReviewChainTip,
+    ReviewPolicy,
+    ReviewRefusal,
+    ReviewRow,
+    WorkOrderEvent,
+    WorkOrderRow,
+)
 from .rollout_models import (  # noqa: E402, F401 - re-exported: tortoise finds models here
     DevicePackage,
     Rollout,
