@@ -56,16 +56,20 @@ class Permission(StrEnum):
     CONFIG_WRITE = "config.write"
     ROLLOUT_READ = "rollout.read"
     ROLLOUT_WRITE = "rollout.write"
+    REVIEWS_READ = "reviews.read"
+    REVIEWS_WRITE = "reviews.write"
+    WORKORDERS_HANDLE = "workorders.handle"
+    WORKORDERS_REVIEW = "workorders.review"
 
 
 ROLE_MEANING: Mapping[Role, str] = {
     Role.ADMIN: "everything in its scope, tokens included",
-    Role.OPERATOR: "operations staff: read devices, sites, statistics, content, config and "
-    "rollouts; change labels, placement, retire",
+    Role.OPERATOR: "operations staff: read devices, sites, statistics, content, config, "
+    "rollouts and reviews; change labels, placement, retire; handle work orders as the unit",
     Role.TECHNICIAN: "field technicians: read devices, content, config and rollouts, provision "
     "devices",
     Role.AUDITOR: "read-only oversight: devices, sites, statistics, content, config, rollouts, "
-    "tokens and the audit log",
+    "reviews, tokens and the audit log",
 }
 
 PERMISSION_MEANING: Mapping[Permission, str] = {
@@ -89,6 +93,14 @@ PERMISSION_MEANING: Mapping[Permission, str] = {
     Permission.ROLLOUT_READ: "list and show rollouts and where each targeted device stands",
     Permission.ROLLOUT_WRITE: "start, pause, resume, cancel, roll back and retry rollouts (a token"
     " for the whole tree)",
+    Permission.REVIEWS_READ: "read 好差评 reviews, scores and league tables, cases, review"
+    " policies and work orders",
+    Permission.REVIEWS_WRITE: "tell a window's review pad a case has ended (the business system),"
+    " set review policies",
+    Permission.WORKORDERS_HANDLE: "act on a bad review's work order as the unit that handled the"
+    " case: call back, verify, fix, explain, feed back, appeal",
+    Permission.WORKORDERS_REVIEW: "act as the supervising level: review (复核) work orders and"
+    " decide appeals",
 }
 
 ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
@@ -102,6 +114,8 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
             Permission.CONTENT_READ,
             Permission.CONFIG_READ,
             Permission.ROLLOUT_READ,
+            Permission.REVIEWS_READ,
+            Permission.WORKORDERS_HANDLE,
         }
     ),
     Role.TECHNICIAN: frozenset(
@@ -123,6 +137,7 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
             Permission.CONTENT_READ,
             Permission.CONFIG_READ,
             Permission.ROLLOUT_READ,
+            Permission.REVIEWS_READ,
         }
     ),
 }

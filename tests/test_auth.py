@@ -153,10 +153,11 @@ READ = {
     Permission.CONTENT_READ,
     Permission.CONFIG_READ,
     Permission.ROLLOUT_READ,
+    Permission.REVIEWS_READ,
 }
 EXPECTED = {
     Role.ADMIN: set(Permission),
-    Role.OPERATOR: READ | {Permission.DEVICES_WRITE},
+    Role.OPERATOR: READ | {Permission.DEVICES_WRITE, Permission.WORKORDERS_HANDLE},
     Role.TECHNICIAN: {
         Permission.DEVICES_READ,
         Permission.DEVICES_PROVISION,
