@@ -83,8 +83,9 @@ class ReviewRefusal(Model):
 class ReviewCase(Model):
     """A case (办件) ended at a window, whose pad was told to ask for a rating.
 
-    ``rate_by`` is when the rating period (Guangdong: 7 natural days) ends; a case still unrated
-    then gets a 基本满意 default review (``defaulted_at``).
+    ``notified_at`` is when the notice was handed to the broker (None: not yet; it goes out once
+    the control plane is connected). ``rate_by`` is when the rating period (Guangdong: 7 natural
+    days) ends; a case still unrated then gets a 基本满意 default review (``defaulted_at``).
     """
 
     case_number = fields.CharField(max_length=64, primary_key=True)
@@ -97,7 +98,7 @@ class ReviewCase(Model):
     department = fields.CharField(max_length=64, default="")
     staff_id = fields.CharField(max_length=64, default="")
     ended_at = fields.DatetimeField()
-    notified_at = fields.DatetimeField()
+    notified_at = fields.DatetimeField(null=True)
     rate_by = fields.DatetimeField()
     defaulted_at = fields.DatetimeField(null=True)
 

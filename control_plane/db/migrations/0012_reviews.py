@@ -34,7 +34,10 @@ class Migration(migrations.Migration):
                 ("department", fields.CharField(default="", max_length=64)),
                 ("staff_id", fields.CharField(default="", max_length=64)),
                 ("ended_at", fields.DatetimeField(auto_now=False, auto_now_add=False)),
-                ("notified_at", fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                (
+                    "notified_at",
+                    fields.DatetimeField(null=True, auto_now=False, auto_now_add=False),
+                ),
                 ("rate_by", fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 (
                     "defaulted_at",
