@@ -62,7 +62,8 @@ class ReviewRefusal(Model):
     """A refused rating: a second one for a rated case, or one after the case's default.
 
     Kept, not dropped, so the count survives restarts and an operator can see what the pad sent;
-    one row per device record, so a record delivered twice is refused once.
+    one row per device record, so a record delivered twice is refused once. A refused rating is
+    still a link of the pad's hash chain, so it is checked with the pad's reviews.
     """
 
     id = fields.BigIntField(primary_key=True)
@@ -73,11 +74,12 @@ class ReviewRefusal(Model):
     rating = fields.CharField(max_length=24)
     received_at = fields.DatetimeField()
     payload = fields.TextField()
+    chain_checked = fields.BooleanField(default=False)
 
     class Meta:
         table = "review_refusal"
         unique_together = (("device_id", "seq"),)
-        indexes = (("received_at",),)
+        indexes = (("received_at",), ("chain_checked", "device_id"))
 
 
 class ReviewCase(Model):

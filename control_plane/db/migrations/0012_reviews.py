@@ -153,12 +153,16 @@ class Migration(migrations.Migration):
                 ("rating", fields.CharField(max_length=24)),
                 ("received_at", fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 ("payload", fields.TextField(unique=False)),
+                ("chain_checked", fields.BooleanField(default=False)),
             ],
             options={
                 "table": "review_refusal",
                 "app": "models",
                 "unique_together": (("device_id", "seq"),),
-                "indexes": [Index(fields=["received_at"])],
+                "indexes": [
+                    Index(fields=["received_at"]),
+                    Index(fields=["chain_checked", "device_id"]),
+                ],
                 "pk_attr": "id",
                 "table_description": (
                     "A refused rating: a second one for a rated case, or one after the "
