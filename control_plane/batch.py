@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from edge.mqtt import Incoming
 
 from .records import RecordRow, RejectedRow
+from .reviews.intake import Arrived
 
 BATCH_MAX_RECORDS = 500
 """Records per commit, at most. The broker's in-flight window must exceed this (mosquitto.d),
@@ -31,6 +32,8 @@ class RecordBatch:
     records: list[RecordRow] = field(default_factory=list)
     rejected: list[RejectedRow] = field(default_factory=list)
     messages: list[Incoming] = field(default_factory=list)
+    reviews: list[Arrived] = field(default_factory=list)
+    """The review records among ``records``, decoded: stored as their cases' reviews too."""
 
     def __len__(self) -> int:
         return len(self.records) + len(self.rejected)
@@ -40,9 +43,11 @@ class RecordBatch:
         message: Incoming,
         records: Iterable[RecordRow] = (),
         rejected: Iterable[RejectedRow] = (),
+        reviews: Iterable[Arrived] = (),
     ) -> None:
         """A message's records and dead letters; the message is acknowledged after the commit."""
         self.records.extend(records)
+        self.reviews.extend(reviews)
         self.rejected.extend(rejected)
         self.messages.append(message)
 

@@ -18,6 +18,8 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
+from tortoise.backends.base.client import BaseDBAsyncClient
+
 from edge import mqtt
 from edge.agent.backoff import Backoff
 from edge.protocol import (
@@ -51,6 +53,9 @@ from .db.whole import whole
 from .fleet import DeviceState, FleetState, health_changed
 from .metrics import ControlPlaneMetrics
 from .records import RecordRow, RejectedRow, store_batch
+from .review_ingest import ReviewOutcome, store_reviews
+from .reviews.intake import Arrived
+from .reviews.working_days import WorkingCalendar, load_calendar
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +97,11 @@ class Ingest:
         fleet: FleetState,
         metrics: ControlPlaneMetrics,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        calendar: WorkingCalendar | None = None,
     ) -> None:
         self._fleet = fleet
+        self._calendar = calendar if calendar is not None else load_calendar()
+        """Working days, for the due dates of bad reviews' work orders."""
         self._metrics = metrics
         self._clock = clock
         self.connected = False
@@ -196,8 +204,10 @@ class Ingest:
             return
         rows: list[RecordRow] = []
         dead: list[RejectedRow] = []
+        reviews: list[Arrived] = []
         for item in items:
             if item.payload is not None:
+                text = item.raw.decode()
                 rows.append(
                     RecordRow(
                         device_id=topic.subject,
@@ -206,13 +216,15 @@ class Ingest:
                         type=record_type(item.payload),
                         device_time=item.payload.at,
                         received_at=now,
-                        payload=item.raw.decode(),
+                        payload=text,
                     )
                 )
+                if isinstance(item.payload, Review):
+                    reviews.append(Arrived(topic.subject, item.payload, text, now))
             elif item.error is not None:
                 self._reject(item.error.reason, incoming.topic, str(item.error))
                 dead.append(self._dead(topic, item.raw, probe_seq(item.raw), item.error, now))
-        self._batch.add(incoming, rows, dead)
+        self._batch.add(incoming, rows, dead, reviews)
 
     @staticmethod
     def _dead(
@@ -272,13 +284,16 @@ class Ingest:
             if not batch:
                 return []
             started = time.perf_counter()
+            reviews_too = functools.partial(self._store_reviews, batch.reviews)
             try:
-                await whole(store_batch(batch.records, batch.rejected))
+                reviewed = await whole(store_batch(batch.records, batch.rejected, reviews_too))
             except DATABASE_ERRORS:
                 self._metrics.ingest_errors.inc(len(batch.messages))
                 raise
             self._metrics.ingest_commit_seconds.observe(time.perf_counter() - started)
             self._metrics.ingest_records.inc(len(batch.records))
+            if reviewed is not None:
+                self._count_reviews(reviewed)
             acks = batch.acks()
             if conn is not None:
                 committed_at = self._clock()
@@ -287,6 +302,19 @@ class Ingest:
                 for message in batch.messages:
                     conn.ack(message)
             return acks
+
+    async def _store_reviews(
+        self, reviews: list[Arrived], conn: BaseDBAsyncClient
+    ) -> ReviewOutcome | None:
+        return await store_reviews(conn, reviews, self._calendar) if reviews else None
+
+    def _count_reviews(self, outcome: ReviewOutcome) -> None:
+        for (rating, level), count in outcome.accepted.items():
+            self._metrics.reviews.labels(rating, level).inc(count)
+        for reason, count in outcome.refused.items():
+            self._metrics.review_refusals.labels(reason).inc(count)
+        for level, count in outcome.work_orders.items():
+            self._metrics.work_orders_opened.labels(level).inc(count)
 
     async def _commit_continuously(
         self, conn: uplink.UplinkConnection, over: asyncio.Event

@@ -24,6 +24,8 @@ from monitoring import metrics as names
 
 from .catalog_metrics import CatalogCollector
 from .fleet import Availability, FleetState
+from .reviews.chain_check import ProblemKind
+from .reviews.intake import RefusalReason
 
 # The *_created series double every counter for no use on our dashboards.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -70,6 +72,16 @@ class ControlPlaneMetrics:
         )
         for reason in RejectReason:
             self.ingest_rejected.labels(reason.value)
+        # 好差评: reviews stored, refused and defaulted, work orders opened, chain breaks.
+        self.reviews = _counter(names.REVIEWS, self.registry)
+        self.review_defaults = _counter(names.REVIEW_DEFAULTS, self.registry)
+        self.review_refusals = _counter(names.REVIEW_REFUSALS, self.registry)
+        self.work_orders_opened = _counter(names.WORK_ORDERS_OPENED, self.registry)
+        self.review_chain_problems = _counter(names.REVIEW_CHAIN_PROBLEMS, self.registry)
+        for refusal in RefusalReason:
+            self.review_refusals.labels(refusal.value)
+        for kind in ProblemKind:
+            self.review_chain_problems.labels(kind.value)
         self.mqtt_connected = Gauge(
             names.MQTT_CONNECTED.name, names.MQTT_CONNECTED.help, registry=self.registry
         )

@@ -6,11 +6,15 @@ This is the ingest's hot path, so it speaks SQL to the driver through tortoise's
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
+
+T = TypeVar("T")
 
 _INSERT_RECORD_SQLITE = (
     "INSERT INTO record (device_id, seq, channel, type, device_time, received_at, payload) "
@@ -68,8 +72,16 @@ def _sqlite_times(records: Sequence[RecordRow]) -> Callable[[datetime], str]:
     return formatted.__getitem__
 
 
-async def store_batch(records: Sequence[RecordRow], rejected: Sequence[RejectedRow]) -> None:
-    """Commit a batch in one transaction. A record already stored is skipped, not an error."""
+async def store_batch(
+    records: Sequence[RecordRow],
+    rejected: Sequence[RejectedRow],
+    then: Callable[[BaseDBAsyncClient], Awaitable[T]] | None = None,
+) -> T | None:
+    """Commit a batch in one transaction. A record already stored is skipped, not an error.
+
+    ``then`` runs in the same transaction after the records are written (the reviews' tables),
+    and its result is returned.
+    """
     async with in_transaction() as conn:
         dialect = conn.capabilities.dialect
         if records and dialect == "postgres":
@@ -104,3 +116,4 @@ async def store_batch(records: Sequence[RecordRow], rejected: Sequence[RejectedR
                     for r in rejected
                 ],
             )
+        return None if then is None else await then(conn)

@@ -130,3 +130,31 @@ ROLLOUT_WAVE = MetricSpec(
     "The current wave of each unfinished rollout, counted from 1.",
     ("rollout",),
 )
+REVIEWS = MetricSpec(
+    "termfleet_reviews_total",
+    "好差评 ratings stored as their case's review, by rating (very_satisfied ... "
+    "very_dissatisfied, unknown) and the level of the hall the pad stands in (district, town, "
+    "village; none for a pad at no site). Defaults for cases not rated in time are counted apart.",
+    ("rating", "level"),
+)
+REVIEW_DEFAULTS = MetricSpec(
+    "termfleet_review_defaults_total",
+    "Cases not rated within their rating period, recorded as 基本满意 by default.",
+)
+REVIEW_REFUSALS = MetricSpec(
+    "termfleet_review_refusals_total",
+    "Ratings refused, by reason: duplicate (the case already has a rating), late (rated after "
+    "the case's rating period).",
+    ("reason",),
+)
+WORK_ORDERS_OPENED = MetricSpec(
+    "termfleet_work_orders_opened_total",
+    "Work orders opened for bad reviews (差评), by hall level.",
+    ("level",),
+)
+REVIEW_CHAIN_PROBLEMS = MetricSpec(
+    "termfleet_review_chain_problems_total",
+    "Breaks found in review pads' hash chains (tamper evidence), by kind: hash_mismatch, "
+    "broken_link, restarted, unchained, missing_hash.",
+    ("kind",),
+)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -199,11 +200,13 @@ async def test_a_failed_commit_is_retried_from_the_broker_and_the_server_stays_u
     device_id, conn, listener = device
     failures: list[int] = []
 
-    async def fails_once(records: list[RecordRow], rejected: list[RejectedRow]) -> None:
+    async def fails_once(
+        records: list[RecordRow], rejected: list[RejectedRow], then: Any = None
+    ) -> object:
         if not failures:
             failures.append(len(records))
             raise asyncpg.InternalClientError("cannot switch to state 12")
-        await store_batch(records, rejected)
+        return await store_batch(records, rejected, then)
 
     monkeypatch.setattr(ingest_module, "store_batch", fails_once)
     async with running_control_plane(broker, database_url) as cp:
