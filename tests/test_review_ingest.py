@@ -10,9 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from control_plane.db import database
 from control_plane.db.models import StoredRecord
 from control_plane.db.review_models import (
     ReviewCase,
@@ -21,65 +19,14 @@ from control_plane.db.review_models import (
     ReviewRow,
     WorkOrderRow,
 )
-from control_plane.fleet import FleetState
-from control_plane.ingest import Ingest
-from control_plane.inventory_files import read_json
-from control_plane.inventory_store import import_inventory
-from control_plane.metrics import ControlPlaneMetrics
-from edge.mqtt import Incoming
-from edge.protocol import Channel, Indicators, Rating, Review, encode_records
-from edge.protocol import topics as wire
-from edge.protocol.review_chain import seal
-from tests.support.stats_fixture import seed_inventory
-
-# Monday 2026-11-23, 10:00 in Guangzhou: five working days on is Monday 2026-11-30.
-NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
-
-
-class Stand:
-    def __init__(self, ingest: Ingest, registry: CollectorRegistry) -> None:
-        self.ingest = ingest
-        self.registry = registry
-        self.now = NOW
-
-    async def send(self, device_id: str, *reviews: Review) -> None:
-        message = Incoming(
-            wire.uplink(device_id, Channel.REVIEW), encode_records(reviews), retain=False
-        )
-        await self.ingest.handle(message)
-        await self.ingest.flush(None)
-
-    def metric(self, name: str, **labels: str) -> float:
-        value = self.registry.get_sample_value(name, labels)
-        return 0.0 if value is None else value
+from edge.protocol import Rating
+from tests.support.review_stand import NOW, Stand, rating, review_stand
 
 
 @pytest.fixture
 async def stand(database_url: str) -> AsyncIterator[Stand]:
-    async with database(database_url):
-        await import_inventory(read_json(seed_inventory(), "seed.json"))
-        fleet = FleetState()
-        metrics = ControlPlaneMetrics(fleet)
-        result = Stand(Ingest(fleet, metrics, clock=lambda: result.now), metrics.registry)
+    async with review_stand(database_url) as result:
         yield result
-
-
-def rating(seq: int, case: str, level: Rating, *, at: datetime = NOW, prev: str = "") -> Review:
-    return seal(
-        Review(
-            seq=seq,
-            at=at,
-            case_number=case,
-            item_code="440117-GA-001",
-            rating=level,
-            indicators=Indicators(attitude=level),
-            comment="等了很久" if level is Rating.DISSATISFIED else "",
-            institution="GA",
-            window="03",
-            staff_id="S-17",
-        ),
-        prev,
-    )
 
 
 async def test_a_good_review_is_stored_where_its_pad_stands_and_opens_no_work_order(
