@@ -30,6 +30,8 @@ from .http.devices_changes import ON_RETIRED
 from .http.provisioning import CLAIM_LINK, claim_links
 from .ingest import Ingest
 from .metrics import ControlPlaneMetrics
+from .review_chores import ReviewChores
+from .reviews.working_days import WorkingCalendar
 from .rollout_executor import RolloutExecutor
 from .rollout_notices import DownloadSettings, NoticeMaker
 from .rollup_settings import RollupSettings, SettingsError
@@ -70,6 +72,8 @@ class ServerSettings:
     public_url: str = ""
     """The URL terminals reach this control plane's HTTP server at (download URLs start so);
     by default ``http://{http_host}:{http_port}``."""
+    calendar: WorkingCalendar | None = None
+    """Working days for bad reviews' due dates; None: the shipped official years alone."""
 
     def ingest_address(self) -> BrokerAddress:
         """The URL's login if it names one, else the control plane's own from the secret."""
@@ -101,7 +105,7 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
         sites = SiteCache(fleet)
         await refresh_placements(fleet, sites)
         metrics = ControlPlaneMetrics(fleet)
-        ingest = Ingest(fleet, metrics)
+        ingest = Ingest(fleet, metrics, calendar=settings.calendar)
         app = make_app(fleet, metrics, ingest, sites_cache=sites)
         twin_sync = TwinSync(ingest)
         ingest.on_config_reported = twin_sync.reported
@@ -141,6 +145,9 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
                 chores = [
                     tasks.create_task(_keep_placements(fleet, sites), name="placements"),
                     tasks.create_task(twin_sync.run(), name="twin"),
+                    tasks.create_task(
+                        ReviewChores(metrics, lambda: datetime.now(UTC)).run(), name="reviews"
+                    ),
                     tasks.create_task(drive_rollouts, name="rollouts"),
                     tasks.create_task(
                         rollups.keep_rolled_up(rollup_settings, first_after_s=ROLLUP_FIRST_S),

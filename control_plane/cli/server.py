@@ -14,6 +14,7 @@ from . import options
 
 if TYPE_CHECKING:
     from control_plane.content_repo import ContentSettings
+    from control_plane.reviews.working_days import WorkingCalendar
 
 MIB = 1024 * 1024
 DEFAULT_MAX_UPLOAD_MIB = 2112
@@ -109,6 +110,16 @@ def server() -> None:
     envvar="TERMFLEET_CONTENT_MAX_MIB",
     help="The largest package upload taken, in MiB; a larger one is refused with 413.",
 )
+@click.option(
+    "--calendar",
+    "calendar_files",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    multiple=True,
+    envvar="TERMFLEET_CALENDARS",
+    help="A working-day calendar file (docs/working-days.md) over the shipped official years:"
+    " a year not shipped yet, or a local arrangement. Repeatable; bad-review work orders are"
+    " due in working days on it [env TERMFLEET_CALENDARS: files separated by colons].",
+)
 def run(  # noqa: PLR0913 - one parameter per option
     database_url: str,
     broker: BrokerAddress,
@@ -124,6 +135,7 @@ def run(  # noqa: PLR0913 - one parameter per option
     content_dir: Path | None,
     content_keys: tuple[Path, ...],
     content_max_mib: int,
+    calendar_files: tuple[Path, ...],
 ) -> None:
     """Run the control plane until SIGINT or SIGTERM.
 
@@ -164,6 +176,7 @@ def run(  # noqa: PLR0913 - one parameter per option
             content=content,
             public_url=(public_url or "").rstrip("/"),
             rollouts=rollouts,
+            calendar=_calendar(calendar_files),
         )
         run_server(settings)
     except (DatabaseError, ServerError) as exc:
@@ -186,3 +199,13 @@ def _content_settings(
     except (ContentKeyError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     return ContentSettings(directory, trusted, max_upload_bytes=max_mib * MIB)
+
+
+def _calendar(files: tuple[Path, ...]) -> WorkingCalendar:
+    from control_plane.reviews.working_days import CalendarDataError, load_calendar
+
+    try:
+        return load_calendar(files)
+    except (CalendarDataError, OSError) as exc:
+        msg = f"working-day calendar: {exc}"
+        raise click.ClickException(msg) from None
