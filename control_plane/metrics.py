@@ -72,9 +72,8 @@ class ControlPlaneMetrics:
         )
         for reason in RejectReason:
             self.ingest_rejected.labels(reason.value)
-        # 好差评: reviews stored, refused and defaulted, work orders opened, chain breaks.
+        # 好差评: reviews stored and refused, work orders opened, chain breaks.
         self.reviews = _counter(names.REVIEWS, self.registry)
-        self.review_defaults = _counter(names.REVIEW_DEFAULTS, self.registry)
         self.review_refusals = _counter(names.REVIEW_REFUSALS, self.registry)
         self.work_orders_opened = _counter(names.WORK_ORDERS_OPENED, self.registry)
         self.review_chain_problems = _counter(names.REVIEW_CHAIN_PROBLEMS, self.registry)

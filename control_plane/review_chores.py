@@ -1,7 +1,9 @@
 """The control plane's 好差评 chores, run together as one of the server's background tasks.
 
-The pads' hash chains are checked as reviews arrive (``review_chain_watch``). Each chore
-retries on database errors by itself; a cancellation (the server stopping) ends them all.
+Case notices go out to the pads (``case_notices``), cases not rated in time get their 基本满意
+default (``review_defaults``), and the pads' hash chains are checked as reviews arrive
+(``review_chain_watch``). Each retries on database errors by itself; a cancellation (the
+server stopping) ends them all.
 """
 
 from __future__ import annotations
@@ -10,14 +12,24 @@ import asyncio
 from collections.abc import Callable
 from datetime import datetime
 
+from .case_notices import CaseNotices
+from .ingest import Ingest
 from .metrics import ControlPlaneMetrics
 from .review_chain_watch import ChainWatch
+from .review_defaults import ReviewDefaults
 
 
 class ReviewChores:
-    def __init__(self, metrics: ControlPlaneMetrics, clock: Callable[[], datetime]) -> None:
-        self.chain_watch = ChainWatch(metrics, clock)
+    def __init__(
+        self, ingest: Ingest, metrics: ControlPlaneMetrics, clock: Callable[[], datetime]
+    ) -> None:
+        self.case_notices = CaseNotices(ingest, clock)
+        """Also handed to the cases API, which publishes a new case's notice at once."""
+        self._defaults = ReviewDefaults(clock)
+        self._chain_watch = ChainWatch(metrics, clock)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as chores:
-            chores.create_task(self.chain_watch.run(), name="review-chains")
+            chores.create_task(self.case_notices.run(), name="case-notices")
+            chores.create_task(self._defaults.run(), name="review-defaults")
+            chores.create_task(self._chain_watch.run(), name="review-chains")

@@ -22,6 +22,7 @@ from .content_urls import url_key
 from .db import DATABASE_ERRORS, database
 from .db.whole import whole
 from .fleet import DEFAULT_HEARTBEAT_TIMEOUT_S, FleetState
+from .http import cases as cases_http
 from .http import content as content_http
 from .http import rollouts as rollouts_http
 from .http import twin as twin_http
@@ -31,6 +32,7 @@ from .http.provisioning import CLAIM_LINK, claim_links
 from .ingest import Ingest
 from .metrics import ControlPlaneMetrics
 from .review_chores import ReviewChores
+from .reviews.score_rule import DEFAULT_RULE, ScoreRule
 from .reviews.working_days import WorkingCalendar
 from .rollout_executor import RolloutExecutor
 from .rollout_notices import DownloadSettings, NoticeMaker
@@ -74,6 +76,8 @@ class ServerSettings:
     by default ``http://{http_host}:{http_port}``."""
     calendar: WorkingCalendar | None = None
     """Working days for bad reviews' due dates; None: the shipped official years alone."""
+    score_rule: ScoreRule = DEFAULT_RULE
+    """How 好差评 ratings become 10-point scores and who is ranked (docs/scores.md)."""
 
     def ingest_address(self) -> BrokerAddress:
         """The URL's login if it names one, else the control plane's own from the secret."""
@@ -106,11 +110,10 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
         await refresh_placements(fleet, sites)
         metrics = ControlPlaneMetrics(fleet)
         ingest = Ingest(fleet, metrics, calendar=settings.calendar)
-        app = make_app(fleet, metrics, ingest, sites_cache=sites)
-        twin_sync = TwinSync(ingest)
-        ingest.on_config_reported = twin_sync.reported
-        app[twin_http.SYNC] = twin_sync
-        install_metrics(twin_sync, metrics.registry)
+        app = make_app(fleet, metrics, ingest, sites_cache=sites, score_rule=settings.score_rule)
+        review_chores = ReviewChores(ingest, metrics, lambda: datetime.now(UTC))
+        app[cases_http.NOTICES] = review_chores.case_notices
+        twin_sync = _start_twin(app, ingest, metrics)
         drive_rollouts = await _start_rollouts(app, settings, fleet, ingest)
         provisioning = None
         if settings.provisioning is not None:
@@ -145,9 +148,7 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
                 chores = [
                     tasks.create_task(_keep_placements(fleet, sites), name="placements"),
                     tasks.create_task(twin_sync.run(), name="twin"),
-                    tasks.create_task(
-                        ReviewChores(metrics, lambda: datetime.now(UTC)).run(), name="reviews"
-                    ),
+                    tasks.create_task(review_chores.run(), name="reviews"),
                     tasks.create_task(drive_rollouts, name="rollouts"),
                     tasks.create_task(
                         rollups.keep_rolled_up(rollup_settings, first_after_s=ROLLUP_FIRST_S),
@@ -168,6 +169,15 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
             raise ServerError(msg) from cause
         finally:
             await runner.cleanup()
+
+
+def _start_twin(app: web.Application, ingest: Ingest, metrics: ControlPlaneMetrics) -> TwinSync:
+    """The device twin's sync, told of reported config, in the API and the metrics."""
+    twin_sync = TwinSync(ingest)
+    ingest.on_config_reported = twin_sync.reported
+    app[twin_http.SYNC] = twin_sync
+    install_metrics(twin_sync, metrics.registry)
+    return twin_sync
 
 
 def _serve_content(

@@ -134,12 +134,8 @@ REVIEWS = MetricSpec(
     "termfleet_reviews_total",
     "好差评 ratings stored as their case's review, by rating (very_satisfied ... "
     "very_dissatisfied, unknown) and the level of the hall the pad stands in (district, town, "
-    "village; none for a pad at no site). Defaults for cases not rated in time are counted apart.",
+    "village; none for a pad at no site).",
     ("rating", "level"),
-)
-REVIEW_DEFAULTS = MetricSpec(
-    "termfleet_review_defaults_total",
-    "Cases not rated within their rating period, recorded as 基本满意 by default.",
 )
 REVIEW_REFUSALS = MetricSpec(
     "termfleet_review_refusals_total",

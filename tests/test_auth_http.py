@@ -45,16 +45,21 @@ from tests.support.scoped_fleet import (
 from tests.support.tokens import TEST_ACTOR
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
-STATS = ("/api/v1/stats/cases", "/api/v1/stats/reviews")
+FIGURES = (
+    "/api/v1/stats/cases",
+    "/api/v1/stats/reviews",
+    "/api/v1/scores",
+    "/api/v1/workorders/summary",
+)
 ROUTES = [
     route.path
     for route in API_ROUTES
-    if route.method == "GET" and "{" not in route.path and route.path not in STATS
+    if route.method == "GET" and "{" not in route.path and route.path not in FIGURES
 ]
 """The listings, which each scope must see its subtree through. Routes that name one object,
 and changes, are scope-tested with their objects (tests/test_api_*.py); their roles below.
-The statistics are figures, not a paged listing: tests/test_api_stats.py checks each scope's
-figures through both routes."""
+Figures are not a paged listing: tests/test_api_stats.py checks each scope's statistics,
+tests/test_api_reviews.py its scores and tests/test_api_workorders.py its work-order summary."""
 SCOPES: list[str | None] = [None, *(code for code, _, _ in NODES)]
 
 
@@ -127,6 +132,13 @@ EXPECTED: dict[str, tuple[Callable[[str | None], set[str]], Callable[[dict[str, 
     "/api/v1/config/layers": (lambda _scope: set(), lambda item: str(item["id"])),
     # None there; catalogs belong to the whole fleet, like packages: tests/test_api_catalogs.py.
     "/api/v1/catalogs": (lambda _scope: set(), lambda item: str(item["name"])),
+    # None there; each scope's reviews, refusals, chain problems and policies:
+    # tests/test_api_reviews.py, and its work orders: tests/test_api_workorders.py.
+    "/api/v1/reviews": (lambda _scope: set(), lambda item: str(item["case_number"])),
+    "/api/v1/reviews/refusals": (lambda _scope: set(), lambda item: str(item["id"])),
+    "/api/v1/reviews/chain-problems": (lambda _scope: set(), lambda item: str(item["id"])),
+    "/api/v1/review-policies": (lambda _scope: set(), lambda item: str(item["node"])),
+    "/api/v1/workorders": (lambda _scope: set(), lambda item: str(item["id"])),
 }
 
 

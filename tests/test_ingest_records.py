@@ -7,12 +7,12 @@ again, the unstorable kept raw and rejected by seq.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import pytest
+from tortoise.backends.base.client import BaseDBAsyncClient
 
 from control_plane import ingest as ingest_module
 from control_plane.db import database
@@ -201,7 +201,9 @@ async def test_a_failed_commit_is_retried_from_the_broker_and_the_server_stays_u
     failures: list[int] = []
 
     async def fails_once(
-        records: list[RecordRow], rejected: list[RejectedRow], then: Any = None
+        records: list[RecordRow],
+        rejected: list[RejectedRow],
+        then: Callable[[BaseDBAsyncClient], Awaitable[object]] | None = None,
     ) -> object:
         if not failures:
             failures.append(len(records))

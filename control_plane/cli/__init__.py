@@ -11,6 +11,7 @@ from edge import __version__
 from . import (
     agent,
     audit,
+    cases,
     catalog,
     config_cmd,
     content,
@@ -20,6 +21,7 @@ from . import (
     devices,
     nodes,
     provision,
+    reviews,
     rollout,
     server,
     simulate,
@@ -28,6 +30,7 @@ from . import (
     stats,
     tokens,
     windows,
+    workorders,
 )
 
 
@@ -72,6 +75,9 @@ cli.add_command(audit.audit)
 cli.add_command(stats.stats)
 cli.add_command(provision.provision)
 cli.add_command(rollout.rollout)
+cli.add_command(cases.cases)
+cli.add_command(workorders.workorders)
+cli.add_command(reviews.reviews)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from . import options
 
 if TYPE_CHECKING:
     from control_plane.content_repo import ContentSettings
+    from control_plane.reviews.score_rule import ScoreRule
     from control_plane.reviews.working_days import WorkingCalendar
 
 MIB = 1024 * 1024
@@ -120,6 +121,14 @@ def server() -> None:
     " a year not shipped yet, or a local arrangement. Repeatable; bad-review work orders are"
     " due in working days on it [env TERMFLEET_CALENDARS: files separated by colons].",
 )
+@click.option(
+    "--score-rule",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    envvar="TERMFLEET_SCORE_RULE",
+    help="A 好差评 score rule file (docs/scores.md): points per rating on the 10-point scale and"
+    " the fewest reviews to be ranked [default: 10/8/6/4/2, ranked from 10 reviews]"
+    " [env TERMFLEET_SCORE_RULE].",
+)
 def run(  # noqa: PLR0913 - one parameter per option
     database_url: str,
     broker: BrokerAddress,
@@ -136,6 +145,7 @@ def run(  # noqa: PLR0913 - one parameter per option
     content_keys: tuple[Path, ...],
     content_max_mib: int,
     calendar_files: tuple[Path, ...],
+    score_rule: Path | None,
 ) -> None:
     """Run the control plane until SIGINT or SIGTERM.
 
@@ -177,6 +187,7 @@ def run(  # noqa: PLR0913 - one parameter per option
             public_url=(public_url or "").rstrip("/"),
             rollouts=rollouts,
             calendar=_calendar(calendar_files),
+            score_rule=_score_rule(score_rule),
         )
         run_server(settings)
     except (DatabaseError, ServerError) as exc:
@@ -209,3 +220,14 @@ def _calendar(files: tuple[Path, ...]) -> WorkingCalendar:
     except (CalendarDataError, OSError) as exc:
         msg = f"working-day calendar: {exc}"
         raise click.ClickException(msg) from None
+
+
+def _score_rule(path: Path | None) -> ScoreRule:
+    from control_plane.reviews.score_rule import DEFAULT_RULE, ScoreRuleError, load_score_rule
+
+    if path is None:
+        return DEFAULT_RULE
+    try:
+        return load_score_rule(path)
+    except (ScoreRuleError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None

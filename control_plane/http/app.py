@@ -13,10 +13,12 @@ from control_plane.auth import Permission
 from control_plane.fleet import FleetState
 from control_plane.ingest import Ingest
 from control_plane.metrics import ControlPlaneMetrics
+from control_plane.reviews.score_rule import DEFAULT_RULE, ScoreRule
 
 from . import (
     api_tokens,
     audit,
+    cases,
     catalogs,
     content,
     devices,
@@ -24,6 +26,7 @@ from . import (
     openapi,
     provisioning,
     request_schemas,
+    reviews,
     rollouts,
     schemas,
     sites,
@@ -31,6 +34,7 @@ from . import (
     stats,
     twin,
     windows,
+    workorders,
 )
 from .auth import OPENAPI_PATH, ApiRoute, Authenticator, auth_middleware
 from .errors import error_middleware
@@ -57,6 +61,9 @@ API_ROUTES = (
     *twin.ROUTES,
     *catalogs.ROUTES,
     *rollouts.ROUTES,
+    *cases.ROUTES,
+    *workorders.ROUTES,
+    *reviews.ROUTES,
 )
 """Every route of the REST API with the permission it needs; docs/api-auth.md lists them."""
 
@@ -76,6 +83,7 @@ def make_app(  # noqa: PLR0913 - the parts it serves, then keyword-only test sea
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     authenticate: Authenticator = tokens.authenticate,
     sites_cache: site_cache.SiteCache | None = None,
+    score_rule: ScoreRule = DEFAULT_RULE,
 ) -> web.Application:
     """The API, /metrics, /healthz and /readyz; ``sites_cache`` is the server's, for its refresh."""
     app = web.Application(
@@ -100,6 +108,9 @@ def make_app(  # noqa: PLR0913 - the parts it serves, then keyword-only test sea
         **twin.handlers(clock),
         **catalogs.handlers(),
         **rollouts.handlers(clock),
+        **cases.handlers(clock),
+        **workorders.handlers(clock),
+        **reviews.handlers(clock, score_rule),
     }
     rollouts.install(app, fleet, metrics.registry)
     for route in API_ROUTES:

@@ -22,7 +22,7 @@ from control_plane.auth import PERMISSION_MEANING
 from edge.content.manifest import NAME_PATTERN
 from edge.protocol.common import ID_PATTERN
 
-from . import request_schemas, schemas
+from . import case_schemas, request_schemas, review_schemas, schemas, workorder_schemas
 from .auth import ApiRoute
 
 OPENAPI_VERSION = "3.1.0"
@@ -55,6 +55,10 @@ PATH_PARAMETERS: Mapping[tuple[str, str], Any] = {
     ("{name}", "version"): Annotated[  # /catalogs/{name}/{version}
         int, msgspec.Meta(ge=1, le=2**63 - 1, description="a version of the catalog")
     ],
+    ("reviews", "case_number"): review_schemas.CaseNumber,
+    ("review-policies", "node_code"): request_schemas.NodeCode,
+    ("cases", "case_number"): case_schemas.CaseNumber,
+    ("workorders", "id"): workorder_schemas.WorkOrderId,
 }
 
 ERRORS: Mapping[int, str] = {
