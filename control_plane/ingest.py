@@ -27,17 +27,14 @@ from edge.protocol import (
     Ack,
     Channel,
     CommandResult,
-    DeviceEvent,
     Direction,
     Heartbeat,
     PackageReport,
     Presence,
     ProtocolError,
-    Record,
     RejectReason,
     ReportedConfig,
     Review,
-    UnknownUsage,
     decode,
     decode_records,
     encode,
@@ -52,7 +49,7 @@ from .db import DATABASE_ERRORS
 from .db.whole import whole
 from .fleet import DeviceState, FleetState, health_changed
 from .metrics import ControlPlaneMetrics
-from .records import RecordRow, RejectedRow, store_batch
+from .records import RecordRow, RejectedRow, record_type, store_batch
 from .review_ingest import ReviewOutcome, store_reviews
 from .reviews.intake import Arrived
 from .reviews.working_days import WorkingCalendar, load_calendar
@@ -72,21 +69,6 @@ LEAVE_TIMEOUT_S = 2.0
 REJECT_LOG_INTERVAL_S = 10.0
 LAST_SEEN_PERSIST_S = 60.0
 """last_seen changes with every heartbeat; the database gets it at most this often per device."""
-
-
-def record_type(payload: Record) -> str:
-    """What kind of record this is, for the ``type`` column: the usage tag, review or event type."""
-    if isinstance(payload, UnknownUsage):
-        return payload.original_type
-    if isinstance(payload, DeviceEvent):
-        return payload.type.value
-    return _fixed_record_type(type(payload))
-
-
-@functools.cache
-def _fixed_record_type(cls: type[Record]) -> str:
-    """A known usage type's tag, or "review": the same for every record of the class."""
-    return "review" if issubclass(cls, Review) else str(cls.__struct_config__.tag)
 
 
 class Ingest:
@@ -293,7 +275,7 @@ class Ingest:
             self._metrics.ingest_commit_seconds.observe(time.perf_counter() - started)
             self._metrics.ingest_records.inc(len(batch.records))
             if reviewed is not None:
-                self._count_reviews(reviewed)
+                reviewed.count_into(self._metrics)
             acks = batch.acks()
             if conn is not None:
                 committed_at = self._clock()
@@ -307,14 +289,6 @@ class Ingest:
         self, reviews: list[Arrived], conn: BaseDBAsyncClient
     ) -> ReviewOutcome | None:
         return await store_reviews(conn, reviews, self._calendar) if reviews else None
-
-    def _count_reviews(self, outcome: ReviewOutcome) -> None:
-        for (rating, level), count in outcome.accepted.items():
-            self._metrics.reviews.labels(rating, level).inc(count)
-        for reason, count in outcome.refused.items():
-            self._metrics.review_refusals.labels(reason).inc(count)
-        for level, count in outcome.work_orders.items():
-            self._metrics.work_orders_opened.labels(level).inc(count)
 
     async def _commit_continuously(
         self, conn: uplink.UplinkConnection, over: asyncio.Event

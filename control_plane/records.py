@@ -6,6 +6,7 @@ This is the ingest's hot path, so it speaks SQL to the driver through tortoise's
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +14,8 @@ from typing import TypeVar
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
+
+from edge.protocol import DeviceEvent, Record, Review, UnknownUsage
 
 T = TypeVar("T")
 
@@ -38,6 +41,21 @@ _INSERT_REJECTED = {
         " VALUES ($1, $2, $3, $4, $5, $6, $7)"
     ),
 }
+
+
+def record_type(payload: Record) -> str:
+    """What kind of record this is, for the ``type`` column: the usage tag, review or event type."""
+    if isinstance(payload, UnknownUsage):
+        return payload.original_type
+    if isinstance(payload, DeviceEvent):
+        return payload.type.value
+    return _fixed_record_type(type(payload))
+
+
+@functools.cache
+def _fixed_record_type(cls: type[Record]) -> str:
+    """A known usage type's tag, or "review": the same for every record of the class."""
+    return "review" if issubclass(cls, Review) else str(cls.__struct_config__.tag)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from .db.review_models import (
     ReviewRow,
     WorkOrderRow,
 )
+from .metrics import ControlPlaneMetrics
 from .review_policy import PolicyValues, nearest
 from .reviews.intake import BAD_RATINGS, Arrived, Decision, Stored, decide
 from .reviews.working_days import WorkingCalendar
@@ -56,6 +57,14 @@ class ReviewOutcome:
     """By refusal reason."""
     work_orders: Counter[str] = field(default_factory=Counter)
     """Opened, by hall level."""
+
+    def count_into(self, metrics: ControlPlaneMetrics) -> None:
+        for (rating, level), count in self.accepted.items():
+            metrics.reviews.labels(rating, level).inc(count)
+        for reason, count in self.refused.items():
+            metrics.review_refusals.labels(reason).inc(count)
+        for level, count in self.work_orders.items():
+            metrics.work_orders_opened.labels(level).inc(count)
 
 
 async def store_reviews(

@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from control_plane.db.models import StoredRecord
-from control_plane.ingest import record_type
 from control_plane.inventory_files import read_json
 from control_plane.inventory_store import import_inventory
+from control_plane.records import record_type
 from edge.protocol import Rating, Record, Review, ReviewChannel, encode
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
