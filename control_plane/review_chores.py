@@ -2,7 +2,8 @@
 
 Case notices go out to the pads (``case_notices``), cases not rated in time get their 基本满意
 default (``review_defaults``), and the pads' hash chains are checked as reviews arrive
-(``review_chain_watch``). Each retries on database errors by itself; a cancellation (the
+(``review_chain_watch``), and open and overdue work orders are counted for the metrics
+(``workorder_metrics``). Each retries on database errors by itself; a cancellation (the
 server stopping) ends them all.
 """
 
@@ -17,6 +18,7 @@ from .ingest import Ingest
 from .metrics import ControlPlaneMetrics
 from .review_chain_watch import ChainWatch
 from .review_defaults import ReviewDefaults
+from .workorder_metrics import WorkOrderGauges
 
 
 class ReviewChores:
@@ -27,9 +29,12 @@ class ReviewChores:
         """Also handed to the cases API, which publishes a new case's notice at once."""
         self._defaults = ReviewDefaults(clock)
         self._chain_watch = ChainWatch(metrics, clock)
+        self._work_orders = WorkOrderGauges(clock)
+        metrics.registry.register(self._work_orders)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as chores:
             chores.create_task(self.case_notices.run(), name="case-notices")
             chores.create_task(self._defaults.run(), name="review-defaults")
             chores.create_task(self._chain_watch.run(), name="review-chains")
+            chores.create_task(self._work_orders.run(), name="work-order-gauges")

@@ -154,3 +154,15 @@ REVIEW_CHAIN_PROBLEMS = MetricSpec(
     "broken_link, restarted, unchained, missing_hash.",
     ("kind",),
 )
+WORK_ORDERS_OPEN = MetricSpec(
+    "termfleet_work_orders_open",
+    "Bad-review work orders not closed yet (neither 办结 nor appeal upheld), by hall level; "
+    "counted from the database about once a minute.",
+    ("level",),
+)
+WORK_ORDERS_OVERDUE = MetricSpec(
+    "termfleet_work_orders_overdue",
+    "Open work orders past their due date (or still 限期整改 past their fix-by date), by hall "
+    "level, on the local calendar day; counted from the database about once a minute.",
+    ("level",),
+)
