@@ -3,11 +3,23 @@
 The control plane exposes them and dashboards and alert rules refer to them; this module is
 where they are named. Labels are bounded by design (device kind, presence, channel, reason):
 per-device detail belongs in the API, not in Prometheus.
+
+Jurisdiction labels: ``city`` and ``district`` hold the division codes (行政区划代码) of the site's
+ancestors at those levels, ``none`` where there is none. Alertmanager routes on them. Only the
+``SITE_*`` and ``HALL_*`` gauges carry a ``site`` label, and each lists at most its worst
+``TOP_SITES`` sites, so a 100,000-terminal fleet stays under ``SERIES_BUDGET`` series.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+SERIES_BUDGET = 2_000
+"""Series one control plane may expose for a 100,000-terminal fleet (a test checks it)."""
+TOP_SITES = 50
+"""Sites a ``SITE_*`` or ``HALL_*`` gauge lists at most: the worst ones, ties by site code."""
+NONE = "none"
+"""The label value for "no such thing": an unplaced device's level, a site outside any city."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,4 +177,64 @@ WORK_ORDERS_OVERDUE = MetricSpec(
     "Open work orders past their due date (or still 限期整改 past their fix-by date), by hall "
     "level, on the local calendar day; counted from the database about once a minute.",
     ("level",),
+)
+
+# Issue 9: what the alerts and dashboards need beyond the above.
+SITE_DEVICES_OFFLINE = MetricSpec(
+    "termfleet_site_devices_offline_unexpected",
+    "Terminals unexpectedly offline (their site is open, or its hours are unknown) at each of "
+    "the TOP_SITES sites with the most such terminals; sites with none are absent.",
+    ("site", "city", "district", "level"),
+)
+PERIPHERAL_FAULTS = MetricSpec(
+    "termfleet_peripheral_faults",
+    "Peripherals of online terminals that are not ok, by peripheral kind and reason (paper_out, "
+    "no_answer, unplugged, ...; reasons outside the known list count as other).",
+    ("peripheral_kind", "reason"),
+)
+SITE_PERIPHERAL_FAULTS = MetricSpec(
+    "termfleet_site_peripheral_faults",
+    "Faulty peripherals of online terminals at each of the TOP_SITES sites with the most, by "
+    "peripheral kind and reason; sites with none are absent.",
+    ("site", "city", "district", "level", "peripheral_kind", "reason"),
+)
+SITE_WINDOWS_WITHOUT_PAD = MetricSpec(
+    "termfleet_site_windows_without_pad",
+    "Windows of open sites with no online review pad (评价器) bound to them, at each of the "
+    "TOP_SITES sites with the most; closed sites and sites with none are absent.",
+    ("site", "city", "district", "level"),
+)
+OUTBOX_BACKLOG = MetricSpec(
+    "termfleet_outbox_backlog_records",
+    "Distribution over online terminals of the records waiting in their outbox (from their "
+    "heartbeats): a gauge histogram, le = upper bound of records.",
+)
+TRANSACTIONS = MetricSpec(
+    "termfleet_transactions_total",
+    "Service-item transactions (办件) reported by terminals, by department (departments not "
+    "registered count as other), hall level and outcome.",
+    ("department", "level", "outcome"),
+)
+USAGE_EVENTS = MetricSpec(
+    "termfleet_usage_events_total",
+    "Self-service usage records other than transactions, by event (session_start, "
+    "id_card_read, print, help_call, ...) and hall level.",
+    ("event", "level"),
+)
+PRINTED_PAGES = MetricSpec(
+    "termfleet_printed_pages_total",
+    "Pages printed by terminals' printers, by hall level.",
+    ("level",),
+)
+PUBLISH_TO_COMMIT_SECONDS = MetricSpec(
+    "termfleet_ingest_publish_to_commit_seconds",
+    "From a record's publish (the time the device stamped it, so device clock skew shows here) "
+    "to the commit of its batch; a record replayed from an outbox after an outage counts its "
+    "whole wait.",
+)
+HALL_REVIEWS_LAST_HOUR = MetricSpec(
+    "termfleet_hall_reviews_last_hour",
+    "Reviews stored in the last hour at each of the TOP_SITES halls with the most bad reviews "
+    "(差评) in that hour, by rating class: bad, all. Halls with no bad review are absent.",
+    ("site", "city", "district", "level", "rating_class"),
 )
