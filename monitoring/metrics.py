@@ -18,6 +18,8 @@ SERIES_BUDGET = 2_000
 """Series one control plane may expose for a 100,000-terminal fleet (a test checks it)."""
 TOP_SITES = 50
 """Sites a ``SITE_*`` or ``HALL_*`` gauge lists at most: the worst ones, ties by site code."""
+MAX_DEPARTMENTS = 60
+"""Department codes ``TRANSACTIONS`` names one by one; the rest count as ``other``."""
 NONE = "none"
 """The label value for "no such thing": an unplaced device's level, a site outside any city."""
 
@@ -211,9 +213,21 @@ OUTBOX_BACKLOG = MetricSpec(
 )
 TRANSACTIONS = MetricSpec(
     "termfleet_transactions_total",
-    "Service-item transactions (办件) reported by terminals, by department (departments not "
-    "registered count as other), hall level and outcome.",
-    ("department", "level", "outcome"),
+    "Service-item transactions (办件) reported by terminals, by department code (the first "
+    "MAX_DEPARTMENTS registered departments by code; others, and codes not registered, count as "
+    "other) and hall level.",
+    ("department", "level"),
+)
+TRANSACTION_OUTCOMES = MetricSpec(
+    "termfleet_transaction_outcomes_total",
+    "Service-item transactions reported by terminals, by outcome and hall level.",
+    ("outcome", "level"),
+)
+DISTRICT_DEVICES = MetricSpec(
+    "termfleet_district_devices",
+    "Terminals by the city and district their site lies in and presence (as termfleet_devices); "
+    "every district of the tree is present, devices placed nowhere count under none.",
+    ("city", "district", "presence"),
 )
 USAGE_EVENTS = MetricSpec(
     "termfleet_usage_events_total",
