@@ -18,6 +18,9 @@ import msgspec
 from edge.protocol import DeviceKind, Heartbeat, OfflineReason, Presence, PresenceState
 from edge.schedule import OpeningHours
 
+from .site_facts import SiteFacts
+from .site_labels import UNPLACED, SiteLabels
+
 DEFAULT_HEARTBEAT_TIMEOUT_S = 90.0
 """Silence after which an online device counts as offline: three default heartbeat intervals."""
 SILENT = "silent"
@@ -135,6 +138,7 @@ class FleetState:
         self._started_at = started_at
         self._hours: Mapping[str, OpeningHours] = {}
         self._site_paths: Mapping[str, str] = {}
+        self._facts = SiteFacts()
 
     def set_opening_hours(self, hours: Mapping[str, OpeningHours]) -> None:
         """Every site's opening hours by site code, replacing what was known."""
@@ -153,12 +157,32 @@ class FleetState:
         self._hours = _with(self._hours, code, hours)
         self._site_paths = _with(self._site_paths, code, path)
 
+    @property
+    def site_facts(self) -> SiteFacts:
+        """Sites' labels and windows, districts of the tree: what the fleet gauges group by."""
+        return self._facts
+
+    def set_site_facts(self, facts: SiteFacts) -> None:
+        """Replace the site facts whole (``SiteFacts.with_site`` makes one for a site change)."""
+        self._facts = facts
+
+    def site_labels(self, state: DeviceState) -> SiteLabels:
+        """The city, district and hall level of the device's site, as metric labels.
+
+        ``UNPLACED`` (``none`` for all three) when it is placed nowhere or at a site not known.
+        """
+        return self._facts.labels.get(state.site, UNPLACED) if state.site else UNPLACED
+
     def site_path(self, state: DeviceState) -> str | None:
         """The jurisdiction path of the device's site: where it lies for API scopes.
 
         None when it is placed nowhere, or at a site not (yet) known.
         """
         return self._site_paths.get(state.site) if state.site else None
+
+    def site_hours(self, code: str) -> OpeningHours | None:
+        """A site's opening hours by its code; None when the site or its hours are unknown."""
+        return self._hours.get(code)
 
     def hours_of(self, device_id: str) -> OpeningHours | None:
         """The opening hours of the device's site; None when unplaced or the site has none."""
@@ -244,27 +268,36 @@ class FleetState:
             self.put(updated)
         return updated
 
-    def effective(self, state: DeviceState, now: datetime | None) -> EffectivePresence:
+    def effective(
+        self, state: DeviceState, now: datetime | None, closed: dict[str, bool] | None = None
+    ) -> EffectivePresence:
         """The device's presence at ``now``.
 
         With ``now`` None: as last reported, without the silence check, and an offline device
-        counts as unexpected (no moment to check the opening hours at).
+        counts as unexpected (no moment to check the opening hours at). ``closed`` memoizes
+        whether each site is closed at ``now``, for a caller that looks at every device.
         """
         if state.presence is PresenceState.OFFLINE:
-            return self._offline(state, state.offline_reason.value, now)
+            return self._offline(state, state.offline_reason.value, now, closed)
         if state.presence is PresenceState.ONLINE and now is not None and self._timeout:
             heard = max(
                 (t for t in (state.last_seen, self._started_at) if t is not None), default=None
             )
             if heard is not None and now - heard > self._timeout:
-                return self._offline(state, SILENT, now)
+                return self._offline(state, SILENT, now, closed)
         if state.presence is PresenceState.ONLINE:
             return EffectivePresence(PresenceState.ONLINE, "", Availability.ONLINE)
         return EffectivePresence(state.presence, "", Availability.UNKNOWN)
 
-    def _offline(self, state: DeviceState, reason: str, now: datetime | None) -> EffectivePresence:
-        hours = self._hours.get(state.site) if state.site else None
-        closed = hours is not None and now is not None and not hours.is_open(now)
+    def _offline(
+        self, state: DeviceState, reason: str, now: datetime | None, memo: dict[str, bool] | None
+    ) -> EffectivePresence:
+        closed = memo.get(state.site) if memo is not None else None
+        if closed is None:
+            hours = self._hours.get(state.site) if state.site else None
+            closed = hours is not None and now is not None and not hours.is_open(now)
+            if memo is not None:
+                memo[state.site] = closed
         availability = Availability.OFFLINE_EXPECTED if closed else Availability.OFFLINE_UNEXPECTED
         return EffectivePresence(PresenceState.OFFLINE, reason, availability)
 

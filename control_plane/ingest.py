@@ -53,6 +53,7 @@ from .records import RecordRow, RejectedRow, record_type, store_batch
 from .review_ingest import ReviewOutcome, store_reviews
 from .reviews.intake import Arrived
 from .reviews.working_days import WorkingCalendar, load_calendar
+from .usage_metrics import UsageCounter
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,8 @@ class Ingest:
         self._committed = asyncio.Event()
         """Set after each commit, for a consumer waiting for room in the batch."""
         self._reject_log: dict[RejectReason, tuple[float, int]] = {}
+        self.usage = UsageCounter(metrics, fleet)
+        """Counts stored usage records; its ``departments`` are refreshed by the server."""
         # The labelled counters, looked up once: ``labels()`` costs a lock and a dict per call.
         # (Their series start at 0, as Prometheus prefers, rather than at a channel's first use.)
         self._messages_by_channel = {
@@ -199,6 +202,7 @@ class Ingest:
                         device_time=item.payload.at,
                         received_at=now,
                         payload=text,
+                        record=item.payload,
                     )
                 )
                 if isinstance(item.payload, Review):
@@ -268,21 +272,23 @@ class Ingest:
             started = time.perf_counter()
             reviews_too = functools.partial(self._store_reviews, batch.reviews)
             try:
-                reviewed = await whole(store_batch(batch.records, batch.rejected, reviews_too))
+                committed = await whole(store_batch(batch.records, batch.rejected, reviews_too))
             except DATABASE_ERRORS:
                 self._metrics.ingest_errors.inc(len(batch.messages))
                 raise
+            committed_at = self._clock()
             self._metrics.ingest_commit_seconds.observe(time.perf_counter() - started)
             self._metrics.ingest_records.inc(len(batch.records))
-            if reviewed is not None:
-                reviewed.count_into(self._metrics)
+            if committed.then is not None:
+                committed.then.count_into(self._metrics)
             acks = batch.acks()
             if conn is not None:
-                committed_at = self._clock()
                 for ack in acks:
                     conn.publish_nowait(_ack_message(ack, committed_at))
                 for message in batch.messages:
                     conn.ack(message)
+            # After the acknowledgements, which the devices wait for and the counters do not.
+            self.usage.count(committed.new, committed_at)
             return acks
 
     async def _store_reviews(

@@ -14,27 +14,31 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     disable_created_metrics,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from edge.protocol import DeviceKind, RejectReason
+from edge.protocol import RejectReason
 from monitoring import metrics as names
 
 from .catalog_metrics import CatalogCollector
-from .fleet import Availability, FleetState
+from .fleet import FleetState
+from .latency_histogram import LatencyHistogram
 from .reviews.chain_check import ProblemKind
 from .reviews.intake import RefusalReason
+from .site_metrics import fleet_families
 
 # The *_created series double every counter for no use on our dashboards.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class FleetCollector(Collector):
-    """Devices by kind and availability (online, offline as expected or not, unknown).
+    """The fleet's gauges, computed at scrape time (``site_metrics.fleet_families``).
 
-    Every combination is always present, zero or not.
+    Devices by kind, level and presence and by district, the worst sites, peripheral faults,
+    outbox backlogs.
     """
 
     def __init__(self, fleet: FleetState, clock: Callable[[], datetime]) -> None:
@@ -42,13 +46,7 @@ class FleetCollector(Collector):
         self._clock = clock
 
     def collect(self) -> Iterator[Metric]:
-        spec = names.DEVICES
-        family = GaugeMetricFamily(spec.name, spec.help, labels=list(spec.labels))
-        counts = self._fleet.counts(self._clock())
-        for kind in DeviceKind:
-            for presence in Availability:
-                family.add_metric([kind.value, presence.value], counts.get((kind, presence), 0))
-        yield family
+        yield from fleet_families(self._fleet, self._clock())
 
 
 class ControlPlaneMetrics:
@@ -58,6 +56,9 @@ class ControlPlaneMetrics:
         self, fleet: FleetState, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # process_resident_memory_bytes, process_cpu_seconds_total …: the control plane's own
+        # health dashboard (only where /proc exists; elsewhere the collector yields nothing).
+        ProcessCollector(registry=self.registry)
         self.registry.register(FleetCollector(fleet, clock))
         self.registry.register(CatalogCollector(fleet, clock))
         self.ingest_messages = _counter(names.INGEST_MESSAGES, self.registry)
@@ -81,6 +82,13 @@ class ControlPlaneMetrics:
             self.review_refusals.labels(refusal.value)
         for kind in ProblemKind:
             self.review_chain_problems.labels(kind.value)
+        # Usage of stored records and their publish→commit wait (usage_metrics.UsageCounter).
+        self.transactions = _counter(names.TRANSACTIONS, self.registry)
+        self.transaction_outcomes = _counter(names.TRANSACTION_OUTCOMES, self.registry)
+        self.usage_events = _counter(names.USAGE_EVENTS, self.registry)
+        self.printed_pages = _counter(names.PRINTED_PAGES, self.registry)
+        self.publish_to_commit_seconds = LatencyHistogram()
+        self.registry.register(self.publish_to_commit_seconds)
         self.mqtt_connected = Gauge(
             names.MQTT_CONNECTED.name, names.MQTT_CONNECTED.help, registry=self.registry
         )

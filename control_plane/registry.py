@@ -8,7 +8,7 @@ the transaction that writes the device, so they always agree with ``device.last_
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +21,7 @@ from edge.protocol import DeviceKind, Heartbeat, PresenceState
 from edge.schedule import OpeningHours, ScheduleError
 
 from .db.inventory_models import AgentInventory, DeviceLabel, PeripheralInventory
-from .db.models import Device, Site
+from .db.models import Device, JurisdictionNode, ServiceWindow, Site
 from .device_inventory import Inventory, InventoryChange, changes, inventory_of
 from .fleet import DeviceState
 from .sites import opening_hours
@@ -189,3 +189,29 @@ async def load_opening_hours() -> dict[str, OpeningHours]:
         except (ScheduleError, ValueError) as exc:
             log.warning("site %s: opening hours %r unreadable: %s", site.code, site.hours, exc)
     return hours
+
+
+async def load_site_rows() -> list[tuple[str, str, str]]:
+    """Every site as (code, hall level, its node's path): what its metric labels come from."""
+    rows = await Site.all().values_list("code", "level", "node__path")
+    return [(str(code), str(level), str(path)) for code, level, path in rows]
+
+
+async def load_node_rows(codes: Collection[str] | None = None) -> list[tuple[str, str, str]]:
+    """Nodes of the tree as (code, level, path): every one, or those ``codes`` name."""
+    query = JurisdictionNode.all() if codes is None else JurisdictionNode.filter(code__in=codes)
+    rows = await query.values_list("code", "level", "path")
+    return [(str(code), str(level), str(path)) for code, level, path in rows]
+
+
+async def load_windows(site_code: str | None = None) -> list[tuple[str, int]]:
+    """Service windows as (site code, window id): every site's, or one site's."""
+    query = ServiceWindow.all() if site_code is None else ServiceWindow.filter(site__code=site_code)
+    rows = await query.values_list("site__code", "id")
+    return [(str(code), int(window)) for code, window in rows]
+
+
+async def load_pad_windows() -> dict[str, int]:
+    """The window id of every device bound to one, by device id."""
+    rows = await Device.filter(window_id__not_isnull=True).values_list("device_id", "window_id")
+    return {str(device_id): int(window) for device_id, window in rows}

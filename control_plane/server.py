@@ -39,6 +39,7 @@ from .rollout_notices import DownloadSettings, NoticeMaker
 from .rollup_settings import RollupSettings, SettingsError
 from .site_cache import SiteCache
 from .twin_publish import TwinSync, install_metrics
+from .usage_metrics import DepartmentLabels
 
 if TYPE_CHECKING:
     from provisioning.settings import ProvisioningSettings
@@ -110,6 +111,7 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
         await refresh_placements(fleet, sites)
         metrics = ControlPlaneMetrics(fleet)
         ingest = Ingest(fleet, metrics, calendar=settings.calendar)
+        await ingest.usage.departments.reload()
         app = make_app(fleet, metrics, ingest, sites_cache=sites, score_rule=settings.score_rule)
         review_chores = ReviewChores(ingest, metrics, lambda: datetime.now(UTC))
         app[cases_http.NOTICES] = review_chores.case_notices
@@ -146,7 +148,10 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
                     name="ingest",
                 )
                 chores = [
-                    tasks.create_task(_keep_placements(fleet, sites), name="placements"),
+                    tasks.create_task(
+                        _keep_placements(fleet, sites, ingest.usage.departments),
+                        name="placements",
+                    ),
                     tasks.create_task(twin_sync.run(), name="twin"),
                     tasks.create_task(review_chores.run(), name="reviews"),
                     tasks.create_task(drive_rollouts, name="rollouts"),
@@ -239,12 +244,18 @@ async def refresh_placements(fleet: FleetState, sites: SiteCache) -> None:
     fleet.place(await registry.load_placements())
 
 
-async def _keep_placements(fleet: FleetState, sites: SiteCache) -> None:
-    """Re-read sites and placements now and then: an import or a move may come from elsewhere."""
+async def _keep_placements(
+    fleet: FleetState, sites: SiteCache, departments: DepartmentLabels
+) -> None:
+    """Re-read sites and placements now and then: an import or a move may come from elsewhere.
+
+    The departments the usage metrics name one by one too (an import may add some).
+    """
     while True:
         await asyncio.sleep(PLACEMENT_REFRESH_S)
         try:
             await whole(refresh_placements(fleet, sites))
+            await whole(departments.reload())
         except DATABASE_ERRORS as exc:
             log.warning("could not re-read sites and placements: %s", exc)
 

@@ -1,11 +1,12 @@
 """Bringing the running server's picture of sites up to date right after an API change.
 
-The fleet state keeps every site's opening hours (for ``offline_expected``) and jurisdiction path
-(for scopes) in memory; ``server.py`` re-reads all of them every ``PLACEMENT_REFRESH_S`` for
-changes made elsewhere (an import, another replica). A change through this replica's API re-reads
-the one site it changed, after its commit and before answering, so that the next request already
-sees it. Re-reading every site instead would parse every site's schedule: about 0.9 s of the event
-loop for 10,000 sites on the development machine, against well under a millisecond for one.
+The fleet state keeps every site's opening hours (for ``offline_expected``), jurisdiction path
+(for scopes) and ``SiteFacts`` (metric labels, windows, the pads bound to them) in memory;
+``server.py`` re-reads all of them every ``PLACEMENT_REFRESH_S`` for changes made elsewhere (an
+import, another replica). A change through this replica's API re-reads the one site it changed,
+after its commit and before answering, so that the next request already sees it. Re-reading every
+site instead would parse every site's schedule: about 0.9 s of the event loop for 10,000 sites on
+the development machine, against well under a millisecond for one.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from edge.schedule import OpeningHours, ScheduleError
 
 from . import registry
 from .db.models import Site
+from .jurisdiction import SEPARATOR
+from .site_facts import SiteFacts, build_facts, node_levels
+from .site_labels import site_labels
 from .sites import opening_hours
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,11 @@ class SiteAwareFleet(Protocol):
     def set_site_paths(self, paths: Mapping[str, str]) -> None: ...
 
     def set_site(self, code: str, hours: OpeningHours | None, path: str | None) -> None: ...
+
+    @property
+    def site_facts(self) -> SiteFacts: ...
+
+    def set_site_facts(self, facts: SiteFacts) -> None: ...
 
 
 class SiteCache:
@@ -56,21 +65,41 @@ class SiteCache:
         async with self._lock:
             try:
                 site = await Site.get_or_none(code=code).select_related("node")
+                if site is not None:
+                    ancestors = site.node.path.strip(SEPARATOR).split(SEPARATOR)
+                    nodes = await registry.load_node_rows(ancestors)
+                    windows = await registry.load_windows(code)
             except (OSError, BaseORMException) as exc:
                 log.warning("could not re-read site %s after a change: %s", code, exc)
                 return
+            facts = self._fleet.site_facts
             if site is None:
                 self._fleet.set_site(code, None, None)
+                self._fleet.set_site_facts(facts.with_site(code, None))
                 return
             self._fleet.set_site(code, _hours_of(site), site.node.path)
+            labels = site_labels(site.node.path, site.level, node_levels(nodes))
+            window_ids = frozenset(window for _site, window in windows)
+            self._fleet.set_site_facts(facts.with_site(code, labels, window_ids))
 
     async def reload(self) -> None:
-        """Re-read every site's hours and path, as the server does at start."""
+        """Re-read every site's hours, path and facts, and pads' windows.
+
+        The server does at start and every ``PLACEMENT_REFRESH_S``: a window added or a pad
+        bound to one (changes that do not call ``site_changed``) shows within that time.
+        """
         async with self._lock:
             hours = await registry.load_opening_hours()
             paths = await registry.load_site_paths()
+            facts = build_facts(
+                await registry.load_site_rows(),
+                await registry.load_node_rows(),
+                await registry.load_windows(),
+                await registry.load_pad_windows(),
+            )
             self._fleet.set_opening_hours(hours)
             self._fleet.set_site_paths(paths)
+            self._fleet.set_site_facts(facts)
 
 
 def _hours_of(site: Site) -> OpeningHours | None:

@@ -33,9 +33,10 @@ class MetricSpec:
 
 DEVICES = MetricSpec(
     "termfleet_devices",
-    "Terminals known to the control plane, by kind and presence: online, offline_expected (its "
-    "site is closed), offline_unexpected, unknown.",
-    ("kind", "presence"),
+    "Terminals known to the control plane, by kind, the level of the hall they stand in "
+    "(district, town, village; none when placed nowhere) and presence: online, offline_expected "
+    "(its site is closed), offline_unexpected, unknown. Every combination is always present.",
+    ("kind", "level", "presence"),
 )
 INGEST_MESSAGES = MetricSpec(
     "termfleet_ingest_messages_total",
@@ -231,20 +232,20 @@ DISTRICT_DEVICES = MetricSpec(
 )
 USAGE_EVENTS = MetricSpec(
     "termfleet_usage_events_total",
-    "Self-service usage records other than transactions, by event (session_start, "
-    "id_card_read, print, help_call, ...) and hall level.",
+    "Self-service usage records other than transactions, by event (session_started, "
+    "session_ended, print, id_card_read, call_for_help, unknown) and hall level.",
     ("event", "level"),
 )
 PRINTED_PAGES = MetricSpec(
     "termfleet_printed_pages_total",
-    "Pages printed by terminals' printers, by hall level.",
+    "Pages of print jobs that succeeded on terminals' printers, by hall level.",
     ("level",),
 )
 PUBLISH_TO_COMMIT_SECONDS = MetricSpec(
     "termfleet_ingest_publish_to_commit_seconds",
     "From a record's publish (the time the device stamped it, so device clock skew shows here) "
     "to the commit of its batch; a record replayed from an outbox after an outage counts its "
-    "whole wait.",
+    "whole wait. A device clock ahead of the control plane's counts as 0.",
 )
 HALL_REVIEWS_LAST_HOUR = MetricSpec(
     "termfleet_hall_reviews_last_hour",

@@ -319,15 +319,15 @@ async def test_the_real_server_knows_changed_hours_at_once(
 
 
 def offline_kiosks(exposition: str) -> dict[str, float]:
-    """The gauge of offline kiosks, by availability, as Prometheus would read it."""
-    return {
-        sample.labels["presence"]: sample.value
-        for family in text_string_to_metric_families(exposition)
-        for sample in family.samples
-        if sample.name == "termfleet_devices"
-        and sample.labels["kind"] == "kiosk"
-        and sample.labels["presence"].startswith("offline")
-    }
+    """The gauge of offline kiosks, by availability (summed over levels), as Prometheus reads it."""
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            presence = sample.labels.get("presence", "")
+            kiosk = sample.labels.get("kind") == "kiosk"
+            if sample.name == "termfleet_devices" and kiosk and presence.startswith("offline"):
+                counts[presence] = counts.get(presence, 0.0) + sample.value  # over hall levels
+    return counts
 
 
 async def test_a_full_reload_reads_every_site(database_url: str) -> None:

@@ -256,28 +256,36 @@ def test_counts_of_an_empty_fleet() -> None:
     assert FleetState().counts() == Counter()
 
 
-def scrape(fleet: FleetState) -> dict[tuple[str, str], float]:
+def scrape(fleet: FleetState) -> dict[tuple[str, str, str], float]:
+    """termfleet_devices by (kind, level, presence), of everything the collector exposes."""
     registry = CollectorRegistry()
     registry.register(FleetCollector(fleet, lambda: T0))
     text = generate_latest(registry).decode()
-    samples: dict[tuple[str, str], float] = {}
+    samples: dict[tuple[str, str, str], float] = {}
     for family in text_string_to_metric_families(text):
-        assert family.name == "termfleet_devices"
+        if family.name != "termfleet_devices":
+            continue
         assert family.type == "gauge"
         for sample in family.samples:
-            key = (sample.labels["kind"], sample.labels["presence"])
+            key = (sample.labels["kind"], sample.labels["level"], sample.labels["presence"])
             assert key not in samples, f"duplicate series {key}"
             samples[key] = sample.value
     return samples
 
 
-def test_collector_exposes_every_kind_and_presence_with_the_counts() -> None:
+LEVELS = ("district", "town", "village", "none")
+
+
+def test_collector_exposes_every_kind_level_and_presence_with_the_counts() -> None:
     samples = scrape(populated_fleet())
 
-    every = {(k.value, p.value) for k in DeviceKind for p in Availability}
+    every = {
+        (k.value, level, p.value) for k in DeviceKind for level in LEVELS for p in Availability
+    }
     assert set(samples) == every
-    assert len(samples) == 20
-    expected = {(k.value, p.value): float(n) for (k, p), n in EXPECTED_COUNTS.items()}
+    assert len(samples) == 80
+    # No site known: every device stands in no hall.
+    expected = {(k.value, "none", p.value): float(n) for (k, p), n in EXPECTED_COUNTS.items()}
     assert {key: value for key, value in samples.items() if value} == expected
     assert sum(samples.values()) == 7
 
@@ -285,7 +293,7 @@ def test_collector_exposes_every_kind_and_presence_with_the_counts() -> None:
 def test_collector_exposes_zeros_for_an_empty_fleet() -> None:
     samples = scrape(FleetState())
 
-    assert len(samples) == 20
+    assert len(samples) == 80
     assert set(samples.values()) == {0.0}
 
 
@@ -295,14 +303,14 @@ def test_collector_reads_the_fleet_at_scrape_time() -> None:
     registry.register(FleetCollector(fleet, lambda: T0))
     fleet.apply_presence("k1", Presence(state=ONLINE, session=1, kind=DeviceKind.KIOSK), T0)
 
-    first = registry.get_sample_value("termfleet_devices", {"kind": "kiosk", "presence": "online"})
-    fleet.apply_presence("k1", Presence(state=OFFLINE, session=1, kind=DeviceKind.KIOSK), T0)
-    online = registry.get_sample_value("termfleet_devices", {"kind": "kiosk", "presence": "online"})
-    offline = registry.get_sample_value(
-        "termfleet_devices", {"kind": "kiosk", "presence": "offline_unexpected"}
-    )
+    def kiosks(presence: str) -> float | None:
+        labels = {"kind": "kiosk", "level": "none", "presence": presence}
+        return registry.get_sample_value("termfleet_devices", labels)
 
-    assert (first, online, offline) == (1.0, 0.0, 1.0)
+    first = kiosks("online")
+    fleet.apply_presence("k1", Presence(state=OFFLINE, session=1, kind=DeviceKind.KIOSK), T0)
+
+    assert (first, kiosks("online"), kiosks("offline_unexpected")) == (1.0, 0.0, 1.0)
 
 
 # Silence: an online device that is not heard from counts as offline.

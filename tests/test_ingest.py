@@ -5,10 +5,10 @@ Good messages land; bad ones are refused, counted by reason, and never stop it.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from control_plane.services.broker import BrokerSettings
 from edge import mqtt
@@ -18,12 +18,16 @@ from tests.support.control_plane import RunningControlPlane, running_control_pla
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:
-    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in text.splitlines():
-        m = re.fullmatch(rf"{name}\{{(.*)\}} (\S+)", line)
-        if m and ",".join(sorted(m.group(1).split(","))) == want:
-            return float(m.group(2))
-    raise AssertionError(f"{name}{{{want}}} not in metrics")
+    """The sum of the samples of ``name`` whose labels include ``labels`` (over the others)."""
+    values = [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    ]
+    if not values:
+        raise AssertionError(f"{name}{labels} not in metrics")
+    return sum(values)
 
 
 async def publish(broker: BrokerSettings, *messages: tuple[str, bytes]) -> None:

@@ -154,15 +154,15 @@ def test_kiosk_agent_appears_online_in_metrics_and_cli_then_offline_on_sigterm(
     eventually(
         lambda: next(d for d in devices_ls(control_plane) if d["device_id"] == device_id)["health"]
     )
-    assert 'termfleet_devices{kind="kiosk",presence="online"} 1.0' in metrics(control_plane)
+    # Placed nowhere: its hall level is none.
+    unplaced_kiosks = 'termfleet_devices{kind="kiosk",level="none",presence="%s"} 1.0'
+    assert unplaced_kiosks % "online" in metrics(control_plane)
 
     agent.signal(signal.SIGTERM)
     assert agent.popen is not None
     assert agent.popen.wait(timeout=15) == 0, agent.log_tail()
     eventually(lambda: presence_of(control_plane, device_id) == "offline")
-    assert 'termfleet_devices{kind="kiosk",presence="offline_unexpected"} 1.0' in metrics(
-        control_plane
-    )
+    assert unplaced_kiosks % "offline_unexpected" in metrics(control_plane)
 
 
 def test_killed_agent_goes_offline_by_last_will_and_comes_back_with_a_newer_session(

@@ -88,9 +88,12 @@ def test_ingest_subscribes_every_uplink_channel_exactly_once(channel: wire.Chann
     filters = wire.ingest_filters()
     matching = [f for f in filters if topic_matches_sub(_unshared(f), topic)]
     assert len(matching) == 1, matching
-    # Retained state must reach every replica, and MQTT 5 sends no retained messages to a new
-    # shared subscription; the record and health streams are split between replicas.
-    expect_shared = channel not in wire.RETAINED_STATE_CHANNELS
+    # State and health must reach every replica (MQTT 5 sends no retained messages to a new
+    # shared subscription, and each replica keeps the whole fleet); records are split.
+    expect_shared = channel not in wire.EVERY_REPLICA_CHANNELS
+    assert (channel in {wire.Channel.HEALTH, wire.Channel.PRESENCE}) is not expect_shared or (
+        channel in wire.RETAINED_STATE_CHANNELS
+    )
     assert matching[0].startswith(f"$share/{wire.INGEST_SHARE_GROUP}/") is expect_shared
 
 

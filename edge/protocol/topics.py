@@ -175,17 +175,23 @@ RETAINED_STATE_CHANNELS = (Channel.PRESENCE, Channel.REPORTED, Channel.PACKAGES)
 """Uplink channels whose retained message is a device's current state."""
 
 
+EVERY_REPLICA_CHANNELS = (*RETAINED_STATE_CHANNELS, Channel.HEALTH)
+"""Uplink channels every control-plane replica reads in full: its copy of the fleet's state."""
+
+
 def ingest_filters(*, shared_group: str | None = INGEST_SHARE_GROUP) -> list[str]:
     """The control plane's subscriptions.
 
-    Retained state (presence, reported config, packages) is subscribed to plainly by every
-    replica, for two reasons: MQTT 5 sends no retained messages to a new shared subscription
-    (section 4.8.2), so a restarted replica would never read them; and every replica must know
-    every device's presence.
-    The rest of the uplink is split between replicas through ``shared_group`` (None: unshared).
+    Device state is subscribed to plainly by every replica. Retained state (presence, reported
+    config, packages), because MQTT 5 sends no retained messages to a new shared subscription
+    (section 4.8.2), so a restarted replica would never read them. State and health, because
+    every replica keeps the whole fleet's state in memory and exposes it as metrics: a replica
+    given every other heartbeat of a terminal would show its faults late or not at all.
+    The records (usage, reviews, events, command results) are split between replicas through
+    ``shared_group`` (None: unshared): each is stored and acknowledged by one replica.
     """
-    filters = [uplink_filter(c) for c in RETAINED_STATE_CHANNELS]
-    for channel in sorted(CHANNELS_BY_DIRECTION[Direction.UP] - set(RETAINED_STATE_CHANNELS)):
+    filters = [uplink_filter(c) for c in EVERY_REPLICA_CHANNELS]
+    for channel in sorted(CHANNELS_BY_DIRECTION[Direction.UP] - set(EVERY_REPLICA_CHANNELS)):
         topic_filter = uplink_filter(channel)
         filters.append(shared(shared_group, topic_filter) if shared_group else topic_filter)
     return filters
