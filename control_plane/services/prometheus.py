@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from .processes import ManagedProcess
@@ -28,6 +30,14 @@ def prometheus_binary() -> str | None:
     return shutil.which("prometheus")
 
 
+def alert_rules_dir() -> Path:
+    """The alert rules compose's Prometheus loads too: ``monitoring/prometheus/rules``.
+
+    Package data of ``monitoring``, so an installed wheel has them as well as a checkout.
+    """
+    return Path(str(resources.files("monitoring") / "prometheus" / "rules"))
+
+
 def write_config(settings: PrometheusSettings) -> Path:
     targets = ", ".join(f'"{t}"' for t in settings.targets)
     path = settings.workdir / "prometheus.yml"
@@ -37,6 +47,9 @@ def write_config(settings: PrometheusSettings) -> Path:
         "global:\n"
         f"  scrape_interval: {SCRAPE_INTERVAL_S}s\n"
         f"  evaluation_interval: {SCRAPE_INTERVAL_S}s\n"
+        "# The same alert rules as docker compose; the demo has no Alertmanager: see /alerts.\n"
+        "rule_files:\n"
+        f"  - {json.dumps(str(alert_rules_dir() / '*.yml'))}\n"
         "scrape_configs:\n"
         "  - job_name: termfleet-control-plane\n"
         "    static_configs:\n"
