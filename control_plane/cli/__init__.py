@@ -19,6 +19,7 @@ from . import (
     demo,
     departments,
     devices,
+    monitoring,
     nodes,
     provision,
     reviews,
@@ -78,6 +79,7 @@ cli.add_command(rollout.rollout)
 cli.add_command(cases.cases)
 cli.add_command(workorders.workorders)
 cli.add_command(reviews.reviews)
+cli.add_command(monitoring.monitoring)
 
 
 def main() -> None:
