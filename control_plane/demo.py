@@ -41,6 +41,12 @@ from .demo_content import (
     roll_out_sample,
     rollout_hint,
 )
+from .demo_history import (
+    DEMO_BACKFILL_DAYS,
+    backfill_span,
+    district_node,
+    has_usage_history,
+)
 
 ONLINE_TIMEOUT_S = 60.0
 ADMIN_NAME = "demo-admin"
@@ -67,6 +73,8 @@ class DemoSettings:
     prometheus_port: int = 9090
     with_prometheus: bool = True
     heartbeat_interval_s: float = 10.0
+    backfill_days: int = DEMO_BACKFILL_DAYS
+    """Past days the simulator backfills on the first start (docs/demo-month.md); 0: none."""
 
 
 def _termfleet(*args: str) -> list[str]:
@@ -87,6 +95,7 @@ class Demo:
         self._with_content = False
         self.rollout: SampleRollout | None = None
         self.rollout_problem = ""
+        self.backfilling = False
 
     @property
     def api_url(self) -> str:
@@ -242,10 +251,36 @@ class Demo:
             "--state-dir", str(s.workdir / "simulator"),
             "--secret-file", str(self.secret_file),
             *self._content_keys(),
+            *self._backfill_options(),
         )  # fmt: skip
         self._children.append(
             ManagedProcess("simulator", argv, s.workdir / "simulator.log").start()
         )
+
+    def _backfill_options(self) -> list[str]:
+        """On the first start, the district's past weeks, backfilled while it runs live."""
+        days = self.settings.backfill_days
+        if days <= 0 or has_usage_history(self.settings.workdir / "termfleet.sqlite3"):
+            return []
+        self.backfilling = True
+        self._say(f"backfilling the district's last {days} days (progress in simulator.log)\n")
+        return ["--backfill-days", str(days), "--keep-running"]
+
+    def history_hint(self, token: str) -> list[str]:
+        """The simulated month's figures, as the seed table's call asks for them."""
+        if not self.backfilling:
+            return []
+        span = backfill_span(self.settings.backfill_days)
+        node = district_node(self.settings.district)
+        headline = (
+            f"  history     {len(span)} days backfilled through the ingest (simulator.log says"
+            " when done; the figures follow the next roll-up, within 5 minutes):"
+        )
+        stats = (
+            f"TERMFLEET_TOKEN={token} termfleet stats cases --by level --node {node}"
+            f" --from {span[0]} --to {span[-1]} --server {self.api_url}"
+        )
+        return [headline, f"    {stats}"]
 
     def wait_online(self, expected: int, timeout_s: float = ONLINE_TIMEOUT_S) -> int:
         """Poll the API until ``expected`` devices are online; returns how many were."""
@@ -319,6 +354,7 @@ class Demo:
             f"  CLI         TERMFLEET_TOKEN={token} termfleet devices ls --server {self.api_url}",
             f"  logs        {self.settings.workdir}",
             *self.rollout_hint(token),
+            *self.history_hint(token),
             *self.enroll_hint(),
             "Press Ctrl-C to stop everything.",
         ]

@@ -30,6 +30,7 @@ from provisioning.broker_admin import open_admin
 from provisioning.credentials import broker_password, load_secret
 from provisioning.demo_logins import terminal_password
 from tests.support.mqtt_probe import NOT_AUTHORIZED, Probe
+from tests.test_ingest import metric_value
 
 pytestmark = pytest.mark.slow
 
@@ -165,7 +166,7 @@ def test_demo_brings_the_district_online_and_ctrl_c_stops_everything(tmp_path: P
         assert {d["presence"] for d in listed} == {"online"}
         with urllib.request.urlopen(server + "/metrics", timeout=5) as resp:  # noqa: S310
             metrics = resp.read().decode()
-        assert 'termfleet_devices{kind="kiosk",presence="online"} 15.0' in metrics
+        assert metric_value(metrics, "termfleet_devices", kind="kiosk", presence="online") == 15
 
         deadline = time.monotonic() + 30
         result: list[dict] = []  # type: ignore[type-arg]

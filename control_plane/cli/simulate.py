@@ -17,6 +17,7 @@ from edge.mqtt import BrokerAddress
 from . import options
 
 if TYPE_CHECKING:
+    from edge.agent.runner import Agent
     from edge.content.signing import TrustedKeys
 
 
@@ -83,6 +84,30 @@ if TYPE_CHECKING:
     " and rollouts to simulated terminals time out.",
 )
 @click.option(
+    "--backfill-days",
+    type=int,
+    default=None,
+    help="Instead of running live: the N whole days before today (1 to 29), their visits"
+    " recorded with past device times in each terminal's outbox and delivered through the"
+    " broker to the control plane's ingest; exits once every record is acknowledged. Scaled"
+    " to the seeds' first quarter (N/90 of its handled cases by hall level). Refused for days"
+    " this --state-dir has backfilled before (docs/demo-month.md).",
+)
+@click.option(
+    "--backfill-scale",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Multiply the backfill's targets: 0.1 for a tenth of the seeds' figures.",
+)
+@click.option(
+    "--keep-running",
+    is_flag=True,
+    help="With --backfill-days: run live as well, from the start (the backfill's records"
+    " interleave with live ones in each outbox), and carry on once it is delivered; a refused"
+    " backfill is a warning then. `termfleet demo` runs its simulator so on its first start.",
+)
+@click.option(
     "--list", "list_only", is_flag=True, help="List the terminals instead of running them."
 )
 @options.json_output
@@ -97,6 +122,9 @@ def simulate(  # noqa: PLR0913 - one parameter per option
     follow_hours: bool,
     secret_file: Path | None,
     content_keys: tuple[Path, ...],
+    backfill_days: int | None,
+    backfill_scale: float,
+    keep_running: bool,
     list_only: bool,
     as_json: bool,
 ) -> None:
@@ -135,19 +163,35 @@ def simulate(  # noqa: PLR0913 - one parameter per option
         print_rows(rows, ["device_id", "kind", "site", "level", "switched_on"], as_json=as_json)
         return
     password_of = _passwords(secret_file) if secret_file is not None else None
-    keys = _content_keys(content_keys)
-    try:
-        agents = build_agents(
-            chosen,
-            broker,
-            AgentTiming(heartbeat_interval_s=heartbeat_interval),
-            seed,
-            state_dir,
-            password_of=password_of,
-            content_keys=keys,
+    backfill = None
+    if backfill_days is not None:
+        from .simulate_backfill import BackfillRequest
+
+        request = BackfillRequest(
+            district, backfill_days, backfill_scale, seed, state_dir, chosen, sites
         )
-    except OutboxError as exc:
-        raise click.ClickException(str(exc)) from None
+        backfill = (request, request.plan())  # a usage error before anything starts
+
+    def make_agents(keys: TrustedKeys | None) -> list[Agent]:
+        try:
+            return build_agents(
+                chosen,
+                broker,
+                AgentTiming(heartbeat_interval_s=heartbeat_interval),
+                seed,
+                state_dir,
+                password_of=password_of,
+                content_keys=keys,
+            )
+        except OutboxError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    if backfill is not None and not keep_running:
+        from .simulate_backfill import run_backfill_command
+
+        run_backfill_command(backfill[0], lambda: make_agents(None), as_json=as_json)
+        return
+    agents = make_agents(_content_keys(content_keys))
     logins = "each with its own login" if password_of else "without logins"
     with_packages = sum(agent.packages is not None for agent in agents)
     click.echo(
@@ -161,7 +205,13 @@ def simulate(  # noqa: PLR0913 - one parameter per option
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        await run_fleet(agents, stop, visits_per_minute=activity_rate, seed=seed, hours=hours)
+        fleet = run_fleet(agents, stop, visits_per_minute=activity_rate, seed=seed, hours=hours)
+        if backfill is None:
+            await fleet
+            return
+        from .simulate_backfill import alongside
+
+        await alongside(fleet, *backfill, agents)
 
     try:
         asyncio.run(main())

@@ -57,6 +57,8 @@ RATINGS = (
 )
 ID_READS = ((IdCardResult.OK, 0.85), (IdCardResult.FAILED, 0.08), (IdCardResult.NO_CARD, 0.07))
 PRINT_SHARE = 0.6
+COMPLETED_SHARE = 0.93
+"""Transactions a citizen completes (the rest are abandoned); a station PC's are rated."""
 HELP_SHARE = {DeviceKind.KIOSK: 0.02, DeviceKind.BOOTH: 0.3, DeviceKind.STATION_PC: 0.01}
 STAFF_PER_WINDOW = 3
 """Clerks who take turns at a window (shifts, lunch relief); each case names the one on duty."""
@@ -161,7 +163,7 @@ class VisitGenerator:
                 department=department,
                 item_code=item,
                 outcome=TransactionOutcome.COMPLETED
-                if rng.random() < 0.93  # noqa: PLR2004 - share of completed transactions
+                if rng.random() < COMPLETED_SHARE
                 else TransactionOutcome.ABANDONED,
                 duration_s=round(rng.uniform(40, 400), 1),
             )
