@@ -166,6 +166,20 @@ class FleetState:
         """Replace the site facts whole (``SiteFacts.with_site`` makes one for a site change)."""
         self._facts = facts
 
+    def snapshot(self) -> FleetState:
+        """A copy to read away from the event loop (a scrape in a thread) while this one changes.
+
+        Copies the device table only: the devices' states are frozen, and the sites' hours,
+        paths and facts are replaced whole on a change, never changed in place.
+        """
+        copy = FleetState(heartbeat_timeout_s=None, started_at=self._started_at)
+        copy._devices = dict(self._devices)
+        copy._timeout = self._timeout
+        copy._hours = self._hours
+        copy._site_paths = self._site_paths
+        copy._facts = self._facts
+        return copy
+
     def site_labels(self, state: DeviceState) -> SiteLabels:
         """The city, district and hall level of the device's site, as metric labels.
 

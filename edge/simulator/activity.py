@@ -36,18 +36,10 @@ from edge.protocol import (
     TransactionOutcome,
 )
 
+from .items import self_service_items, window_items
+
 log = logging.getLogger(__name__)
 
-# (department code, item code): a sample of the 事项清单 items kiosks offer in the seeds.
-ITEMS: tuple[tuple[str, str], ...] = (
-    ("rs", "RS-0012"),  # 人社: social-security payment statement
-    ("rs", "RS-0031"),  # 人社: pension qualification check
-    ("sw", "SW-0105"),  # 税务: individual income tax record
-    ("ga", "GA-0007"),  # 公安: household register copy
-    ("gjj", "GJJ-0002"),  # 公积金: housing fund statement
-    ("scjg", "SCJG-0044"),  # 市场监管: business licence 秒批 instant approval
-    ("mz", "MZ-0019"),  # 民政: marriage registration appointment
-)
 RATINGS = (
     (Rating.VERY_SATISFIED, 0.80),
     (Rating.SATISFIED, 0.14),
@@ -132,8 +124,8 @@ class VisitGenerator:
     def next_visit(self) -> Visit:
         self._visits += 1
         if self._kind is DeviceKind.REVIEW_PAD:
-            department, item = self._rng.choice(ITEMS)
-            return Visit([], self._rated_case(department, item))
+            item = window_items().pick(self._rng)
+            return Visit([], self._rated_case(item.department, item.code))
         records = list(self._session())
         done = [r for r in records if isinstance(r, Transaction)]
         if not (self._rates_on_pad and done and done[0].outcome is TransactionOutcome.COMPLETED):
@@ -157,11 +149,11 @@ class VisitGenerator:
         yield SessionStarted(session_id=session_id)
         if self._kind is not DeviceKind.BOOTH:
             yield IdCardRead(session_id=session_id, result=_pick(rng, ID_READS))
-            department, item = rng.choice(ITEMS)
+            item = self_service_items().pick(rng)
             yield Transaction(
                 session_id=session_id,
-                department=department,
-                item_code=item,
+                department=item.department,
+                item_code=item.code,
                 outcome=TransactionOutcome.COMPLETED
                 if rng.random() < COMPLETED_SHARE
                 else TransactionOutcome.ABANDONED,
