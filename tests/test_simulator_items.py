@@ -1,4 +1,4 @@
-"""The simulated item mix (edge/simulator/data/items.json): valid data, draws that follow it."""
+"""The simulated item mix (edge/simulator/data/catalog/items.json): valid, and drawn by it."""
 
 from __future__ import annotations
 

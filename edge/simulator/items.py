@@ -1,4 +1,4 @@
-"""The service items (事项) simulated citizens come for, and how often: ``data/items.json``.
+"""The service items (事项) simulated citizens come for, and how often: ``data/catalog/items.json``.
 
 A few items carry most of a hall's handled cases (social-security and medical-insurance
 statements, household register copies), a long tail the rest, as in any 事项清单. Windows handle
@@ -54,7 +54,9 @@ class ItemMix:
 
 @functools.cache
 def load_items() -> tuple[ServiceItem, ...]:
-    data = json.loads(resources.files(__package__).joinpath("data/items.json").read_text())
+    data = json.loads(
+        resources.files(__package__).joinpath("data", "catalog", "items.json").read_text()
+    )
     departments = {d["code"] for d in data["departments"]}
     items = tuple(ServiceItem(**item) for item in data["items"])
     for item in items:
