@@ -12,6 +12,7 @@ Run ``python -m provisioning.demo_logins`` to prepare a broker that way (docker 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from control_plane.inventory_store import import_inventory
 from control_plane.lifecycle import Lifecycle
 from edge.mqtt import BrokerAddress
 from edge.simulator.district import DistrictError, district_file, terminals
+from edge.simulator.items import departments
 
 from .broker_file import write_dynsec_file
 from .credentials import SECRET_ENV, SecretError, broker_password, create_secret
@@ -118,6 +120,10 @@ async def prepare(
     if missing:
         name = f"{district}.json"
         await import_inventory(read_json(district_file(district).read_text(), name))
+        # The simulated items' departments, so that statistics and the transactions metric
+        # name them (the metric counts unregistered departments as "other").
+        catalog = json.dumps({"departments": departments()}, ensure_ascii=False)
+        await import_inventory(read_json(catalog, "items.json"))
     enrolled = await enroll_simulated(device_ids, now=now)
     desired = await desired_state(settings)
     write_dynsec_file(broker_file, desired.clients, desired.roles)

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from control_plane.cli import cli
 from control_plane.db import database
-from control_plane.db.models import AuditEntry, Device
+from control_plane.db.models import AuditEntry, Department, Device
 from control_plane.lifecycle import Lifecycle
 from control_plane.services.broker import BrokerSettings, start_broker
 from control_plane.services.processes import ManagedProcess, free_port
@@ -32,6 +32,7 @@ from edge.agent.runner import AgentTiming
 from edge.protocol import Channel, Presence, PresenceState, decode, topics
 from edge.simulator import fleet
 from edge.simulator.district import terminals
+from edge.simulator.items import departments
 from provisioning import demo_logins, dynsec
 from provisioning.credentials import broker_password, create_secret, load_secret
 from tests.support.fleet_run import termfleet
@@ -193,6 +194,16 @@ async def test_only_terminals_that_never_had_a_login_are_enrolled(database_url: 
     assert (rows[reenrolled].lifecycle, rows[reenrolled].broker_generation) == ("enrolled", 2)
     assert (rows[retired].lifecycle, rows[retired].broker_generation) == ("retired", 0)
     assert entries == [(fresh, demo_logins.DEMO_NOTE)]
+
+
+async def test_preparing_registers_the_simulated_items_departments(
+    secured: SecuredBroker,
+) -> None:
+    """So that statistics and the transactions metric name them instead of counting "other"."""
+    async with database(secured.database_url):
+        rows = await Department.all().values_list("code", "name")
+    assert sorted(rows) == sorted((d["code"], d["name"]) for d in departments())
+    assert ("rs", "人社 human resources and social security") in rows
 
 
 def test_preparing_refuses_bad_input_with_a_clear_error(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import json
 import random
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +54,26 @@ class ItemMix:
 
 
 @functools.cache
+def _data() -> dict[str, Any]:
+    source = resources.files(__package__).joinpath("data", "catalog", "items.json")
+    data: dict[str, Any] = json.loads(source.read_text())
+    return data
+
+
+def departments() -> list[dict[str, str]]:
+    """The items' departments as inventory rows (code, name).
+
+    The demo registers them, so that statistics and the transactions metric name them.
+    """
+    return [{"code": d["code"], "name": d["name"]} for d in _data()["departments"]]
+
+
+@functools.cache
 def load_items() -> tuple[ServiceItem, ...]:
-    data = json.loads(
-        resources.files(__package__).joinpath("data", "catalog", "items.json").read_text()
-    )
-    departments = {d["code"] for d in data["departments"]}
-    items = tuple(ServiceItem(**item) for item in data["items"])
+    known = {d["code"] for d in _data()["departments"]}
+    items = tuple(ServiceItem(**item) for item in _data()["items"])
     for item in items:
-        if item.department not in departments or item.weight <= 0:
+        if item.department not in known or item.weight <= 0:
             msg = f"items.json: item {item.code} has an unknown department or no weight"
             raise ValueError(msg)
     return items
