@@ -34,11 +34,9 @@ from edge.protocol import (
     ProtocolError,
     RejectReason,
     ReportedConfig,
-    Review,
     decode,
     decode_records,
     encode,
-    probe_seq,
 )
 from edge.protocol import topics as wire
 from edge.protocol.commands import is_self_test
@@ -49,7 +47,8 @@ from .db import DATABASE_ERRORS
 from .db.whole import whole
 from .fleet import DeviceState, FleetState, health_changed
 from .metrics import ControlPlaneMetrics
-from .records import RecordRow, RejectedRow, record_type, store_batch
+from .record_intake import dead_letter, sort_records
+from .records import store_batch
 from .review_ingest import ReviewOutcome, store_reviews
 from .reviews.intake import Arrived
 from .reviews.working_days import WorkingCalendar, load_calendar
@@ -179,52 +178,17 @@ class Ingest:
         A record that can never be stored as sent is kept raw for an operator; when its seq can
         be read, the device is told (Ack.rejected) so that it stops resending it.
         """
-        channel = topic.channel
         try:
-            items = decode_records(channel, incoming.payload)
+            items = decode_records(topic.channel, incoming.payload)
         except ProtocolError as exc:  # the message as a whole: not JSON, too large, ...
             self._reject(exc.reason, incoming.topic, str(exc))
             raw = bytes(incoming.payload)
-            self._batch.add(incoming, rejected=[self._dead(topic, raw, None, exc, now)])
+            self._batch.add(incoming, rejected=[dead_letter(topic, raw, None, exc, now)])
             return
-        rows: list[RecordRow] = []
-        dead: list[RejectedRow] = []
-        reviews: list[Arrived] = []
-        for item in items:
-            if item.payload is not None:
-                text = item.raw.decode()
-                rows.append(
-                    RecordRow(
-                        device_id=topic.subject,
-                        seq=item.payload.seq,
-                        channel=channel.value,
-                        type=record_type(item.payload),
-                        device_time=item.payload.at,
-                        received_at=now,
-                        payload=text,
-                        record=item.payload,
-                    )
-                )
-                if isinstance(item.payload, Review):
-                    reviews.append(Arrived(topic.subject, item.payload, text, now))
-            elif item.error is not None:
-                self._reject(item.error.reason, incoming.topic, str(item.error))
-                dead.append(self._dead(topic, item.raw, probe_seq(item.raw), item.error, now))
-        self._batch.add(incoming, rows, dead, reviews)
-
-    @staticmethod
-    def _dead(
-        topic: wire.Topic, raw: bytes, seq: int | None, exc: ProtocolError, now: datetime
-    ) -> RejectedRow:
-        return RejectedRow(
-            topic=str(topic),
-            device_id=topic.subject,
-            seq=seq,
-            reason=exc.reason.value,
-            detail=str(exc),
-            payload=raw.decode(errors="replace"),
-            received_at=now,
-        )
+        records = sort_records(topic, items, now)
+        for error in records.errors:
+            self._reject(error.reason, incoming.topic, str(error))
+        self._batch.add(incoming, records.rows, records.dead, records.reviews)
 
     async def _store(self, updated: DeviceState, now: datetime) -> None:
         before = self._fleet.get(updated.device_id)
