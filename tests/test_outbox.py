@@ -199,8 +199,11 @@ def _append_until_killed(path: Path, kill_after: int) -> list[int]:
                 raise AssertionError(f"child ended early: {stderr}")
             reported.append(int(line))
         child.send_signal(signal.SIGKILL)
-        # What it printed before dying counts too; a torn last line (no newline) does not.
-        rest, _ = child.communicate(timeout=10)
+        child.wait(timeout=10)
+        # What it printed before dying counts too; a torn last line (no newline) does not. Read
+        # through the same buffered reader: lines it already holds are lost to communicate(),
+        # which reads the pipe's descriptor directly (and then counted a record as unreported).
+        rest = child.stdout.read()
     finally:
         if child.poll() is None:
             child.kill()
