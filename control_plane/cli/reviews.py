@@ -8,7 +8,6 @@ Chinese names (two columns each in a terminal) line up with the rest.
 from __future__ import annotations
 
 import json
-import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -17,6 +16,7 @@ import click
 
 from . import options
 from .api_calls import ApiSession, run
+from .output import cell, print_rows
 
 if TYPE_CHECKING:  # aiohttp's multidict is imported when a command runs: `--help` stays fast
     from multidict import MultiDict
@@ -125,7 +125,7 @@ def ls(  # noqa: PLR0913 - one parameter per option
         ]
     )
     items = run(server, token, lambda api: _newest(api, REVIEWS, params, limit))
-    _print_rows(items, REVIEW_COLUMNS, as_json=as_json)
+    print_rows(items, REVIEW_COLUMNS, as_json=as_json)
 
 
 @reviews.command("show")
@@ -142,7 +142,7 @@ def show(case_number: str, server: str, token: str | None, as_json: bool) -> Non
         return
     order = review.pop("work_order")
     for name, value in review.items():
-        click.echo(f"{name}: {_cell(value)}")
+        click.echo(f"{name}: {cell(value)}")
     if order is not None:
         click.echo(
             f"work order {order['id']}: {order['state']}, due {order['due']}"
@@ -160,7 +160,7 @@ def refusals(reason: str | None, limit: int, server: str, token: str | None, as_
     """Refused ratings: a case rated a second time (duplicate) or after its default (late)."""
     params = _query([("reason", reason)])
     items = run(server, token, lambda api: _newest(api, f"{REVIEWS}/refusals", params, limit))
-    _print_rows(items, REFUSAL_COLUMNS, as_json=as_json)
+    print_rows(items, REFUSAL_COLUMNS, as_json=as_json)
 
 
 @reviews.command("chain-problems")
@@ -176,7 +176,7 @@ def chain_problems(
     params = _query([("kind", kind)])
     path = f"{REVIEWS}/chain-problems"
     items = run(server, token, lambda api: _newest(api, path, params, limit))
-    _print_rows(items, PROBLEM_COLUMNS, as_json=as_json)
+    print_rows(items, PROBLEM_COLUMNS, as_json=as_json)
 
 
 # --- scores -------------------------------------------------------------------------------------
@@ -215,7 +215,7 @@ def scores(  # noqa: PLR0913 - one parameter per option
         return
     rows = [_score_row(item, item["rank"], item["name"]) for item in table["items"]]
     rows.append(_score_row(table["overall"], None, "TOTAL"))
-    _print_rows(rows, SCORE_COLUMNS, as_json=False)
+    print_rows(rows, SCORE_COLUMNS, as_json=False)
     where = f"node {table['node']}" if table["node"] else "the whole tree"
     period = table["month"] or f"{table['since']} to {table['until']}"
     unassigned = f"; {table['unassigned']} in no line" if table["unassigned"] else ""
@@ -256,7 +256,7 @@ def policy() -> None:
 def policy_ls(server: str, token: str | None, as_json: bool) -> None:
     """The policies of the scope's nodes and of the nodes above it."""
     items = run(server, token, lambda api: api.every_page(POLICIES))
-    _print_rows(items, POLICY_COLUMNS, as_json=as_json)
+    print_rows(items, POLICY_COLUMNS, as_json=as_json)
 
 
 @policy.command("set")
@@ -306,37 +306,3 @@ def policy_unset(node: str, server: str, token: str | None) -> None:
     path = f"{POLICIES}/{quote(node, safe='')}"
     run(server, token, lambda api: api.request("DELETE", path))
     click.echo(f"node {node}: its own review policy removed")
-
-
-# --- output -------------------------------------------------------------------------------------
-
-
-def _print_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, as_json: bool) -> None:
-    """``output.print_rows``, aligned by display width: a Chinese character takes two columns."""
-    if as_json:
-        click.echo(json.dumps(list(rows), ensure_ascii=False, indent=2))
-        return
-    if not rows:
-        click.echo("(none)")
-        return
-    cells = [
-        [col.upper() for col in columns],
-        *([_cell(row.get(c)) for c in columns] for row in rows),
-    ]
-    widths = [max(_width(line[i]) for line in cells) for i in range(len(columns))]
-    for line in cells:
-        click.echo(
-            "  ".join(_pad(text, width) for text, width in zip(line, widths, strict=True)).rstrip()
-        )
-
-
-def _cell(value: object) -> str:
-    return "-" if value is None or value == "" else str(value)
-
-
-def _width(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
-
-
-def _pad(text: str, width: int) -> str:
-    return text + " " * (width - _width(text))
