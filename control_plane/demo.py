@@ -41,12 +41,7 @@ from .demo_content import (
     roll_out_sample,
     rollout_hint,
 )
-from .demo_history import (
-    DEMO_BACKFILL_DAYS,
-    backfill_span,
-    district_node,
-    has_usage_history,
-)
+from .demo_history import DEMO_BACKFILL_DAYS, DemoHistory
 
 ONLINE_TIMEOUT_S = 60.0
 ADMIN_NAME = "demo-admin"
@@ -55,6 +50,7 @@ ADMIN_FILE = "api-token"
 SECRET_FILE = "secret"  # noqa: S105 - a file name
 """The demo's provisioning secret: every broker password is derived from it."""
 SAMPLE_DIR = "sample-content"
+DATABASE_FILE = "termfleet.sqlite3"
 """The content key pair and the sample packages (not ``content``: the control plane's store)."""
 _POLL_S = 0.5
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -95,7 +91,9 @@ class Demo:
         self._with_content = False
         self.rollout: SampleRollout | None = None
         self.rollout_problem = ""
-        self.backfilling = False
+        self.history = DemoHistory(
+            settings.workdir / DATABASE_FILE, settings.district, settings.backfill_days
+        )
 
     @property
     def api_url(self) -> str:
@@ -133,7 +131,7 @@ class Demo:
 
     @property
     def database_url(self) -> str:
-        return f"sqlite://{self.settings.workdir / 'termfleet.sqlite3'}"
+        return f"sqlite://{self.settings.workdir / DATABASE_FILE}"
 
     def _prepare_logins(self) -> None:
         """The secret, the district (tree, sites, windows, terminals) enrolled, the broker's file.
@@ -240,6 +238,15 @@ class Demo:
         self._children.append(start_prometheus(prom, binary))
         self.prometheus_url = prom.url
 
+    def _backfill_options(self) -> list[str]:
+        options = self.history.simulator_options()
+        if options:
+            self._say(
+                f"backfilling the district's last {self.history.days} days"
+                " (progress in simulator.log)\n"
+            )
+        return options
+
     def _start_simulator(self) -> None:
         s = self.settings
         self._say(f"starting the simulated {s.district} district\n")
@@ -256,31 +263,6 @@ class Demo:
         self._children.append(
             ManagedProcess("simulator", argv, s.workdir / "simulator.log").start()
         )
-
-    def _backfill_options(self) -> list[str]:
-        """On the first start, the district's past weeks, backfilled while it runs live."""
-        days = self.settings.backfill_days
-        if days <= 0 or has_usage_history(self.settings.workdir / "termfleet.sqlite3"):
-            return []
-        self.backfilling = True
-        self._say(f"backfilling the district's last {days} days (progress in simulator.log)\n")
-        return ["--backfill-days", str(days), "--keep-running"]
-
-    def history_hint(self, token: str) -> list[str]:
-        """The simulated month's figures, as the seed table's call asks for them."""
-        if not self.backfilling:
-            return []
-        span = backfill_span(self.settings.backfill_days)
-        node = district_node(self.settings.district)
-        headline = (
-            f"  history     {len(span)} days backfilled through the ingest (simulator.log says"
-            " when done; the figures follow the next roll-up, within 5 minutes):"
-        )
-        stats = (
-            f"TERMFLEET_TOKEN={token} termfleet stats cases --by level --node {node}"
-            f" --from {span[0]} --to {span[-1]} --server {self.api_url}"
-        )
-        return [headline, f"    {stats}"]
 
     def wait_online(self, expected: int, timeout_s: float = ONLINE_TIMEOUT_S) -> int:
         """Poll the API until ``expected`` devices are online; returns how many were."""
@@ -354,7 +336,7 @@ class Demo:
             f"  CLI         TERMFLEET_TOKEN={token} termfleet devices ls --server {self.api_url}",
             f"  logs        {self.settings.workdir}",
             *self.rollout_hint(token),
-            *self.history_hint(token),
+            *self.history.hint(token, self.api_url),
             *self.enroll_hint(),
             "Press Ctrl-C to stop everything.",
         ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
@@ -47,3 +48,36 @@ def district_node(name: str) -> str:
     """The 行政区划 code of the demo district ``name`` (Conghua: 440117)."""
     nodes = load_district(name)["jurisdiction"]
     return str(next(node["code"] for node in nodes if node["level"] == "district"))
+
+
+@dataclass
+class DemoHistory:
+    """The demo's simulated past: whether this start backfills it, and how to read it back."""
+
+    database_file: Path
+    district: str
+    days: int = DEMO_BACKFILL_DAYS
+    backfilling: bool = False
+
+    def simulator_options(self) -> list[str]:
+        """On the first start, the district's past weeks, backfilled while it runs live."""
+        if self.days <= 0 or has_usage_history(self.database_file):
+            return []
+        self.backfilling = True
+        return ["--backfill-days", str(self.days), "--keep-running"]
+
+    def hint(self, token: str, api_url: str) -> list[str]:
+        """The simulated month's figures, as the seed table's call asks for them."""
+        if not self.backfilling:
+            return []
+        span = backfill_span(self.days)
+        headline = (
+            f"  history     {len(span)} days backfilled through the ingest (simulator.log says"
+            " when done; the figures follow the next roll-up, within 5 minutes):"
+        )
+        stats = (
+            f"TERMFLEET_TOKEN={token} termfleet stats cases --by level"
+            f" --node {district_node(self.district)} --from {span[0]} --to {span[-1]}"
+            f" --server {api_url}"
+        )
+        return [headline, f"    {stats}"]

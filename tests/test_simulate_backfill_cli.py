@@ -14,7 +14,12 @@ from click.testing import CliRunner
 
 from control_plane.cli import cli
 from control_plane.db import database
-from control_plane.demo_history import backfill_span, district_node, has_usage_history
+from control_plane.demo_history import (
+    DemoHistory,
+    backfill_span,
+    district_node,
+    has_usage_history,
+)
 from control_plane.services.processes import free_port
 from edge.agent.outbox import OUTBOX_FILE, Outbox
 from edge.protocol import Rating, Review
@@ -72,10 +77,19 @@ async def test_the_demo_backfills_only_a_database_without_usage_history(
     assert not has_usage_history(tmp_path / "missing.sqlite3")
     database_file = Path(sqlite_url.removeprefix("sqlite://"))
     assert not has_usage_history(database_file)  # migrated, empty
+    first_start = DemoHistory(database_file, "conghua", days=28)
+    assert first_start.simulator_options() == ["--backfill-days", "28", "--keep-running"]
+    hint = first_start.hint("tok", "http://127.0.0.1:8080")
+    assert "--node 440117" in hint[1]
+    assert f"--from {backfill_span(28)[0]}" in hint[1]
     review = Review(case_number="c-1", rating=Rating.SATISFIED, item_code="RS-0012")
     async with database(sqlite_url):
         await store([("pad-1", review, datetime.now(UTC))])
     assert has_usage_history(database_file)
+    again = DemoHistory(database_file, "conghua", days=28)
+    assert again.simulator_options() == []
+    assert again.hint("tok", "http://127.0.0.1:8080") == []
+    assert DemoHistory(tmp_path / "missing.sqlite3", "conghua", days=0).simulator_options() == []
 
 
 def test_the_demos_span_and_district_node() -> None:
