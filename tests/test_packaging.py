@@ -29,12 +29,16 @@ RUNTIME_DATA = {
     "control_plane/services/mosquitto.d/termfleet.conf": "broker.write_config, for every broker",
     "edge/simulator/data/conghua.json": "the simulator's and the demo's district",
     "control_plane/reviews/data/cn-2026.toml": "the working-day calendar of work-order deadlines",
+    "monitoring/prometheus/rules/fleet.yml": "the demo's Prometheus (services/prometheus.py)",
+    "monitoring/grafana/dashboards/fleet-overview.json": "termfleet monitoring publish",
 }
 # The folders those readers list: every file in them must ship, not just the ones named above.
 RESOURCE_DIRS = (
     "control_plane/services/mosquitto.d",
     "edge/simulator/data",
     "control_plane/reviews/data",
+    "monitoring/prometheus/rules",
+    "monitoring/grafana/dashboards",
 )
 CONSOLE_SCRIPT = ("termfleet", "control_plane.cli:main")
 
@@ -113,11 +117,15 @@ def test_code_installed_from_the_wheel_finds_its_data(
         import control_plane, edge
         from control_plane.services.broker import BrokerSettings, write_config
         from edge.simulator.district import available_districts, terminals
+        from monitoring.publish_files import DASHBOARDS_DIR, load_dashboards
+        from control_plane.services.prometheus import alert_rules_dir
         write_config(BrokerSettings(workdir=Path({str(workdir)!r}), port=1883))
         print(json.dumps({{
             "imported_from": [control_plane.__file__, edge.__file__],
             "districts": available_districts(),
             "terminals": len(terminals("conghua")),
+            "dashboards": len(load_dashboards(DASHBOARDS_DIR)),
+            "rule_files": len(list(alert_rules_dir().glob("*.yml"))),
         }}))
         """
     )
@@ -137,4 +145,6 @@ def test_code_installed_from_the_wheel_finds_its_data(
     assert all(Path(f).is_relative_to(site) for f in report["imported_from"]), report
     assert "conghua" in report["districts"]
     assert report["terminals"] > 0
+    assert report["dashboards"] == len(list(ROOT.glob("monitoring/grafana/dashboards/*.json")))
+    assert report["rule_files"] == len(list(ROOT.glob("monitoring/prometheus/rules/*.yml")))
     assert (workdir / "conf.d" / "termfleet.conf").is_file()
