@@ -104,3 +104,18 @@ def test_a_station_pc_rates_on_its_pad_only_when_it_has_one() -> None:
     ]
     assert completed
     assert [v.rated is not None for v in made] == [v in completed for v in made]
+
+
+def test_a_started_again_simulator_numbers_new_cases() -> None:
+    """Visits count from 1 at every start; the prefix keeps case numbers from repeating."""
+
+    def cases(prefix: str) -> set[str]:
+        generator = VisitGenerator(
+            "pad-1", DeviceKind.REVIEW_PAD, random.Random(3), case_prefix=prefix
+        )
+        return {r.case_number for _ in range(50) for r in generator.visit()}  # type: ignore[attr-defined]
+
+    first, again = cases("20261123080000-"), cases("20261123093000-")
+    assert len(first) == len(again) == 50
+    assert not first & again
+    assert "pad-1-000001" in cases("")

@@ -97,10 +97,12 @@ class VisitGenerator:
     """The records of one simulated visit at a terminal of ``kind``; deterministic per ``rng``.
 
     ``window`` is the counter a review pad stands at; ``rates_on_pad`` says a station PC's
-    citizens rate their completed case on its pad.
+    citizens rate their completed case on its pad. ``case_prefix`` goes into every case number
+    (办件编号) before the visit's number: a simulator started again numbers its visits from 1
+    again, and a case number seen before would have its rating refused as a second one.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - a terminal and how its cases are numbered and rated
         self,
         device_id: str,
         kind: DeviceKind,
@@ -108,8 +110,10 @@ class VisitGenerator:
         *,
         window: str = "",
         rates_on_pad: bool = False,
+        case_prefix: str = "",
     ) -> None:
         self._device_id = device_id
+        self._case_prefix = case_prefix
         self._kind = kind
         self._rng = rng
         self._window = window
@@ -135,7 +139,7 @@ class VisitGenerator:
     def _rated_case(self, department: str, item: str) -> RatedCase:
         staff = self._rng.randint(1, STAFF_PER_WINDOW)
         notice = CaseNotice(
-            case_number=f"{self._device_id}-{self._visits:06d}",
+            case_number=f"{self._device_id}-{self._case_prefix}{self._visits:06d}",
             item_code=item,
             staff_id=f"{self._device_id}-s{staff}",
             window=self._window,

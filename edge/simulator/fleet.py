@@ -124,6 +124,8 @@ async def run_fleet(  # noqa: PLR0913 - the fleet and what shapes its day
     of every terminal share it.
     """
     asyncio.get_running_loop().set_default_executor(fleet_executor(len(agents)))
+    # Visits are numbered from 1 at every start; the start time keeps case numbers unique.
+    case_prefix = f"{datetime.now(UTC):%Y%m%d%H%M%S}-"
     async with asyncio.TaskGroup() as tasks:
         for agent in agents:
             device_id = agent.identity.device_id
@@ -137,6 +139,7 @@ async def run_fleet(  # noqa: PLR0913 - the fleet and what shapes its day
                 rng,
                 window=pad.window if pad is not None else "",
                 rates_on_pad=pad is not None,
+                case_prefix=case_prefix,
             )
             if site_hours is None:
                 activity = run_activity(agent, visits, visits_per_minute, stop, rng, pad=pad)
