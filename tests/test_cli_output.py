@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from wcwidth import wcswidth
 
 from control_plane.cli.output import cell, print_rows
 
-ROWS = [
+ROWS: list[dict[str, Any]] = [
     {"code": "RS-0012", "name": "社会保障卡申领", "count": 1862},
     {"code": "GA-0003", "name": "居民身份证换领", "count": None},
     {"code": "X-1", "name": "ab", "count": ""},
