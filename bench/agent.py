@@ -5,10 +5,9 @@ plane (``termfleet server run`` on SQLite, which acknowledges a record only afte
 
 - **idle**: the agent with its default config (heartbeat every 30 s), once it is online, has
   sent a heartbeat and has settled: RSS and USS, and its CPU share over a window. Both ways of
-  running it are measured, ``termfleet agent run`` and ``python -m edge.agent``, beside two
-  reference lines: the floor (the same interpreter doing nothing but an asyncio loop) and, when
-  a scratch install is named by ``TERMFLEET_BENCH_TB_GATEWAY_VENV``, ThingsBoard's IoT Gateway
-  idle on the same broker with no connectors;
+  running it are measured, ``termfleet agent run`` and ``python -m edge.agent``, beside the
+  floor: the same interpreter doing nothing but an asyncio loop (ThingsBoard's IoT Gateway doing
+  comparable work is measured beside the agent in ``bench/tb_gateway.py``);
 - **drain**: the outbox is filled through the ``Outbox`` API before ``termfleet agent run``
   starts, then timed from its start until the outbox is empty (every record stored and
   acknowledged); then the RSS it keeps once idle again.
@@ -21,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sqlite3
 import statistics
 import sys
@@ -49,8 +47,6 @@ READY_WAIT_S = 60.0
 SETTLE_S = 5.0
 DRAIN_LIMIT_S = 300.0
 POLL_S = 0.1
-TB_GATEWAY_ENV = "TERMFLEET_BENCH_TB_GATEWAY_VENV"
-"""A virtualenv with ``pip install thingsboard-gateway`` in it, outside the repo; optional."""
 FLOOR_CODE = "import asyncio; asyncio.run(asyncio.sleep(3600))"
 
 
@@ -189,44 +185,8 @@ def always(_process: ManagedProcess) -> bool:
     return True
 
 
-def connected_to(port: int) -> Callable[[ManagedProcess], bool]:
-    def check(process: ManagedProcess) -> bool:
-        connections = psutil.Process(process.pid).net_connections("tcp")
-        return any(getattr(c.raddr, "port", None) == port for c in connections)
-
-    return check
-
-
-def tb_gateway(stand: Stand) -> Subject | None:
-    """ThingsBoard IoT Gateway from a scratch venv, configured for our broker, no connectors."""
-    venv = os.environ.get(TB_GATEWAY_ENV)
-    if not venv:
-        return None
-    packaged = next(Path(venv).glob("lib/python3*/site-packages/thingsboard_gateway/config"))
-    config_dir = stand.workdir / "tb-gateway"
-    config_dir.mkdir()
-    for entry in packaged.iterdir():
-        if entry.is_file():
-            (config_dir / entry.name).write_bytes(entry.read_bytes())
-    config = json.loads((packaged / "tb_gateway.json").read_text())
-    config["thingsboard"].update(
-        host=stand.broker.host,
-        port=stand.broker.port,
-        security={"type": "accessToken", "accessToken": "bench-gateway"},
-        remoteConfiguration=False,
-    )
-    (config_dir / "tb_gateway.json").write_text(json.dumps(config))
-    return Subject(
-        "thingsboard-gateway (no connectors)",
-        [str(Path(venv) / "bin" / "python"), str(Path(venv) / "bin" / "thingsboard-gateway")],
-        connected_to(stand.broker.port),
-        reference=True,
-        env={**os.environ, "TB_GW_CONFIG_DIR": str(config_dir)},
-    )
-
-
 def idle_subjects(stand: Stand) -> list[Subject]:
-    subjects = [
+    return [
         Subject(
             "termfleet agent run",
             termfleet_agent(stand, "bench-kiosk-cli"),
@@ -244,8 +204,6 @@ def idle_subjects(stand: Stand) -> list[Subject]:
             reference=True,
         ),
     ]
-    gateway = tb_gateway(stand)
-    return [*subjects, gateway] if gateway else subjects
 
 
 # --- the drain --------------------------------------------------------------------------------
@@ -335,10 +293,6 @@ def run(*, quick: bool = False) -> str:
 
 
 def intro(window_s: float, rounds: int) -> list[str]:
-    gateway = "" if os.environ.get(TB_GATEWAY_ENV) else (
-        f" ThingsBoard's gateway was not measured: set `{TB_GATEWAY_ENV}` to a virtualenv with "
-        "`pip install thingsboard-gateway` in it (outside the repo) to add it."
-    )  # fmt: skip
     return [
         "## Edge agent: idle footprint and backlog drain",
         "",
@@ -351,7 +305,9 @@ def intro(window_s: float, rounds: int) -> list[str]:
             "`termfleet agent run` starts, timed from its start (start-up and connection "
             "included) until the outbox is empty, every record stored and acknowledged; "
             f"median of {rounds} with the default config, then once with one record to a "
-            "message, as before record arrays. MB = 10⁶ bytes, MiB = 2²⁰ bytes." + gateway
+            "message, as before record arrays. MB = 10⁶ bytes, MiB = 2²⁰ bytes. ThingsBoard's "
+            "IoT Gateway doing comparable work is measured beside the agent in its own section "
+            "(`bench/tb_gateway.py`)."
         ),
         "",
     ]

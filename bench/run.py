@@ -32,6 +32,7 @@ from bench import (  # noqa: E402 - needs the repo root on sys.path first
     mqtt_client,
     rollout_fanout,
     rollout_waves,
+    tb_gateway,
 )
 
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
@@ -99,6 +100,7 @@ def main() -> None:
         ("ingest", lambda: ingest.run(quick=args.quick, postgres_admin_url=postgres)),
         ("agent", lambda: agent.run(quick=args.quick)),
         ("agent_memory", lambda: agent_memory.run(quick=args.quick)),
+        ("tb_gateway", lambda: tb_gateway.run(quick=args.quick)),
         ("content_serving", lambda: content_serving.run(quick=args.quick)),
         ("rollout_fanout", lambda: rollout_fanout.run(quick=args.quick)),
         ("rollout_waves", lambda: rollout_waves.run(quick=args.quick)),
