@@ -1,0 +1,171 @@
+"""Device state to the database in batches, off the ingest's path.
+
+Every terminal sends a heartbeat every 30 s: a province's 50,000 send 1,700 a second, and all
+of them come back at once after a broker restart. Written one transaction each (a row lock,
+an UPDATE, the inventory diff, a commit: 7-11 ms of CPU), the control plane handled about 40
+a second and fell behind (bench/connections.py): presence waited behind queued heartbeats and
+the fleet went "silent". So the ingest changes its fleet state in memory at once and hands the
+new state here; a task writes what piled up every ``WRITE_INTERVAL_S``, each device's latest
+state once:
+
+- a device whose inventory (agent, OS, hardware, peripherals) changed, or that the database
+  may not hold yet, through ``registry.save_state`` (its row and its inventory rows);
+- every other one in a single UPDATE for the whole batch (PostgreSQL: the columns as arrays;
+  SQLite: ``executemany``), in one transaction.
+
+A failed write keeps its states for the next round (a newer state of the same device replaces
+the older one meanwhile). A stop writes what is left; a kill loses at most one interval of
+state, which the devices' retained presence and next heartbeat restore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import msgspec
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.transactions import in_transaction
+
+from edge.protocol import DeviceKind
+
+from . import registry
+from .fleet import DeviceState
+
+log = logging.getLogger(__name__)
+
+WRITE_INTERVAL_S = 0.5
+"""How long a state change may wait for the next batch: well under a heartbeat interval."""
+
+_UPDATE_POSTGRES = (
+    "UPDATE device AS d SET kind = COALESCE(NULLIF(v.kind, $8), d.kind), presence = v.presence,"
+    " presence_session = v.session, agent_version = v.agent_version, last_seen = v.last_seen,"
+    " last_health = v.last_health::jsonb"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[],"
+    " $6::timestamptz[], $7::text[])"
+    " AS v(device_id, kind, presence, session, agent_version, last_seen, last_health)"
+    " WHERE d.device_id = v.device_id"
+)
+_UPDATE_SQLITE = (
+    "UPDATE device SET kind = COALESCE(NULLIF(?, ?), kind), presence = ?, presence_session = ?,"
+    " agent_version = ?, last_seen = ?, last_health = ? WHERE device_id = ?"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    state: DeviceState
+    save: bool
+    """Through ``registry.save_state``: the row may be missing or the inventory changed."""
+
+
+class StateWriter:
+    """Collects device states and writes them in batches (see the module's docstring)."""
+
+    def __init__(self, interval_s: float = WRITE_INTERVAL_S) -> None:
+        self._interval_s = interval_s
+        self._pending: dict[str, _Pending] = {}
+        self._writing = asyncio.Lock()
+
+    def put(self, state: DeviceState, *, save: bool) -> None:
+        """Write ``state`` with the next batch, replacing a state of the device still waiting."""
+        waiting = self._pending.get(state.device_id)
+        self._pending[state.device_id] = _Pending(
+            state, save or (waiting is not None and waiting.save)
+        )
+
+    @property
+    def waiting(self) -> int:
+        return len(self._pending)
+
+    async def flush(self) -> int:
+        """Write what waits now; returns how many devices. On failure they wait again."""
+        async with self._writing:
+            batch, self._pending = self._pending, {}
+            if not batch:
+                return 0
+            try:
+                await _write(list(batch.values()))
+            except BaseException:
+                self._requeue(batch)
+                raise
+            return len(batch)
+
+    def _requeue(self, batch: dict[str, _Pending]) -> None:
+        for device_id, failed in batch.items():
+            newer = self._pending.get(device_id)
+            if newer is None:
+                self._pending[device_id] = failed
+            elif failed.save and not newer.save:
+                self._pending[device_id] = _Pending(newer.state, save=True)
+
+    async def run(self) -> None:
+        """Write a batch every interval until cancelled; then write what is left, once."""
+        try:
+            while True:
+                await asyncio.sleep(self._interval_s)
+                try:
+                    await self.flush()
+                except Exception:  # the database is away: keep the states, try again
+                    log.exception("could not write %d device states; retrying", self.waiting)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.flush())
+
+
+async def _write(batch: Sequence[_Pending]) -> None:
+    for pending in batch:
+        if pending.save:
+            await registry.save_state(pending.state)
+    updates = [pending.state for pending in batch if not pending.save]
+    if updates:
+        async with in_transaction() as conn:
+            await update_states(conn, updates)
+
+
+async def update_states(conn: BaseDBAsyncClient, states: Sequence[DeviceState]) -> None:
+    """One statement for the rows of devices the database holds (others are left alone).
+
+    The same columns as ``registry.save_state``; a kind the state does not know leaves the
+    stored one as it is.
+    """
+    rows = [
+        (
+            s.device_id,
+            s.kind.value,
+            s.presence.value,
+            s.session,
+            s.agent_version,
+            s.last_seen,
+            None if s.health is None else msgspec.json.encode(s.health).decode(),
+        )
+        for s in states
+    ]
+    if conn.capabilities.dialect == "postgres":
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        await conn.execute_query(_UPDATE_POSTGRES, [*columns, DeviceKind.UNKNOWN.value])
+        return
+    values = [
+        (
+            kind,
+            DeviceKind.UNKNOWN.value,
+            presence,
+            session,
+            version,
+            _sqlite_time(seen),
+            health,
+            device,
+        )
+        for device, kind, presence, session, version, seen, health in rows
+    ]
+    async with conn.acquire_connection() as sqlite:
+        await sqlite.executemany(_UPDATE_SQLITE, values)
+
+
+def _sqlite_time(moment: datetime | None) -> str | None:
+    # As tortoise's SQLite adapter stores a datetime (see records._sqlite_times).
+    return None if moment is None else moment.isoformat(" ")
