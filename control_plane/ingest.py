@@ -15,8 +15,9 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
@@ -48,13 +49,23 @@ from .db.whole import whole
 from .fleet import DeviceState, FleetState, health_changed
 from .metrics import ControlPlaneMetrics
 from .record_intake import dead_letter, sort_records
-from .records import store_batch
+from .records import Committed, RecordRow, RejectedRow, store_batch
 from .review_ingest import ReviewOutcome, store_reviews
 from .reviews.intake import Arrived
 from .reviews.working_days import WorkingCalendar, load_calendar
 from .usage_metrics import UsageCounter
 
 log = logging.getLogger(__name__)
+
+BatchStore = Callable[
+    [
+        Sequence[RecordRow],
+        Sequence[RejectedRow],
+        Callable[[BaseDBAsyncClient], Awaitable[ReviewOutcome | None]],
+    ],
+    Coroutine[Any, Any, Committed[ReviewOutcome | None]],
+]
+"""How a batch is committed: ``records.store_batch``'s signature."""
 
 RECONNECT_INITIAL_S = 0.5
 RECONNECT_MAX_S = 15.0
@@ -69,6 +80,18 @@ LEAVE_TIMEOUT_S = 2.0
 REJECT_LOG_INTERVAL_S = 10.0
 LAST_SEEN_PERSIST_S = 60.0
 """last_seen changes with every heartbeat; the database gets it at most this often per device."""
+TOPICS_REMEMBERED = 1 << 17
+"""Parsed topics kept: parsing and validating one costs ~9 µs, for every message. A few per
+device, so a fleet of tens of thousands is all hits; the bound keeps it under ~30 MB (past it,
+the least recently seen are parsed again, as before)."""
+
+_parse_topic = functools.lru_cache(maxsize=TOPICS_REMEMBERED)(wire.parse)
+"""``wire.parse``, remembered: a ``Topic`` is immutable, and a refused topic raises again."""
+
+
+@functools.lru_cache(maxsize=TOPICS_REMEMBERED)
+def _ack_topic(device_id: str) -> str:
+    return wire.downlink(device_id, Channel.ACK)
 
 
 class Ingest:
@@ -80,8 +103,12 @@ class Ingest:
         metrics: ControlPlaneMetrics,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         calendar: WorkingCalendar | None = None,
+        store: BatchStore | None = None,
     ) -> None:
         self._fleet = fleet
+        self._commit_batch = store
+        """Commits a batch: ``records.store_batch`` unless given. The ingest benchmark gives a
+        stand-in that stores nothing (bench/ingest_nodb.py), to show what the database costs."""
         self._calendar = calendar if calendar is not None else load_calendar()
         """Working days, for the due dates of bad reviews' work orders."""
         self._metrics = metrics
@@ -116,15 +143,16 @@ class Ingest:
     def batch(self) -> RecordBatch:
         return self._batch
 
-    async def handle(self, incoming: mqtt.Incoming) -> bool:
-        """Handle one message; never raises for bad input.
+    async def handle(self, incoming: mqtt.Incoming, now: datetime | None = None) -> bool:
+        """Handle one message received at ``now`` (None: the clock's); never raises for bad input.
 
         Returns True when the message is finished with (acknowledge it now) and False when it
         waits in the record batch (acknowledge it after the batch is committed).
         """
-        now = self._clock()
+        if now is None:
+            now = self._clock()
         try:
-            topic = wire.parse(incoming.topic)
+            topic = _parse_topic(incoming.topic)
         except ProtocolError as exc:
             self._reject(exc.reason, incoming.topic, str(exc))
             return True
@@ -236,7 +264,8 @@ class Ingest:
             started = time.perf_counter()
             reviews_too = functools.partial(self._store_reviews, batch.reviews)
             try:
-                committed = await whole(store_batch(batch.records, batch.rejected, reviews_too))
+                store = self._commit_batch or store_batch
+                committed = await whole(store(batch.records, batch.rejected, reviews_too))
             except DATABASE_ERRORS:
                 self._metrics.ingest_errors.inc(len(batch.messages))
                 raise
@@ -360,17 +389,20 @@ class Ingest:
     async def _handle_arrived(
         self, arrived: list[mqtt.Incoming], conn: uplink.UplinkConnection
     ) -> None:
+        # One time for what one read of the socket brought: they arrived together, and one
+        # clock reading instead of one per message (the rows' received_at, formatted once).
+        now = self._clock()
         for incoming in arrived:
-            if await self._handle_counted(incoming):
+            if await self._handle_counted(incoming, now):
                 conn.ack(incoming)
 
     def _set_connected(self, *, value: bool) -> None:
         self.connected = value
         self._metrics.mqtt_connected.set(1 if value else 0)
 
-    async def _handle_counted(self, incoming: mqtt.Incoming) -> bool:
+    async def _handle_counted(self, incoming: mqtt.Incoming, now: datetime | None = None) -> bool:
         try:
-            return await self.handle(incoming)
+            return await self.handle(incoming, now)
         except Exception:
             # A database hiccup on a state update must not end the ingest. The update was not
             # applied in memory either, and the next heartbeat or presence message brings it.
@@ -382,6 +414,4 @@ class Ingest:
 def _ack_message(ack: DeviceAck, now: datetime) -> mqtt.Outgoing:
     spec = SPECS[Channel.ACK]
     payload = Ack(seqs=ack.seqs, rejected=ack.rejected, committed_at=now)
-    return mqtt.Outgoing(
-        wire.downlink(ack.device_id, Channel.ACK), encode(payload), spec.qos, spec.retain
-    )
+    return mqtt.Outgoing(_ack_topic(ack.device_id), encode(payload), spec.qos, spec.retain)

@@ -24,8 +24,10 @@ _PROPERTY_LAYOUT = {
 }  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Publish:
+    """Not frozen: one is read per message, and a frozen ``__init__`` costs several times more."""
+
     topic: str
     payload: bytes
     qos: int

@@ -83,7 +83,9 @@ def decode(channel: Channel, data: bytes | bytearray | memoryview) -> Payload:
     return payload
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: the ingest builds one per record, and a frozen dataclass's __init__ (an
+# object.__setattr__ per field) costs several times as much.
+@dataclass(slots=True)
 class RecordItem:
     """One record of a record message: its own JSON, and the record or why it was refused."""
 
@@ -139,6 +141,8 @@ def encode_records(records: Sequence[Record]) -> bytes:
 
 
 def _is_array(data: bytes | bytearray | memoryview) -> bool:
+    if data[:1] == b"{":  # the usual: one record, as a terminal sends it live
+        return False
     head = bytes(data[:1])
     if head in _JSON_SPACE:  # rare: leading whitespace (or an empty payload)
         head = bytes(data).lstrip(_JSON_SPACE)[:1]
