@@ -70,11 +70,14 @@ BatchStore = Callable[
 RECONNECT_INITIAL_S = 0.5
 RECONNECT_MAX_S = 15.0
 SESSION_EXPIRY_S = 600
-"""The broker keeps the ingest's subscriptions and unacknowledged messages this long.
+"""The broker keeps the ingest's subscriptions and unacknowledged messages this long, by default.
 
-Long enough for a crashed replica to restart and resume; short, because until it expires a
-replica that never comes back still gets its share of the uplink queued (the agents resend
-what is not acknowledged, so that costs delay, not records).
+Long enough for a crashed control plane to restart and resume. With several replicas in the
+share group it should be 0 (``--ingest-session-expiry``): Mosquitto hands a killed replica's
+persistent session its share of every record message until the session expires, so each device
+resend reaches a live replica only every other time (bench/replicas.py: a quarter of the records
+made after a SIGKILL still unstored half a minute after the load). With 0, the broker drops the
+dead member at once; only what it held in flight comes again, from the agents.
 """
 LEAVE_TIMEOUT_S = 2.0
 REJECT_LOG_INTERVAL_S = 10.0
@@ -310,14 +313,19 @@ class Ingest:
             self._committed.set()  # a consumer waiting for room must not wait for ever
 
     async def run(
-        self, address: mqtt.BrokerAddress, client_id: str, *, share_group: str | None = None
+        self,
+        address: mqtt.BrokerAddress,
+        client_id: str,
+        *,
+        share_group: str | None = None,
+        session_expiry_s: int = SESSION_EXPIRY_S,
     ) -> None:
         """Consume the uplink until cancelled, reconnecting with capped jittered backoff."""
         filters = wire.ingest_filters(shared_group=share_group or wire.INGEST_SHARE_GROUP)
         options = mqtt.SessionOptions(
             client_id=client_id,
             clean_start=False,
-            expiry_s=SESSION_EXPIRY_S,
+            expiry_s=session_expiry_s,
             manual_ack=True,
             max_inflight=2 * BATCH_MAX_RECORDS,
         )

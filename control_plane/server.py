@@ -29,7 +29,7 @@ from .http import twin as twin_http
 from .http.app import make_app
 from .http.devices_changes import ON_RETIRED
 from .http.provisioning import CLAIM_LINK, claim_links
-from .ingest import Ingest
+from .ingest import SESSION_EXPIRY_S, Ingest
 from .metrics import ControlPlaneMetrics
 from .review_chores import ReviewChores
 from .reviews.score_rule import DEFAULT_RULE, ScoreRule
@@ -72,6 +72,8 @@ class ServerSettings:
     """The content repository; its downloads need the provisioning secret too."""
     rollouts: bool = True
     """Whether this replica drives the rollouts; exactly one per database may."""
+    ingest_session_expiry_s: int = SESSION_EXPIRY_S
+    """How long the broker keeps the ingest's session after it is gone: 0 with several replicas."""
     public_url: str = ""
     """The URL terminals reach this control plane's HTTP server at (download URLs start so);
     by default ``http://{http_host}:{http_port}``."""
@@ -144,7 +146,11 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
         try:
             async with asyncio.TaskGroup() as tasks:
                 ingest_task = tasks.create_task(
-                    ingest.run(settings.ingest_address(), settings.ingest_client_id()),
+                    ingest.run(
+                        settings.ingest_address(),
+                        settings.ingest_client_id(),
+                        session_expiry_s=settings.ingest_session_expiry_s,
+                    ),
                     name="ingest",
                 )
                 chores = [

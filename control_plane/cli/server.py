@@ -67,6 +67,17 @@ def server() -> None:
     " --no-rollouts (their rollouts API answers 503 rollouts_elsewhere) [env TERMFLEET_ROLLOUTS].",
 )
 @click.option(
+    "--ingest-session-expiry",
+    type=click.IntRange(min=0),
+    default=600,
+    show_default=True,
+    envvar="TERMFLEET_INGEST_SESSION_EXPIRY",
+    help="Seconds the broker keeps the ingest's session (and queues its share of the uplink)"
+    " after this replica is gone. Keep the default for a single control plane, so that a restart"
+    " resumes; use 0 when several replicas share the uplink, so that the others take a dead"
+    " one's share at once [env TERMFLEET_INGEST_SESSION_EXPIRY].",
+)
+@click.option(
     "--public-url",
     envvar="TERMFLEET_PUBLIC_URL",
     help="The URL terminals reach this server's HTTP port at; package download URLs in"
@@ -138,6 +149,7 @@ def run(  # noqa: PLR0913 - one parameter per option
     heartbeat_timeout: float,
     secret_file: Path | None,
     rollouts: bool,
+    ingest_session_expiry: int,
     public_url: str | None,
     public_broker_url: str | None,
     broker_file: Path | None,
@@ -186,6 +198,7 @@ def run(  # noqa: PLR0913 - one parameter per option
             content=content,
             public_url=(public_url or "").rstrip("/"),
             rollouts=rollouts,
+            ingest_session_expiry_s=ingest_session_expiry,
             calendar=_calendar(calendar_files),
             score_rule=_score_rule(score_rule),
         )
