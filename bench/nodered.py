@@ -31,7 +31,7 @@ from pathlib import Path
 import psutil
 
 from bench import nodered_flow, nodered_report
-from bench.ingest import run_reference
+from bench.ingest import Consumer, Result, run_reference
 from bench.loadgen import ACK_WAIT_S, Load, run_load
 from bench.nodered_install import NodeRedInstall, NodeRedUnavailableError, ensure_installed
 from control_plane.services.broker import BrokerSettings, start_broker
@@ -182,6 +182,41 @@ def ladder(*, quick: bool) -> list[Load]:
         Load(rate=rate, duration_s=duration_s, devices=DEVICES, records_per_message=per_message)
         for rate, per_message in steps
     ]
+
+
+LADDER_NAME = "Node-RED (MQTT in → SQLite; latency to the insert)"
+
+
+def ladder_consumer() -> tuple[Consumer | None, str]:
+    """Node-RED as a row of ``bench/ingest.py``'s ladder, or None and why it cannot run here.
+
+    A step Node-RED fails at (it died, never got ready) counts as nothing delivered.
+    """
+    try:
+        install = ensure_installed()
+    except NodeRedUnavailableError as exc:
+        return None, nodered_report.quoted(str(exc))
+
+    def consume(workdir: Path, load: Load) -> Result:
+        try:
+            peer = run_nodered(workdir, load, install)
+        except NodeRedUnavailableError as exc:
+            print(f"bench/nodered.py: {exc}", file=sys.stderr)
+            return Result(LADDER_NAME, load, 0.0, 0, 0, None, None, None, None)
+        return Result(
+            LADDER_NAME,
+            load,
+            peer.delivered_per_s,
+            peer.delivered,
+            peer.sent,
+            peer.p50_ms,
+            peer.p99_ms,
+            peer.cpu_us_per_record,
+            peer.rss_mib,
+        )
+
+    versions = ", ".join(f"{name} {version}" for name, version in install.versions().items())
+    return consume, versions
 
 
 def run(*, quick: bool = False) -> str:

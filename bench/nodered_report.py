@@ -19,7 +19,7 @@ REASON_LINES = 12
 
 def unavailable(reason: str) -> str:
     why = "Not measured: Node-RED could not be installed or started here."
-    return f"{TITLE}\n\n{why}\n\n{_quoted(reason)}\n"
+    return f"{TITLE}\n\n{why}\n\n{quoted(reason)}\n"
 
 
 def report(steps: list[tuple[Result, NodeRedRun | str]]) -> str:
@@ -66,7 +66,7 @@ def report(steps: list[tuple[Result, NodeRedRun | str]]) -> str:
             failures += [
                 f"{load.rate:,.0f}/s, {load.records_per_message} per message:",
                 "",
-                _quoted(peer),
+                quoted(peer),
                 "",
             ]
             continue
@@ -85,7 +85,7 @@ def report(steps: list[tuple[Result, NodeRedRun | str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _quoted(reason: str) -> str:
+def quoted(reason: str) -> str:
     """The reason's last lines, each path cut to its last part, as a code block."""
     tail = reason.strip().splitlines()[-REASON_LINES:]
     text = "\n".join(ABSOLUTE_PATH.sub(r".../\1", line) for line in tail)

@@ -31,6 +31,7 @@ from bench import (  # noqa: E402 - needs the repo root on sys.path first
     content_serving,
     ingest,
     mqtt_client,
+    nodered,
     replicas,
     rollout_fanout,
     rollout_waves,
@@ -53,6 +54,17 @@ def context() -> str:
         f"{platform.python_version()}, load average {load}, "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     )
+
+
+def ingest_with_peer(*, quick: bool, postgres: str | None) -> str:
+    """The ingest ladder with Node-RED as a peer, or a line saying why it is not there."""
+    peer, about = nodered.ladder_consumer()
+    if peer is None:
+        return ingest.run(quick=quick, postgres_admin_url=postgres) + (
+            f"\nNode-RED could not be installed or started here:\n\n{about}\n"
+        )
+    section = ingest.run(quick=quick, postgres_admin_url=postgres, more_consumers=[peer])
+    return section + f"\nThe peer: {about} (`bench/nodered.py`).\n"
 
 
 def measured(name: str, bench: Callable[[], str]) -> str:
@@ -99,7 +111,7 @@ def main() -> None:
     benchmarks: list[tuple[str, Callable[[], str]]] = [
         ("codec", lambda: codec.run(quick=args.quick)),
         ("mqtt_client", lambda: mqtt_client.run(quick=args.quick)),
-        ("ingest", lambda: ingest.run(quick=args.quick, postgres_admin_url=postgres)),
+        ("ingest", lambda: ingest_with_peer(quick=args.quick, postgres=postgres)),
         ("connections", lambda: connections.run(quick=args.quick)),
         ("replicas", lambda: replicas.run(quick=args.quick, postgres_admin_url=postgres)),
         ("agent", lambda: agent.run(quick=args.quick)),
