@@ -1,7 +1,8 @@
 """The uplink ingest: every device's messages in, decoded by the wire contract, applied.
 
-State messages (presence, health) are applied at once: each update is computed on the fleet
-state, stored, and only then applied in memory. Records (usage, reviews, events) go into a batch
+State messages (presence, health) are applied to the fleet state in memory at once and reach
+the database with the next batch of device states (``state_writes.py``), only when something
+worth keeping changed. Records (usage, reviews, events) go into a batch
 that is committed in one transaction; only after the commit does each device get its ``Ack`` and
 the broker its PUBACKs, so a crash at any point makes the broker or the agent send them again,
 and the idempotent insert stores them once.
@@ -12,11 +13,12 @@ Bad input is refused with a reason, counted and logged; it never stops the loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -42,17 +44,18 @@ from edge.protocol import (
 from edge.protocol import topics as wire
 from edge.protocol.commands import is_self_test
 
-from . import commissioning, registry, twin_devices, uplink
+from . import commissioning, twin_devices, uplink
 from .batch import BATCH_MAX_RECORDS, DeviceAck, RecordBatch
 from .db import DATABASE_ERRORS
 from .db.whole import whole
-from .fleet import DeviceState, FleetState, health_changed
+from .fleet import DeviceState, FleetState
 from .metrics import ControlPlaneMetrics
 from .record_intake import dead_letter, sort_records
 from .records import Committed, RecordRow, RejectedRow, store_batch
 from .review_ingest import ReviewOutcome, store_reviews
 from .reviews.intake import Arrived
 from .reviews.working_days import WorkingCalendar, load_calendar
+from .state_writes import StateWriter, Write, write_needed
 from .usage_metrics import UsageCounter
 
 log = logging.getLogger(__name__)
@@ -81,8 +84,6 @@ dead member at once; only what it held in flight comes again, from the agents.
 """
 LEAVE_TIMEOUT_S = 2.0
 REJECT_LOG_INTERVAL_S = 10.0
-LAST_SEEN_PERSIST_S = 60.0
-"""last_seen changes with every heartbeat; the database gets it at most this often per device."""
 TOPICS_REMEMBERED = 1 << 17
 """Parsed topics kept: parsing and validating one costs ~9 µs, for every message. A few per
 device, so a fleet of tens of thousands is all hits; the bound keeps it under ~30 MB (past it,
@@ -132,6 +133,8 @@ class Ingest:
             channel: metrics.ingest_messages.labels(channel.value)
             for channel in wire.CHANNELS_BY_DIRECTION[Direction.UP]
         }
+        self.states = StateWriter(on_failure=metrics.ingest_errors.inc)
+        """Device states on their way to the database, written in batches by ``run``."""
         self._persisted_last_seen: dict[str, datetime] = {
             s.device_id: s.last_seen for s in fleet if s.last_seen is not None
         }
@@ -201,7 +204,7 @@ class Ingest:
             # they are counted.
             log.debug("%s from %s not acted on yet", type(payload).__name__, device_id)
         if updated is not None:
-            await self._store(updated, now)
+            self._remember(updated, now)
 
     def _take_records(self, incoming: mqtt.Incoming, topic: wire.Topic, now: datetime) -> None:
         """Put a record message's records into the batch; refused ones become dead letters.
@@ -221,24 +224,16 @@ class Ingest:
             self._reject(error.reason, incoming.topic, str(error))
         self._batch.add(incoming, records.rows, records.dead, records.reviews)
 
-    async def _store(self, updated: DeviceState, now: datetime) -> None:
-        before = self._fleet.get(updated.device_id)
-        if self._worth_writing(before, updated, now):
-            await registry.save_state(updated)
+    def _remember(self, updated: DeviceState, now: datetime) -> None:
+        """The new state in memory at once; in the database with the next batch, if worth it."""
+        device_id = updated.device_id
+        persisted = self._persisted_last_seen.get(device_id)
+        write = write_needed(self._fleet.get(device_id), updated, persisted, now)
+        if write is not None:
+            self.states.put(updated, save=write is Write.SAVE)
             if updated.last_seen is not None:
-                self._persisted_last_seen[updated.device_id] = updated.last_seen
+                self._persisted_last_seen[device_id] = updated.last_seen
         self._fleet.put(updated)
-
-    def _worth_writing(self, before: DeviceState | None, after: DeviceState, now: datetime) -> bool:
-        if before is None:
-            return True
-        tracked = (before.presence, before.session, before.kind, before.agent_version)
-        if tracked != (after.presence, after.session, after.kind, after.agent_version):
-            return True
-        if health_changed(before.health, after.health):
-            return True
-        persisted = self._persisted_last_seen.get(after.device_id)
-        return persisted is None or now - persisted >= timedelta(seconds=LAST_SEEN_PERSIST_S)
 
     def _reject(self, reason: RejectReason, topic: str, detail: str) -> None:
         self._metrics.ingest_rejected.labels(reason.value).inc()
@@ -329,6 +324,21 @@ class Ingest:
             manual_ack=True,
             max_inflight=2 * BATCH_MAX_RECORDS,
         )
+        writer = asyncio.create_task(self.states.run(), name="state-writes")
+        try:
+            await self._connect_and_consume(address, client_id, options, filters)
+        finally:
+            writer.cancel()  # it writes what is left on its way out
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+    async def _connect_and_consume(
+        self,
+        address: mqtt.BrokerAddress,
+        client_id: str,
+        options: mqtt.SessionOptions,
+        filters: list[str],
+    ) -> None:
         backoff = Backoff(RECONNECT_INITIAL_S, RECONNECT_MAX_S)
         while True:
             try:
@@ -412,8 +422,8 @@ class Ingest:
         try:
             return await self.handle(incoming, now)
         except Exception:
-            # A database hiccup on a state update must not end the ingest. The update was not
-            # applied in memory either, and the next heartbeat or presence message brings it.
+            # A database hiccup (a self-test result, reported config) must not end the ingest;
+            # the device sends its next message anyway.
             self._metrics.ingest_errors.inc()
             log.exception("failed to store a message from %r", incoming.topic)
             return True

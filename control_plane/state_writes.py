@@ -22,16 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import msgspec
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
-from edge.protocol import DeviceKind
+from edge.protocol import DeviceKind, Heartbeat
 
 from . import registry
 from .fleet import DeviceState
@@ -40,6 +41,58 @@ log = logging.getLogger(__name__)
 
 WRITE_INTERVAL_S = 0.5
 """How long a state change may wait for the next batch: well under a heartbeat interval."""
+LAST_SEEN_PERSIST_S = 60.0
+"""last_seen and the volatile readings change with every heartbeat; the database gets them at
+most this often per device (the fleet state in memory, which the API reads, has them at once)."""
+
+VOLATILE_HEALTH = frozenset(
+    {"uptime_s", "cpu_percent", "memory_percent", "disk_percent", "temperature_c", "network",
+     "outbox_backlog"}
+)  # fmt: skip
+"""Readings that differ at nearly every heartbeat: written with last_seen, not on their own."""
+INVENTORY_HEALTH = ("os", "hardware_model", "peripherals")
+"""What of a heartbeat the inventory tables hold (``device_inventory.inventory_of``)."""
+_TRACKED_HEALTH = tuple(
+    f.name
+    for f in msgspec.structs.fields(Heartbeat)
+    if f.name not in VOLATILE_HEALTH | set(INVENTORY_HEALTH) | {"v", "session", "seq", "at", "full"}
+)
+
+
+class Write(enum.Enum):
+    UPDATE = "update"
+    """The device's row, in the batch's one statement."""
+    SAVE = "save"
+    """The row (made if missing) and the inventory rows, through ``registry.save_state``."""
+
+
+def write_needed(
+    before: DeviceState | None, after: DeviceState, persisted_at: datetime | None, now: datetime
+) -> Write | None:
+    """What ``after`` needs written, given the state it replaces and when last_seen was written.
+
+    ``before`` None: the fleet state does not know the device, so the database may not either.
+    """
+    if before is None or _inventory(before) != _inventory(after):
+        return Write.SAVE
+    tracked = (before.presence, before.session, before.kind, before.agent_version)
+    if tracked != (after.presence, after.session, after.kind, after.agent_version):
+        return Write.UPDATE
+    if _readings(before.health, _TRACKED_HEALTH) != _readings(after.health, _TRACKED_HEALTH):
+        return Write.UPDATE
+    if persisted_at is None or now - persisted_at >= timedelta(seconds=LAST_SEEN_PERSIST_S):
+        return Write.UPDATE
+    return None
+
+
+def _inventory(state: DeviceState) -> tuple[object, ...]:
+    heard = state.last_seen is not None or bool(state.agent_version) or state.health is not None
+    return (heard, state.agent_version, *_readings(state.health, INVENTORY_HEALTH))
+
+
+def _readings(health: Heartbeat | None, names: Sequence[str]) -> tuple[object, ...]:
+    return tuple(None if health is None else getattr(health, name) for name in names)
+
 
 _UPDATE_POSTGRES = (
     "UPDATE device AS d SET kind = COALESCE(NULLIF(v.kind, $8), d.kind), presence = v.presence,"
@@ -66,8 +119,12 @@ class _Pending:
 class StateWriter:
     """Collects device states and writes them in batches (see the module's docstring)."""
 
-    def __init__(self, interval_s: float = WRITE_INTERVAL_S) -> None:
+    def __init__(
+        self, interval_s: float = WRITE_INTERVAL_S, on_failure: Callable[[], None] | None = None
+    ) -> None:
         self._interval_s = interval_s
+        self._on_failure = on_failure
+        """Told of each failed round of ``run`` (the ingest counts them as errors)."""
         self._pending: dict[str, _Pending] = {}
         self._writing = asyncio.Lock()
 
@@ -111,6 +168,8 @@ class StateWriter:
                 try:
                     await self.flush()
                 except Exception:  # the database is away: keep the states, try again
+                    if self._on_failure is not None:
+                        self._on_failure()
                     log.exception("could not write %d device states; retrying", self.waiting)
         finally:
             with contextlib.suppress(Exception):

@@ -1,6 +1,6 @@
 """Agent and peripheral inventory on SQLite and PostgreSQL: kept from heartbeats, written on change.
 
-Through the ingest's own path (``Ingest.handle`` → ``registry.save_state``) without a broker,
+Through the ingest's own path (``Ingest.handle`` → its batch of device states) without a broker,
 through a real server and broker once, and for devices stored before migration 0004.
 """
 
@@ -75,6 +75,7 @@ class Heard:
         )
         message = Incoming(wire.uplink(DEVICE, Channel.HEALTH), encode(beat), retain=False)
         assert await self.ingest.handle(message)
+        await self.ingest.states.flush()  # what the ingest's writer task does within 0.5 s
 
 
 @pytest.fixture

@@ -11,11 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from control_plane import registry
+from control_plane import registry, state_writes
 from control_plane.db import database
 from control_plane.fleet import DeviceState, FleetState
-from control_plane.ingest import LAST_SEEN_PERSIST_S, Ingest
+from control_plane.ingest import Ingest
 from control_plane.metrics import ControlPlaneMetrics
+from control_plane.state_writes import LAST_SEEN_PERSIST_S
 from edge.mqtt import Incoming
 from edge.protocol import (
     Channel,
@@ -92,32 +93,53 @@ async def test_diffs_merge_over_the_snapshot_and_stale_heartbeats_are_ignored(
     assert state.health.cpu_percent == 55.0
     assert state.health.peripherals == (PRINTER,)
     assert state.last_seen == T0 + timedelta(seconds=1)
+    await ingest.states.flush()
     stored = {s.device_id: s for s in await registry.load_states()}[DEVICE]
-    assert stored.health == state.health
+    # The database has the snapshot; the new CPU reading alone waits for LAST_SEEN_PERSIST_S.
+    assert stored.health == full
 
 
-async def test_rows_are_written_only_when_something_tracked_changed(
-    setup: tuple[Ingest, FleetState, Clock, list[DeviceState]],
+async def test_rows_are_written_only_when_something_worth_keeping_changed(
+    setup: tuple[Ingest, FleetState, Clock, list[DeviceState]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ingest, _, clock, saved = setup
+    ingest, fleet, clock, _ = setup
+    puts: list[tuple[int, bool]] = []
+    real_put = ingest.states.put
+
+    def counting_put(state: DeviceState, *, save: bool) -> None:
+        puts.append((state.session, save))
+        real_put(state, save=save)
+
+    monkeypatch.setattr(ingest.states, "put", counting_put)
     await ingest.handle(
         presence_msg(Presence(state=PresenceState.ONLINE, session=3, kind=DeviceKind.KIOSK))
     )
-    await ingest.handle(heartbeat_msg(Heartbeat(session=3, seq=1, full=True, cpu_percent=10.0)))
-    assert len(saved) == 2  # a new device, then its first health
-    for seq in range(2, 12):
+    assert puts == [(3, True)], "a device new to the fleet: its row may be missing"
+    for seq in range(1, 11):
         clock.advance(1)
         await ingest.handle(
-            heartbeat_msg(Heartbeat(session=3, seq=seq, full=seq % 5 == 0, cpu_percent=10.0))
+            heartbeat_msg(Heartbeat(session=3, seq=seq, full=seq % 5 == 1, cpu_percent=10.0 + seq))
         )
-    assert len(saved) == 2, "unchanged heartbeats must not be written"
+    assert len(puts) == 1, "readings that change at every heartbeat wait for the interval"
 
-    await ingest.handle(heartbeat_msg(Heartbeat(session=3, seq=12, cpu_percent=90.0)))
-    assert len(saved) == 3
     clock.advance(LAST_SEEN_PERSIST_S)
-    await ingest.handle(heartbeat_msg(Heartbeat(session=3, seq=13)))
-    assert len(saved) == 4, "last_seen reaches the database at least every LAST_SEEN_PERSIST_S"
-    assert saved[-1].last_seen == clock.now
+    await ingest.handle(heartbeat_msg(Heartbeat(session=3, seq=11, cpu_percent=90.0)))
+    assert puts[1:] == [(3, False)], "last_seen and the readings, at least every interval"
+    await ingest.handle(heartbeat_msg(Heartbeat(session=3, seq=12, peripherals=(PRINTER,))))
+    assert puts[2:] == [(3, True)], "an inventory change goes with its inventory rows"
+    await ingest.handle(presence_msg(Presence(state=PresenceState.OFFLINE, session=3)))
+    assert puts[3:] == [(3, False)], "a presence change: the row, at once"
+
+    await ingest.states.flush()
+    stored = {s.device_id: s for s in await registry.load_states()}[DEVICE]
+    memory = fleet.get(DEVICE)
+    assert memory is not None
+    assert stored.presence is PresenceState.OFFLINE
+    assert stored.health == memory.health
+    assert stored.health is not None
+    assert stored.health.cpu_percent == 90.0
+    assert stored.health.peripherals == (PRINTER,)
+    assert stored.last_seen == memory.last_seen
 
 
 async def test_retained_presence_replay_does_not_count_as_contact(
@@ -131,15 +153,24 @@ async def test_retained_presence_replay_does_not_count_as_contact(
     assert state.last_seen is None
 
 
-async def test_a_failed_write_leaves_memory_unchanged_and_is_counted(
+async def test_memory_changes_at_once_and_a_failed_write_waits_for_the_next_round(
     setup: tuple[Ingest, FleetState, Clock, list[DeviceState]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ingest, fleet, _, _ = setup
 
-    async def failing_save(_state: DeviceState) -> None:
+    async def failing_write(_batch: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(registry, "save_state", failing_save)
-    await ingest._handle_counted(presence_msg(Presence(state=PresenceState.ONLINE, session=3)))  # noqa: SLF001
-    assert fleet.get(DEVICE) is None
-    assert ingest._metrics.ingest_errors._value.get() == 1  # noqa: SLF001
+    await ingest.handle(presence_msg(Presence(state=PresenceState.ONLINE, session=3)))
+    state = fleet.get(DEVICE)
+    assert state is not None
+    assert state.presence is PresenceState.ONLINE  # the API sees it before the database does
+    with monkeypatch.context() as patch:
+        patch.setattr(state_writes, "_write", failing_write)
+        with pytest.raises(OSError, match="disk full"):
+            await ingest.states.flush()
+    assert ingest.states.waiting == 1
+    assert DEVICE not in {s.device_id for s in await registry.load_states()}
+    assert await ingest.states.flush() == 1
+    stored = {s.device_id: s for s in await registry.load_states()}[DEVICE]
+    assert stored.presence is PresenceState.ONLINE

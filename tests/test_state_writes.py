@@ -150,7 +150,8 @@ async def test_the_writer_task_writes_each_interval_keeps_going_after_a_failure_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     await registry.save_state(state("k-1"))
-    writer = StateWriter(interval_s=0.05)
+    failed_rounds: list[int] = []
+    writer = StateWriter(interval_s=0.05, on_failure=lambda: failed_rounds.append(1))
     real_write = state_writes._write  # noqa: SLF001
     failures = [OSError("database away")]
 
@@ -167,6 +168,7 @@ async def test_the_writer_task_writes_each_interval_keeps_going_after_a_failure_
         if writer.waiting == 0:
             break
     assert not failures, "the first write must have failed"
+    assert failed_rounds == [1]
     assert (await stored())["k-1"].session == 9
     # Stopped with a state still waiting: it is written on the way out.
     monkeypatch.setattr(writer, "_interval_s", 3600)
