@@ -140,7 +140,10 @@ async def _measure(
     ramps = await ramp
     started = min(part["started"] for part in ramps)
     r.connacked_s = sorted(t - started for part in ramps for t in part["connacked_at"])
-    # The steady window.
+    # The steady window, once every terminal's first heartbeat is behind: that one writes its
+    # inventory (agent, OS, peripherals) for the first time, which later ones do not.
+    last_connected = started + max(r.connacked_s, default=0.0)
+    await asyncio.sleep(max(0.0, last_connected + terminals.CYCLE_S + 2 - time.time()))
     pids = {"core broker": top.processes["core"].pid}
     pids |= {f"edge broker {n}": top.processes[f"edge-{n}"].pid for n in range(len(top.edges))}
     pids["control plane"] = cp.server.pid

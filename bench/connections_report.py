@@ -118,7 +118,9 @@ def report(r: Results) -> str:
             ),
             "",
             (
-                f"Steady {r.steady_s:.0f} s with every terminal held: the terminals sent "
+                f"Steady {r.steady_s:.0f} s with every terminal held, from one heartbeat "
+                "interval after the last connection (each terminal's first heartbeat writes its "
+                "inventory once; the catch-up above includes that): the terminals sent "
                 f"{r.beats_sent:,} heartbeats ({r.beats_sent / r.steady_s:,.0f}/s), the control "
                 f"plane handled {r.beats_handled:,} ({r.beats_handled / r.steady_s:,.0f}/s). "
                 "CPU per heartbeat is the control plane's CPU over the window divided by the "

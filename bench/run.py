@@ -30,6 +30,7 @@ from bench import (  # noqa: E402 - needs the repo root on sys.path first
     connections,
     content_serving,
     ingest,
+    ingest_profile,
     mqtt_client,
     nodered,
     replicas,
@@ -112,6 +113,10 @@ def main() -> None:
         ("codec", lambda: codec.run(quick=args.quick)),
         ("mqtt_client", lambda: mqtt_client.run(quick=args.quick)),
         ("ingest", lambda: ingest_with_peer(quick=args.quick, postgres=postgres)),
+        (
+            "ingest_profile",
+            lambda: ingest_profile.run(quick=args.quick, postgres_admin_url=postgres),
+        ),
         ("connections", lambda: connections.run(quick=args.quick)),
         ("replicas", lambda: replicas.run(quick=args.quick, postgres_admin_url=postgres)),
         ("agent", lambda: agent.run(quick=args.quick)),

@@ -71,6 +71,9 @@ def presence_rank(session: int, state: PresenceState) -> tuple[int, int]:
 
 
 _NOT_HEALTH = frozenset({"v", "session", "seq", "at", "full"})
+_HEALTH_FIELDS = tuple(name for name in Heartbeat.__struct_fields__ if name not in _NOT_HEALTH)
+"""Looked up once: ``msgspec.structs.fields`` evaluates the annotations at every call (~70 µs),
+a fifth of the control plane's CPU with a heartbeat from 12,000 terminals every 30 s."""
 
 
 def merge_heartbeat(previous: Heartbeat | None, heartbeat: Heartbeat) -> Heartbeat:
@@ -78,28 +81,11 @@ def merge_heartbeat(previous: Heartbeat | None, heartbeat: Heartbeat) -> Heartbe
     if heartbeat.full or previous is None:
         return heartbeat
     changes: dict[str, Any] = {
-        f.name: getattr(heartbeat, f.name)
-        for f in msgspec.structs.fields(Heartbeat)
-        if f.name not in _NOT_HEALTH and getattr(heartbeat, f.name) is not None
+        name: value for name in _HEALTH_FIELDS if (value := getattr(heartbeat, name)) is not None
     }
     return msgspec.structs.replace(
         previous, session=heartbeat.session, seq=heartbeat.seq, at=heartbeat.at, **changes
     )
-
-
-def health_changed(before: Heartbeat | None, after: Heartbeat | None) -> bool:
-    """Whether anything but the heartbeat's own counters and time differs."""
-    if before is None or after is None:
-        return before is not after
-
-    def readings(hb: Heartbeat) -> tuple[object, ...]:
-        return tuple(
-            getattr(hb, f.name)
-            for f in msgspec.structs.fields(Heartbeat)
-            if f.name not in _NOT_HEALTH
-        )
-
-    return readings(before) != readings(after)
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,8 +116,8 @@ def heartbeat_diff(previous: Heartbeat | None, current: Heartbeat) -> Heartbeat:
     if previous is None:
         return msgspec.structs.replace(current, full=True)
     changes: dict[str, Any] = {}
-    for field in msgspec.structs.fields(Heartbeat):
-        name = field.name
+    # __struct_fields__, not msgspec.structs.fields: that evaluates the annotations each call.
+    for name in Heartbeat.__struct_fields__:
         if name in _DIFF_EXEMPT:
             continue
         value = getattr(current, name)
