@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +41,8 @@ from bench import (  # noqa: E402 - needs the repo root on sys.path first
     tb_gateway,
 )
 
+ABSOLUTE_PATH = re.compile(r"(?:/[^/\s:'\"]+)+/([^/\s:'\"]+)")
+"""A path of this machine in an error: only its last part goes into the report."""
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
 
 
@@ -77,7 +81,12 @@ def measured(name: str, bench: Callable[[], str]) -> str:
     print(f"bench/run.py: {name} ...", file=sys.stderr, flush=True)
     began = time.monotonic()
     load_before = os.getloadavg()[0]
-    section = bench().rstrip("\n")
+    try:
+        section = bench().rstrip("\n")
+    except Exception as exc:  # noqa: BLE001 - one broken benchmark must not lose the others
+        traceback.print_exc()
+        where = ABSOLUTE_PATH.sub(r".../\1", f"{type(exc).__name__}: {exc}")
+        section = f"## `bench/{name}.py` failed\n\n```\n{where}\n```"
     minutes = (time.monotonic() - began) / 60
     load_after = os.getloadavg()[0]
     return (
