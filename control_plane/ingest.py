@@ -55,7 +55,7 @@ from .records import Committed, RecordRow, RejectedRow, store_batch
 from .review_ingest import ReviewOutcome, store_reviews
 from .reviews.intake import Arrived
 from .reviews.working_days import WorkingCalendar, load_calendar
-from .state_writes import StateWriter, Write, write_needed
+from .state_writes import StateWriter
 from .usage_metrics import UsageCounter
 
 log = logging.getLogger(__name__)
@@ -133,11 +133,8 @@ class Ingest:
             channel: metrics.ingest_messages.labels(channel.value)
             for channel in wire.CHANNELS_BY_DIRECTION[Direction.UP]
         }
-        self.states = StateWriter(on_failure=metrics.ingest_errors.inc)
+        self.states = StateWriter(fleet, on_failure=metrics.ingest_errors.inc)
         """Device states on their way to the database, written in batches by ``run``."""
-        self._persisted_last_seen: dict[str, datetime] = {
-            s.device_id: s.last_seen for s in fleet if s.last_seen is not None
-        }
         self.downlink: uplink.UplinkConnection | None = None
         """The connection while subscribed: the device twin publishes desired config on it."""
         self.on_config_reported: Callable[[str], None] | None = None
@@ -226,13 +223,7 @@ class Ingest:
 
     def _remember(self, updated: DeviceState, now: datetime) -> None:
         """The new state in memory at once; in the database with the next batch, if worth it."""
-        device_id = updated.device_id
-        persisted = self._persisted_last_seen.get(device_id)
-        write = write_needed(self._fleet.get(device_id), updated, persisted, now)
-        if write is not None:
-            self.states.put(updated, save=write is Write.SAVE)
-            if updated.last_seen is not None:
-                self._persisted_last_seen[device_id] = updated.last_seen
+        self.states.offer(self._fleet.get(updated.device_id), updated, now)
         self._fleet.put(updated)
 
     def _reject(self, reason: RejectReason, topic: str, detail: str) -> None:

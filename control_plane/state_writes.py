@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -120,13 +120,30 @@ class StateWriter:
     """Collects device states and writes them in batches (see the module's docstring)."""
 
     def __init__(
-        self, interval_s: float = WRITE_INTERVAL_S, on_failure: Callable[[], None] | None = None
+        self,
+        stored: Iterable[DeviceState] = (),
+        interval_s: float = WRITE_INTERVAL_S,
+        on_failure: Callable[[], None] | None = None,
     ) -> None:
         self._interval_s = interval_s
+        self._persisted_last_seen: dict[str, datetime] = {
+            s.device_id: s.last_seen for s in stored if s.last_seen is not None
+        }
+        """When each device's last_seen last went to the database (``stored``: as loaded)."""
         self._on_failure = on_failure
         """Told of each failed round of ``run`` (the ingest counts them as errors)."""
         self._pending: dict[str, _Pending] = {}
         self._writing = asyncio.Lock()
+
+    def offer(self, before: DeviceState | None, after: DeviceState, now: datetime) -> None:
+        """Write ``after``, which replaces ``before`` at ``now``, if ``write_needed`` says so."""
+        persisted = self._persisted_last_seen.get(after.device_id)
+        write = write_needed(before, after, persisted, now)
+        if write is None:
+            return
+        self.put(after, save=write is Write.SAVE)
+        if after.last_seen is not None:
+            self._persisted_last_seen[after.device_id] = after.last_seen
 
     def put(self, state: DeviceState, *, save: bool) -> None:
         """Write ``state`` with the next batch, replacing a state of the device still waiting."""
