@@ -1,6 +1,6 @@
 """A terminal's inventory (agent, peripherals) as its health says, and what changed. Pure.
 
-The ingest writes a device's row when its state changes (``registry.save_state``); the
+The ingest writes a device's row when its state changes (``registry.save_states``); the
 inventory rows (``db/inventory_models.py``) are then brought in line with the new state, and
 written only where they differ from the state stored before: most heartbeats change a reading
 (CPU, memory), not what the terminal is made of.
@@ -64,9 +64,8 @@ class InventoryChange:
     agent: AgentFacts | None = None
     """The agent row to write; None when it is unchanged."""
     upserts: tuple[Peripheral, ...] = ()
-    """Peripherals new or changed in any way."""
-    status_changed: frozenset[str] = frozenset()
-    """Names among ``upserts`` whose status is new: their ``status_since`` starts again."""
+    """Peripherals new or changed in any way (a changed status starts its clock again: the
+    write compares it with the stored one, ``device_rows.upsert_peripherals``)."""
     removed: tuple[str, ...] = ()
     """Names no longer reported."""
 
@@ -107,10 +106,5 @@ def changes(before: Inventory, after: Inventory) -> InventoryChange:
         for name, peripheral in sorted(after.peripherals.items())
         if before.peripherals.get(name) != peripheral
     )
-    status_changed = frozenset(
-        p.name
-        for p in upserts
-        if (old := before.peripherals.get(p.name)) is None or old.status != p.status
-    )
     removed = tuple(sorted(set(before.peripherals) - set(after.peripherals)))
-    return InventoryChange(agent, upserts, status_changed, removed)
+    return InventoryChange(agent, upserts, removed)

@@ -8,29 +8,28 @@ the transaction that writes the device, so they always agree with ``device.last_
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import msgspec
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.transactions import in_transaction
 
 from edge.protocol import DeviceKind, Heartbeat, PresenceState
 from edge.schedule import OpeningHours, ScheduleError
 
-from .db.inventory_models import AgentInventory, DeviceLabel, PeripheralInventory
+from . import device_rows
+from .db.inventory_models import DeviceLabel
 from .db.models import Device, JurisdictionNode, ServiceWindow, Site
-from .device_inventory import Inventory, InventoryChange, changes, inventory_of
+from .device_inventory import AgentFacts, Inventory, Peripheral, changes, inventory_of
 from .fleet import DeviceState
 from .sites import opening_hours
 
 log = logging.getLogger(__name__)
 
 LABEL_CHUNK = 500
-SAVE_ATTEMPTS = 3
-"""Tries of update-else-insert; another replica inserting the same new device costs one."""
+SAVE_CHUNK = 500
+"""Devices a transaction of ``save_states`` writes: the rows it locks at once."""
 
 
 async def load_states() -> list[DeviceState]:
@@ -49,43 +48,27 @@ async def load_states() -> list[DeviceState]:
 
 
 async def save_state(state: DeviceState) -> None:
-    """Write one device's state (insert or update), and its inventory where that changed.
+    """Write one device's state (see ``save_states``)."""
+    await save_states([state])
 
-    A kind the state does not know (a heartbeat before the first presence) leaves a known
-    kind, such as an imported one, as it is.
+
+async def save_states(states: Sequence[DeviceState], now: datetime | None = None) -> None:
+    """Write the devices' states (insert or update), and their inventory where that changed.
+
+    A kind a state does not know (a heartbeat before the first presence) leaves a known kind,
+    such as an imported one, as it is. One transaction for each ``SAVE_CHUNK`` devices, taken
+    in device order so that two replicas writing the same devices wait rather than deadlock.
     """
-    values: dict[str, Any] = {
-        "kind": state.kind.value,
-        "presence": state.presence.value,
-        "presence_session": state.session,
-        "agent_version": state.agent_version,
-        "last_seen": state.last_seen,
-        "last_health": msgspec.to_builtins(state.health) if state.health else None,
-    }
-    after = inventory_of(state.agent_version, state.health, heard=True)
-    at = state.last_seen or datetime.now(UTC)
-    for _ in range(SAVE_ATTEMPTS):
+    ordered = sorted(states, key=lambda s: s.device_id)
+    first_seen = now or datetime.now(UTC)
+    for start in range(0, len(ordered), SAVE_CHUNK):
+        chunk = ordered[start : start + SAVE_CHUNK]
         async with in_transaction() as conn:
-            row = (
-                await Device.select_for_update()
-                .using_db(conn)
-                .get_or_none(device_id=state.device_id)
-            )
-            if row is not None:
-                if state.kind is DeviceKind.UNKNOWN:
-                    del values["kind"]
-                await Device.filter(device_id=state.device_id).using_db(conn).update(**values)
-                await _write_inventory(conn, state.device_id, changes(stored(row), after), at)
-                return
-        try:
-            async with in_transaction() as conn:
-                await Device.create(using_db=conn, device_id=state.device_id, **values)
-                await _write_inventory(conn, state.device_id, changes(Inventory(), after), at)
-        except IntegrityError:
-            continue  # inserted by another replica meanwhile: update it
-        return
-    msg = f"device {state.device_id}: could not write its state in {SAVE_ATTEMPTS} attempts"
-    raise OperationalError(msg)
+            ids = [s.device_id for s in chunk]
+            rows = await Device.filter(device_id__in=ids).select_for_update().using_db(conn)
+            before = {row.device_id: stored(row) for row in rows}
+            await device_rows.upsert_states(conn, chunk, first_seen)
+            await _write_inventory(conn, chunk, before, first_seen)
 
 
 def stored(row: Device) -> Inventory:
@@ -102,38 +85,26 @@ def stored(row: Device) -> Inventory:
 
 
 async def _write_inventory(
-    conn: BaseDBAsyncClient, device_id: str, change: InventoryChange, at: datetime
+    conn: BaseDBAsyncClient,
+    states: Sequence[DeviceState],
+    before: Mapping[str, Inventory],
+    now: datetime,
 ) -> None:
-    """Apply a change; each row is updated, or created when there is none to update."""
-    if change.agent is not None:
-        agent = {
-            "agent_version": change.agent.agent_version,
-            "os": change.agent.os,
-            "hardware_model": change.agent.hardware_model,
-            "changed_at": at,
-        }
-        if not await AgentInventory.filter(device_id=device_id).using_db(conn).update(**agent):
-            await AgentInventory.create(using_db=conn, device_id=device_id, **agent)
-    for peripheral in change.upserts:
-        columns: dict[str, Any] = {
-            "kind": peripheral.kind,
-            "status": peripheral.status,
-            "reason": peripheral.reason,
-            "model": peripheral.model,
-            "firmware": peripheral.firmware,
-            "changed_at": at,
-        }
-        if peripheral.name in change.status_changed:
-            columns["status_since"] = at
-        same = PeripheralInventory.filter(device_id=device_id, name=peripheral.name)
-        if not await same.using_db(conn).update(**columns):
-            columns.setdefault("status_since", at)
-            await PeripheralInventory.create(
-                using_db=conn, device_id=device_id, name=peripheral.name, **columns
-            )
-    if change.removed:
-        gone = PeripheralInventory.filter(device_id=device_id, name__in=change.removed)
-        await gone.using_db(conn).delete()
+    """Bring each device's inventory rows from ``before`` (none: no rows) to its state."""
+    agents: list[tuple[str, AgentFacts, datetime]] = []
+    peripherals: list[tuple[str, Peripheral, datetime]] = []
+    gone: list[tuple[str, str]] = []
+    for state in states:
+        after = inventory_of(state.agent_version, state.health, heard=True)
+        change = changes(before.get(state.device_id, Inventory()), after)
+        at = state.last_seen or now
+        if change.agent is not None:
+            agents.append((state.device_id, change.agent, at))
+        peripherals += [(state.device_id, p, at) for p in change.upserts]
+        gone += [(state.device_id, name) for name in change.removed]
+    await device_rows.upsert_agents(conn, agents)
+    await device_rows.upsert_peripherals(conn, peripherals)
+    await device_rows.delete_peripherals(conn, gone)
 
 
 async def write_labels(

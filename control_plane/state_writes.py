@@ -9,9 +9,10 @@ new state here; a task writes what piled up every ``WRITE_INTERVAL_S``, each dev
 state once:
 
 - a device whose inventory (agent, OS, hardware, peripherals) changed, or that the database
-  may not hold yet, through ``registry.save_state`` (its row and its inventory rows);
-- every other one in a single UPDATE for the whole batch (PostgreSQL: the columns as arrays;
-  SQLite: ``executemany``), in one transaction.
+  may not hold yet, through ``registry.save_states`` (its row, made if missing, and its
+  inventory rows: a few statements for each 500 devices);
+- every other one in a single UPDATE for the whole batch, in one transaction
+  (``device_rows``: PostgreSQL gets the columns as arrays, SQLite ``executemany``).
 
 A failed write keeps its states for the next round (a newer state of the same device replaces
 the older one meanwhile). A stop writes what is left; a kill loses at most one interval of
@@ -29,12 +30,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import msgspec
-from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
-from edge.protocol import DeviceKind, Heartbeat
+from edge.protocol import Heartbeat
 
-from . import registry
+from . import device_rows, registry
 from .fleet import DeviceState
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class Write(enum.Enum):
     UPDATE = "update"
     """The device's row, in the batch's one statement."""
     SAVE = "save"
-    """The row (made if missing) and the inventory rows, through ``registry.save_state``."""
+    """The row (made if missing) and the inventory rows, through ``registry.save_states``."""
 
 
 def write_needed(
@@ -94,26 +94,11 @@ def _readings(health: Heartbeat | None, names: Sequence[str]) -> tuple[object, .
     return tuple(None if health is None else getattr(health, name) for name in names)
 
 
-_UPDATE_POSTGRES = (
-    "UPDATE device AS d SET kind = COALESCE(NULLIF(v.kind, $8), d.kind), presence = v.presence,"
-    " presence_session = v.session, agent_version = v.agent_version, last_seen = v.last_seen,"
-    " last_health = v.last_health::jsonb"
-    " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[],"
-    " $6::timestamptz[], $7::text[])"
-    " AS v(device_id, kind, presence, session, agent_version, last_seen, last_health)"
-    " WHERE d.device_id = v.device_id"
-)
-_UPDATE_SQLITE = (
-    "UPDATE device SET kind = COALESCE(NULLIF(?, ?), kind), presence = ?, presence_session = ?,"
-    " agent_version = ?, last_seen = ?, last_health = ? WHERE device_id = ?"
-)
-
-
 @dataclass(frozen=True, slots=True)
 class _Pending:
     state: DeviceState
     save: bool
-    """Through ``registry.save_state``: the row may be missing or the inventory changed."""
+    """Through ``registry.save_states``: the row may be missing or the inventory changed."""
 
 
 class StateWriter:
@@ -194,54 +179,10 @@ class StateWriter:
 
 
 async def _write(batch: Sequence[_Pending]) -> None:
-    for pending in batch:
-        if pending.save:
-            await registry.save_state(pending.state)
+    saves = [pending.state for pending in batch if pending.save]
+    if saves:
+        await registry.save_states(saves)
     updates = [pending.state for pending in batch if not pending.save]
     if updates:
         async with in_transaction() as conn:
-            await update_states(conn, updates)
-
-
-async def update_states(conn: BaseDBAsyncClient, states: Sequence[DeviceState]) -> None:
-    """One statement for the rows of devices the database holds (others are left alone).
-
-    The same columns as ``registry.save_state``; a kind the state does not know leaves the
-    stored one as it is.
-    """
-    rows = [
-        (
-            s.device_id,
-            s.kind.value,
-            s.presence.value,
-            s.session,
-            s.agent_version,
-            s.last_seen,
-            None if s.health is None else msgspec.json.encode(s.health).decode(),
-        )
-        for s in states
-    ]
-    if conn.capabilities.dialect == "postgres":
-        columns = [list(column) for column in zip(*rows, strict=True)]
-        await conn.execute_query(_UPDATE_POSTGRES, [*columns, DeviceKind.UNKNOWN.value])
-        return
-    values = [
-        (
-            kind,
-            DeviceKind.UNKNOWN.value,
-            presence,
-            session,
-            version,
-            _sqlite_time(seen),
-            health,
-            device,
-        )
-        for device, kind, presence, session, version, seen, health in rows
-    ]
-    async with conn.acquire_connection() as sqlite:
-        await sqlite.executemany(_UPDATE_SQLITE, values)
-
-
-def _sqlite_time(moment: datetime | None) -> str | None:
-    # As tortoise's SQLite adapter stores a datetime (see records._sqlite_times).
-    return None if moment is None else moment.isoformat(" ")
+            await device_rows.update_states(conn, updates)

@@ -130,6 +130,19 @@ async def test_a_fault_restarts_its_status_clock_and_leaves_the_others_alone(hea
     }
 
 
+async def test_a_firmware_change_is_written_and_keeps_the_status_clock(heard: Heard) -> None:
+    await heard.heartbeat(PRINTER_OK)
+    started = heard.now
+    flashed = PeripheralStatus(
+        name="printer0", kind=PeripheralKind.RECEIPT_PRINTER, state=PeripheralState.OK,
+        model="TP-80", firmware="2.2",
+    )  # fmt: skip
+    await heard.heartbeat(flashed)
+
+    assert await peripherals() == {"printer0": ("ok", started, heard.now)}
+    assert (await PeripheralInventory.get(device_id=DEVICE)).firmware == "2.2"
+
+
 async def test_a_peripheral_unplugged_leaves_the_inventory(heard: Heard) -> None:
     await heard.heartbeat(PRINTER_OK, READER)
     await heard.heartbeat(READER)

@@ -173,15 +173,14 @@ def test_nothing_changed_is_nothing_to_write() -> None:
     assert not changes(inventory(PRINTER), inventory(PRINTER))
 
 
-def test_a_new_peripheral_starts_its_status_clock() -> None:
+def test_a_new_peripheral_is_written() -> None:
     change = changes(inventory(), inventory(PRINTER))
 
     assert [p.name for p in change.upserts] == ["printer0"]
-    assert change.status_changed == {"printer0"}
     assert change.agent is None
 
 
-def test_a_status_change_restarts_the_clock_and_a_firmware_change_does_not() -> None:
+def test_a_status_change_and_a_firmware_change_are_written() -> None:
     broken = PeripheralStatus(
         name="printer0", kind=PeripheralKind.RECEIPT_PRINTER, state=PeripheralState.FAULT,
         reason="jam", model="TP-80",
@@ -191,10 +190,9 @@ def test_a_status_change_restarts_the_clock_and_a_firmware_change_does_not() -> 
         model="TP-80", firmware="2.2",
     )  # fmt: skip
 
-    assert changes(inventory(PRINTER), inventory(broken)).status_changed == {"printer0"}
+    assert [p.status for p in changes(inventory(PRINTER), inventory(broken)).upserts] == ["fault"]
     flash = changes(inventory(PRINTER), inventory(flashed))
     assert [p.firmware for p in flash.upserts] == ["2.2"]
-    assert flash.status_changed == frozenset()
 
 
 def test_a_peripheral_no_longer_reported_is_removed_and_an_agent_upgrade_is_written() -> None:

@@ -16,7 +16,9 @@ import pytest
 
 from control_plane import registry, state_writes
 from control_plane.db import database
+from control_plane.db.inventory_models import AgentInventory, PeripheralInventory
 from control_plane.db.models import Device
+from control_plane.device_inventory import AGENT_VERSION_MAX
 from control_plane.fleet import DeviceState
 from control_plane.state_writes import StateWriter
 from edge.protocol import (
@@ -87,6 +89,49 @@ async def test_a_batch_reads_back_as_the_states_it_was_given() -> None:
     rows = await stored()
     for s in [*updates, state("new-1")]:
         assert same(rows[s.device_id], s), (rows[s.device_id], s)
+
+
+@pytest.mark.usefixtures("db")
+async def test_saves_of_many_devices_make_and_update_rows_and_inventory_in_chunks() -> None:
+    """More devices than a transaction takes, half stored before, one with a peripheral gone."""
+    count = registry.SAVE_CHUNK + 7
+    for n in range(0, count, 2):
+        await registry.save_state(state(f"k-{n:04}", presence=PresenceState.OFFLINE))
+    reader = PeripheralStatus(
+        name="idreader0", kind=PeripheralKind.ID_CARD_READER, state=PeripheralState.OK
+    )
+    later = T0 + timedelta(minutes=5)
+    saved = [
+        state(f"k-{n:04}", session=6, last_seen=later, agent_version="1.3.0",
+              health=Heartbeat(session=6, seq=1, full=True, peripherals=(reader,)))
+        for n in range(count)
+    ]  # fmt: skip
+    writer = StateWriter()
+    for s in saved:
+        writer.put(s, save=True)
+    assert await writer.flush() == count
+    rows = await stored()
+    assert all(same(rows[s.device_id], s) for s in saved)
+    names = await PeripheralInventory.all().values_list("device_id", "name")
+    assert sorted(names) == [(s.device_id, "idreader0") for s in saved]  # printer0 gone
+    agents = await AgentInventory.filter(agent_version="1.3.0").count()
+    assert agents == count
+
+
+@pytest.mark.usefixtures("db")
+async def test_text_longer_than_its_column_is_cut_not_refused() -> None:
+    """PostgreSQL refuses a value longer than its column: one such device would fail the batch."""
+    long_version = "9." * 60
+    writer = StateWriter()
+    writer.put(state("k-1", agent_version=long_version), save=True)
+    writer.put(state("k-2"), save=True)
+    assert await writer.flush() == 2
+    writer.put(state("k-2", agent_version=long_version, session=5), save=False)
+    assert await writer.flush() == 1
+    rows = await stored()
+    assert rows["k-1"].agent_version == long_version[:AGENT_VERSION_MAX]
+    assert rows["k-2"].agent_version == long_version[:AGENT_VERSION_MAX]
+    assert rows["k-2"].session == 5
 
 
 @pytest.mark.usefixtures("db")

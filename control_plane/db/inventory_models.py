@@ -2,7 +2,7 @@
 
 ``device.last_health`` keeps the whole last heartbeat as JSON; these tables hold the parts that
 the device list filters on or an operator looks up (which peripheral is faulty since when, which
-agent runs where), written only when they change (``control_plane.registry.save_state``).
+agent runs where), written only when they change (``control_plane.registry.save_states``).
 ``device.labels`` stays the device's labels as the API shows them; ``device_label`` repeats
 them one per row, so that ``?label=key=value`` is an index lookup, not a scan of JSON.
 """
