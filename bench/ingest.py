@@ -67,6 +67,8 @@ class Result:
     p99_ms: float | None
     cpu_us_per_record: float | None
     rss_mib: float | None
+    idle_pct: float | None = None
+    """The machine's CPU left idle during the step (``LoadResult.idle_share``)."""
 
 
 def count_lines(process: subprocess.Popen[bytes]) -> int:
@@ -105,7 +107,8 @@ def run_reference(workdir: Path, load: Load) -> Result:
     finally:
         broker_process.stop()
     return Result("mosquitto_sub -q 1", load, received / result.elapsed_s, received,
-                  result.sent, None, None, cpu / max(received, 1) * 1e6, rss)  # fmt: skip
+                  result.sent, None, None, cpu / max(received, 1) * 1e6, rss,
+                  _pct(result.idle_share))  # fmt: skip
 
 
 Consumer = Callable[[Path, Load], Result]
@@ -147,7 +150,12 @@ def _acknowledged(pid: int, broker: BrokerSettings, load: Load) -> Callable[[str
         Result, load=load, delivered_per_s=result.acknowledged / result.elapsed_s,
         delivered=result.acknowledged, sent=result.sent, p50_ms=p50, p99_ms=p99,
         cpu_us_per_record=cpu / max(result.acknowledged, 1) * 1e6, rss_mib=rss,
+        idle_pct=_pct(result.idle_share),
     )  # fmt: skip
+
+
+def _pct(share: float | None) -> float | None:
+    return None if share is None else share * 100
 
 
 def _percentiles(result: LoadResult) -> tuple[float | None, float | None]:
@@ -216,14 +224,16 @@ def report(rows: list[list[Result]]) -> str:
             "the last publish and the last acknowledgement (a consumer that falls behind is not "
             "credited with the offered rate); ratio to the reference at the same step; lost = "
             "sent and never acknowledged within 20 s of the end; latency from handing a record "
-            "to the client to the arrival of its `Ack`."
+            "to the client to the arrival of its `Ack`; *idle* = the machine's CPU (both "
+            "cores) left idle while the load was offered: the generator, the broker and the "
+            "consumer share the two cores, and near 0 % the latencies include waiting for one."
         ),
         "",
         (
             "| offered/s | records per message | consumer | delivered/s | ratio | lost "
-            "| p50 ms | p99 ms | CPU µs/record | RSS MiB |"
+            "| p50 ms | p99 ms | CPU µs/record | RSS MiB | idle % |"
         ),
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for step in rows:
         for row in step:
@@ -231,8 +241,9 @@ def report(rows: list[list[Result]]) -> str:
             lines.append(
                 f"| {row.load.rate:,.0f} | {row.load.records_per_message} | {row.consumer} | "
                 f"{row.delivered_per_s:,.0f} | {ratio:.2f} | {row.sent - row.delivered:,} | "
-                f"{_ms(row.p50_ms)} | {_ms(row.p99_ms)} | {row.cpu_us_per_record or 0:,.0f} | "
-                f"{row.rss_mib or 0:.0f} |"
+                f"{_whole(row.p50_ms)} | {_whole(row.p99_ms)} | "
+                f"{row.cpu_us_per_record or 0:,.0f} | {row.rss_mib or 0:.0f} | "
+                f"{_whole(row.idle_pct)} |"
             )
     lines += ["", *verdicts(rows)]
     return "\n".join(lines) + "\n"
@@ -265,7 +276,7 @@ def verdicts(rows: list[list[Result]]) -> list[str]:
                 if r.delivered_per_s >= KEPT_UP * r.load.rate and r.sent == r.delivered
             ]  # fmt: skip
             at_10k = next((r for r in mine if r.load.rate == 10_000), None)  # noqa: PLR2004
-            p99 = f"p99 {_ms(at_10k.p99_ms)} ms at 10,000/s" if at_10k else "no 10,000/s step"
+            p99 = f"p99 {_whole(at_10k.p99_ms)} ms at 10,000/s" if at_10k else "no 10,000/s step"
             top = max(kept_up, key=lambda r: r.delivered_per_s, default=None)
             best = (
                 f"kept up to {top.delivered_per_s:,.0f} records/s "
@@ -305,7 +316,7 @@ def _ratio(result: Result, rows: list[list[Result]]) -> float:
     return result.delivered_per_s / reference.delivered_per_s if reference.delivered_per_s else 0
 
 
-def _ms(value: float | None) -> str:
+def _whole(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 

@@ -20,10 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+import psutil
 
 from control_plane import uplink
 from edge import mqtt
@@ -56,6 +59,10 @@ class LoadResult:
     """From the first publish to the later of the last publish and the last Ack: a consumer
     that falls behind and catches up after the load ends is not credited with the offered
     rate."""
+    idle_share: float | None = None
+    """How much of the machine's CPU (all cores) stood idle while the load was offered: near 0,
+    the generator, broker and consumer together saturate it, and latencies include waiting
+    for a core."""
 
     @property
     def acknowledged(self) -> int:
@@ -65,18 +72,33 @@ class LoadResult:
 def run_load(broker_host: str, broker_port: int, load: Load) -> LoadResult:
     """Run ``load`` against a broker from ``load.workers`` processes; returns their sum."""
     start_at = time.time() + CONNECT_GRACE_S
+    idle: list[float] = []
+    watch = threading.Thread(target=_idle_share, args=(start_at, load.duration_s, idle))
+    watch.start()
     context = multiprocessing.get_context("spawn")
     with context.Pool(load.workers) as pool:
         parts = pool.starmap(
             _worker,
             [(broker_host, broker_port, load, n, start_at) for n in range(load.workers)],
         )
-    total = LoadResult()
+    watch.join()
+    total = LoadResult(idle_share=idle[0] if idle else None)
     for part in parts:
         total.sent += part.sent
         total.latencies_s += part.latencies_s
         total.elapsed_s = max(total.elapsed_s, part.elapsed_s)
     return total
+
+
+def _idle_share(start_at: float, duration_s: float, into: list[float]) -> None:
+    """The machine's idle share of CPU time from ``start_at`` for ``duration_s``."""
+    time.sleep(max(0.0, start_at - time.time()))
+    before = psutil.cpu_times()
+    time.sleep(duration_s)
+    after = psutil.cpu_times()
+    total = sum(after) - sum(before)
+    if total > 0:
+        into.append((after.idle - before.idle) / total)
 
 
 def _worker(host: str, port: int, load: Load, worker: int, start_at: float) -> LoadResult:

@@ -64,6 +64,8 @@ class NodeRedRun:
     versions: dict[str, str]
     pragmas: str
     """journal_mode and synchronous as the flow read them back from its own connection."""
+    idle_share: float | None = None
+    """The machine's CPU left idle during the load (``LoadResult.idle_share``)."""
 
     @property
     def delivered_per_s(self) -> float:
@@ -115,6 +117,7 @@ def run_nodered(workdir: Path, load: Load, install: NodeRedInstall | None = None
         rss_mib=peak[0] / 2**20,
         versions=install.versions(),
         pragmas=pragmas,
+        idle_share=result.idle_share,
     )
 
 
@@ -213,6 +216,7 @@ def ladder_consumer() -> tuple[Consumer | None, str]:
             peer.p99_ms,
             peer.cpu_us_per_record,
             peer.rss_mib,
+            None if peer.idle_share is None else peer.idle_share * 100,
         )
 
     versions = ", ".join(f"{name} {version}" for name, version in install.versions().items())
