@@ -14,6 +14,7 @@ from control_plane import uplink
 from control_plane.services.broker import BrokerSettings
 from control_plane.services.processes import ManagedProcess, free_port
 from control_plane.uplink import packets, reading
+from control_plane.uplink.connection import INBOX_LIMIT
 from edge import mqtt
 
 pytestmark = pytest.mark.asyncio
@@ -99,6 +100,41 @@ async def test_a_publish_at_qos_0_reaches_a_subscriber(
             conn.publish_nowait(mqtt.Outgoing(topic, b"{}", qos=2))
 
     assert message.payload == b'{"seqs":[1]}'
+
+
+async def test_a_flood_of_qos_0_messages_pauses_reading_until_the_ingest_takes_them(
+    broker: BrokerSettings, device_prefix: str
+) -> None:
+    """Heartbeats (QoS 0) have no Receive Maximum: an ingest busy elsewhere must not buffer them.
+
+    Nor may it take its own pause for a silent broker (keepalive 1 s, paused for 3 s).
+    """
+    topic = f"{device_prefix}/up/health"
+    sent = 3 * INBOX_LIMIT
+    async with (
+        uplink.connect(address(broker), options(f"{device_prefix}-ingest", keepalive_s=1)) as conn,
+        uplink.connect(address(broker), options(f"{device_prefix}-fleet")) as fleet,
+    ):
+        await conn.subscribe(topic, qos=0)
+        for n in range(sent):
+            fleet.publish_nowait(mqtt.Outgoing(topic, str(n).encode(), qos=0))
+        async with asyncio.timeout(10):
+            while not conn.reading_paused:  # noqa: ASYNC110 - nothing to wait on but the reads
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(3)  # the ingest is busy: nothing taken for three keepalives
+        assert conn.reading_paused
+        assert INBOX_LIMIT <= conn.waiting < 2 * INBOX_LIMIT
+
+        got: list[mqtt.Incoming] = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(3):
+                async for arrived in conn.arrivals():
+                    got += arrived
+                    assert conn.waiting < 2 * INBOX_LIMIT
+        assert not conn.reading_paused
+    # The broker kept what did not fit its queue for a slow reader, or dropped it (QoS 0).
+    assert 2 * INBOX_LIMIT <= len(got) <= sent
+    assert [int(m.payload) for m in got] == sorted(int(m.payload) for m in got)
 
 
 async def test_qos_1_publishes_all_arrive_and_are_acknowledged(

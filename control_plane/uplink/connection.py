@@ -50,6 +50,12 @@ MAXIMUM_PACKET_SIZE = 300_000
 """Larger than any uplink message the broker accepts (its max_packet_size, 270,000 bytes)."""
 FAILURE = 0x80
 """Reason codes from here up are failures (section 2.4)."""
+INBOX_LIMIT = 5_000
+"""Messages read and not yet taken by the ingest, at most; beyond, the socket is left unread
+until the ingest takes them. QoS 1 messages are bounded by the Receive Maximum anyway, QoS 0
+ones (heartbeats: 1,700 a second from 50,000 terminals) are not, and while the ingest waits for
+a slow commit they would pile up here without end. Unread, they wait in the broker, which
+drops QoS 0 messages beyond its queue limit (a heartbeat is latest-wins)."""
 
 
 class UplinkConnection(asyncio.Protocol):
@@ -62,6 +68,8 @@ class UplinkConnection(asyncio.Protocol):
         self._reader = reading.PacketReader(MAXIMUM_PACKET_SIZE)
         self._inbox: list[Incoming] = []
         self._arrived = asyncio.Event()
+        self._paused = False
+        """Reading stopped: ``INBOX_LIMIT`` messages wait for the ingest."""
         self._connack: asyncio.Future[ConnAck] = self._loop.create_future()
         self._replies: dict[int, asyncio.Future[SubAck]] = {}
         self._packet_ids = itertools.cycle(range(1, 0x10000))
@@ -100,6 +108,9 @@ class UplinkConnection(asyncio.Protocol):
                 self._control(packet)
         if inbox:
             self._arrived.set()
+            if len(inbox) >= INBOX_LIMIT and self._transport is not None:
+                self._transport.pause_reading()
+                self._paused = True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(f"connection lost: {exc}" if exc else "the broker closed the connection")
@@ -131,6 +142,7 @@ class UplinkConnection(asyncio.Protocol):
                 raise self._error
             if self._inbox:
                 arrived, self._inbox = self._inbox, []
+                self._resume_reading()
                 yield arrived
 
     def ack(self, message: Incoming) -> None:
@@ -155,7 +167,23 @@ class UplinkConnection(asyncio.Protocol):
         """QoS 1 messages published and not yet acknowledged by the broker, or held back."""
         return len(self._unacknowledged) + len(self._held)
 
+    @property
+    def waiting(self) -> int:
+        """Messages read and not yet taken through ``arrivals``."""
+        return len(self._inbox)
+
+    @property
+    def reading_paused(self) -> bool:
+        return self._paused
+
     # --- inside -------------------------------------------------------------------------------
+
+    def _resume_reading(self) -> None:
+        if self._paused and self._transport is not None and not self._transport.is_closing():
+            self._paused = False
+            # The broker was not silent: its packets waited in the socket, unread.
+            self._last_received = self._loop.time()
+            self._transport.resume_reading()
 
     async def handshake(self, address: BrokerAddress) -> ConnAck:
         options = self._options
@@ -186,13 +214,17 @@ class UplinkConnection(asyncio.Protocol):
         return connack
 
     async def keep_alive(self) -> None:
-        """PINGREQ every half keepalive; a broker silent for a whole keepalive is dead."""
+        """PINGREQ every half keepalive; a broker silent for a whole keepalive is dead.
+
+        Not while reading is paused: what the broker sends then waits unread in the socket.
+        """
         if not self.keepalive_s:
             return
         interval = self.keepalive_s / 2
         while self._error is None:
             await asyncio.sleep(interval)
-            if self._loop.time() - self._last_received > self.keepalive_s:
+            silent = self._loop.time() - self._last_received > self.keepalive_s
+            if silent and not self._paused:
                 self._fail(f"the broker was silent for {self.keepalive_s}s (keepalive)")
                 self.close()
                 return
