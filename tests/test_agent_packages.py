@@ -37,7 +37,7 @@ from edge.agent.startup import StartError, build_agent
 from edge.aio import cancel_and_wait
 from edge.content.manifest import PackageKind as ManifestKind
 from edge.content.package import pack
-from edge.content.signing import key_id, new_signing_key
+from edge.content.signing import key_id, new_signing_key, public_key_text, trusted_keys
 from edge.content.source import scan_directory
 from edge.protocol import (
     Artifact,
@@ -57,7 +57,7 @@ from tests.test_content_download import Behaviour, serving
 log = logging.getLogger(__name__)
 
 KEY = new_signing_key()
-KEYS = {key_id(KEY.verify_key): KEY.verify_key}
+KEYS = trusted_keys([public_key_text(KEY.verify_key)])
 NAME = "guide-cards"
 WAIT_S = 15.0
 FAST = ManagerTiming(tick_s=0.05, retry_after_s=0.1, progress_interval_s=0.05)

@@ -69,7 +69,7 @@ def test_keygen_writes_a_private_key_0600_and_prints_its_id(tmp_path: Path) -> N
     assert stat.S_IMODE(public.stat().st_mode) == 0o644
     key = parse_signing_key(private.read_bytes())
     assert len(base64.b64decode(private.read_bytes())) == 32
-    assert parse_public_key(public.read_text()) == key.verify_key
+    assert bytes(parse_public_key(public.read_text())) == bytes(key.verify_key)
     assert result.stdout == key_id(key.verify_key) + "\n"
     assert key_id(key.verify_key) == hashlib.sha256(bytes(key.verify_key)).hexdigest()[:16]
 

@@ -19,7 +19,7 @@ from edge.content.install import ContentStore
 from edge.content.layout import InstallError, InstallReason, InstallStep
 from edge.content.manifest import PackageError, PackageKind, PackageReason
 from edge.content.package import open_package, pack
-from edge.content.signing import key_id, new_signing_key
+from edge.content.signing import new_signing_key, public_key_text, trusted_keys
 from edge.content.source import scan_directory
 
 NAME = "guide-cards"
@@ -232,7 +232,7 @@ def test_signed_packages_verified_then_installed_and_rolled_back(
     tmp_path: Path, root: Path, store: ContentStore
 ) -> None:
     key = new_signing_key()
-    trusted = {key_id(key.verify_key): key.verify_key}
+    trusted = trusted_keys([public_key_text(key.verify_key)])
     for version in (1, 2, 3):
         verified = open_package(
             signed_package_file(tmp_path, version, key),
@@ -250,7 +250,7 @@ def test_a_package_file_changed_after_verification_leaves_current_untouched(
     tmp_path: Path, root: Path, store: ContentStore
 ) -> None:
     key = new_signing_key()
-    trusted = {key_id(key.verify_key): key.verify_key}
+    trusted = trusted_keys([public_key_text(key.verify_key)])
     store.install(open_package(signed_package_file(tmp_path, 1, key), trusted))
     path = signed_package_file(tmp_path, 2, key)
     verified = open_package(path, trusted, installed_version=1)

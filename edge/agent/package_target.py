@@ -16,13 +16,12 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from edge.content.download import DownloadError, DownloadReason
 from edge.content.download_retry import BackoffLike
 from edge.content.install import ContentStore
 from edge.content.manifest import ContentError
-from edge.content.package import VerifiedPackage
 from edge.content.signing import TrustedKeys
 from edge.protocol import PackageKind, PackagePhase, PackageTarget
 
@@ -39,6 +38,9 @@ from .package_plan import (
 )
 from .package_report import PROGRESS_INTERVAL_S, Progress
 from .package_work import FetchSettings, PackageWorkError
+
+if TYPE_CHECKING:
+    from edge.content.package import VerifiedPackage
 
 log = logging.getLogger(__name__)
 

@@ -12,17 +12,20 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge.content import layout
 from edge.content.download import DEFAULT_TIMEOUT_S, Progress
 from edge.content.download_retry import BackoffLike, resume_loop
 from edge.content.install import ContentStore, InstallResult
 from edge.content.manifest import ContentError, PackageKind
-from edge.content.package import VerifiedPackage, open_package
 from edge.content.signing import TrustedKeys
 from edge.protocol import PackageTarget
 
 from .package_plan import Reason, download_name
+
+if TYPE_CHECKING:
+    from edge.content.package import VerifiedPackage
 
 FIRMWARE_SUFFIX = ".dfu"
 MAX_FIRMWARE_BYTES = 16 * 1024 * 1024
@@ -102,6 +105,9 @@ def verify(
     path: Path, target: PackageTarget, keys: TrustedKeys, installed: int | None
 ) -> VerifiedPackage:
     """The package at ``path`` verified, and the one ``target`` names; PackageError if not."""
+    # Loaded with the first package (tarfile and the reader): most days an agent gets none.
+    from edge.content.package import open_package  # noqa: PLC0415
+
     package = open_package(path, keys, installed_version=installed, allow_older=target.allow_older)
     manifest = package.manifest
     wanted = (target.name, target.version, target.kind.value)

@@ -15,9 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, NoReturn
-
-from nacl.signing import SigningKey
+from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 from edge.atomic_file import fsync_directory
 
@@ -41,6 +39,9 @@ from .signing import (
 )
 from .source import SourceError, SourceFile, SourceReason
 from .tar_reader import CHUNK_BYTES, TarReader
+
+if TYPE_CHECKING:
+    from nacl.signing import SigningKey
 
 MANIFEST_MEMBER = "manifest.json"
 SIGNATURE_MEMBER = "manifest.sig"

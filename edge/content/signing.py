@@ -1,6 +1,10 @@
 """Content-signing keys, their ids, and the signature over manifest.json (Ed25519, PyNaCl).
 
 Pure: keys come in and go out as the text of their files; the CLI reads and writes the files.
+
+PyNaCl (with cffi and libsodium, ~0.8 MB of an agent's memory) is loaded when a signature is
+made or checked, not when keys are read: an agent reads its trusted keys at start and may
+not see a package for weeks.
 """
 
 from __future__ import annotations
@@ -9,14 +13,16 @@ import base64
 import binascii
 import hashlib
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 import msgspec
-from nacl.exceptions import BadSignatureError
-from nacl.signing import SigningKey, VerifyKey
 
 from .manifest import ContentError, PackageError, PackageReason
+
+if TYPE_CHECKING:
+    from nacl.signing import SigningKey, VerifyKey
 
 SEED_BYTES = 32
 PUBLIC_KEY_BYTES = 32
@@ -27,7 +33,29 @@ KEY_ID_CHARS = 16
 MAX_SIGNATURE_FILE_BYTES = 4096
 """manifest.sig's size: its two fields take about 130 bytes."""
 
-TrustedKeys: TypeAlias = Mapping[str, VerifyKey]
+
+@dataclass(frozen=True, slots=True)
+class PublicKey:
+    """An Ed25519 public key's 32 bytes (``bytes(key)``, as PyNaCl's ``VerifyKey``)."""
+
+    raw: bytes
+
+    def __bytes__(self) -> bytes:
+        return self.raw
+
+    def verifies(self, message: bytes, signature: bytes) -> bool:
+        """Whether ``signature`` is this key's over ``message``."""
+        from nacl.exceptions import BadSignatureError  # noqa: PLC0415 - loaded when used
+        from nacl.signing import VerifyKey  # noqa: PLC0415
+
+        try:
+            VerifyKey(self.raw).verify(message, signature)
+        except BadSignatureError:
+            return False
+        return True
+
+
+TrustedKeys: TypeAlias = Mapping[str, PublicKey]
 """The public keys whose signatures are accepted, by key id; several, so keys can be rotated."""
 
 
@@ -44,10 +72,12 @@ class SignatureFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 def new_signing_key() -> SigningKey:
+    from nacl.signing import SigningKey  # noqa: PLC0415 - loaded when used
+
     return SigningKey.generate()
 
 
-def key_id(public_key: VerifyKey) -> str:
+def key_id(public_key: PublicKey | VerifyKey) -> str:
     """The key's id: the first KEY_ID_CHARS hex characters of sha256 of its 32 raw bytes."""
     return hashlib.sha256(bytes(public_key)).hexdigest()[:KEY_ID_CHARS]
 
@@ -57,20 +87,22 @@ def signing_key_text(key: SigningKey) -> bytes:
     return base64.b64encode(bytes(key)) + b"\n"
 
 
-def public_key_text(key: VerifyKey) -> str:
+def public_key_text(key: PublicKey | VerifyKey) -> str:
     """base64 of the 32-byte public key, as the agent's ``content_keys`` hold it."""
     return base64.b64encode(bytes(key)).decode("ascii")
 
 
 def parse_signing_key(text: bytes) -> SigningKey:
     """The private key in a key file's ``text``; ContentKeyError if it holds none."""
+    from nacl.signing import SigningKey  # noqa: PLC0415 - loaded when used
+
     return SigningKey(_key_bytes(text, SEED_BYTES, "a private key (32-byte seed)"))
 
 
-def parse_public_key(text: str | bytes) -> VerifyKey:
+def parse_public_key(text: str | bytes) -> PublicKey:
     """The public key in ``text`` (base64 of 32 bytes); ContentKeyError if it holds none."""
     raw = text.encode("ascii", "replace") if isinstance(text, str) else text
-    return VerifyKey(_key_bytes(raw, PUBLIC_KEY_BYTES, "an Ed25519 public key"))
+    return PublicKey(_key_bytes(raw, PUBLIC_KEY_BYTES, "an Ed25519 public key"))
 
 
 def trusted_keys(base64_keys: Iterable[str]) -> TrustedKeys:
@@ -99,11 +131,9 @@ def verify_manifest(manifest_bytes: bytes, signature_file: bytes, trusted: Trust
     if signature is None or len(signature) != SIGNATURE_BYTES:
         msg = "manifest.sig holds no Ed25519 signature"
         raise PackageError(PackageReason.BAD_SIGNATURE, msg)
-    try:
-        public_key.verify(manifest_bytes, signature)
-    except BadSignatureError:
+    if not public_key.verifies(manifest_bytes, signature):
         msg = f"the signature of manifest.json does not verify with key {sig.key_id}"
-        raise PackageError(PackageReason.BAD_SIGNATURE, msg) from None
+        raise PackageError(PackageReason.BAD_SIGNATURE, msg)
     return sig.key_id
 
 
