@@ -42,10 +42,10 @@ _UPSERT_POSTGRES = (
     "INSERT INTO device (device_id, kind, presence, presence_session, agent_version, last_seen,"
     " last_health, first_seen)"
     " SELECT v.device_id, v.kind, v.presence, v.session, v.agent_version, v.last_seen,"
-    " v.health::jsonb, $8::timestamptz"
+    " v.health::jsonb, v.first_seen"
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[],"
-    " $6::timestamptz[], $7::text[])"
-    " AS v(device_id, kind, presence, session, agent_version, last_seen, health)"
+    " $6::timestamptz[], $7::text[], $8::timestamptz[])"
+    " AS v(device_id, kind, presence, session, agent_version, last_seen, health, first_seen)"
     " ON CONFLICT (device_id) DO UPDATE SET"
     " kind = COALESCE(NULLIF(excluded.kind, 'unknown'), device.kind),"
     " presence = excluded.presence, presence_session = excluded.presence_session,"
@@ -107,14 +107,15 @@ _DELETE_PERIPHERAL_SQLITE = "DELETE FROM device_peripheral WHERE device_id = ? A
 
 async def update_states(conn: BaseDBAsyncClient, states: Sequence[DeviceState]) -> None:
     """The rows of devices the database holds (a device it does not hold is left out)."""
-    await _write(conn, states, (_UPDATE_POSTGRES, _UPDATE_SQLITE), first_seen=None)
+    await _execute(conn, [_row(s) for s in states], _UPDATE_POSTGRES, _UPDATE_SQLITE)
 
 
 async def upsert_states(
     conn: BaseDBAsyncClient, states: Sequence[DeviceState], first_seen: datetime
 ) -> None:
     """The rows of the devices, made (first seen at ``first_seen``) where there is none."""
-    await _write(conn, states, (_UPSERT_POSTGRES, _UPSERT_SQLITE), first_seen=first_seen)
+    rows = [(*_row(s), first_seen) for s in states]
+    await _execute(conn, rows, _UPSERT_POSTGRES, _UPSERT_SQLITE)
 
 
 async def upsert_agents(
@@ -141,44 +142,27 @@ async def delete_peripherals(conn: BaseDBAsyncClient, gone: Sequence[tuple[str, 
     await _execute(conn, gone, _DELETE_PERIPHERAL_POSTGRES, _DELETE_PERIPHERAL_SQLITE)
 
 
-async def _write(
-    conn: BaseDBAsyncClient,
-    states: Sequence[DeviceState],
-    statements: tuple[str, str],
-    first_seen: datetime | None,
-) -> None:
-    rows = [
-        (
-            s.device_id,
-            s.kind.value,
-            s.presence.value,
-            s.session,
-            s.agent_version[:AGENT_VERSION_MAX],
-            s.last_seen,
-            None if s.health is None else msgspec.json.encode(s.health).decode(),
-        )
-        for s in states
-    ]
-    extra = () if first_seen is None else (first_seen,)
-    if conn.capabilities.dialect == "postgres":
-        await _execute(conn, rows, statements[0], statements[1], *extra)
-    else:
-        await _execute(conn, [(*row, *extra) for row in rows], statements[0], statements[1])
+def _row(state: DeviceState) -> tuple[object, ...]:
+    return (
+        state.device_id,
+        state.kind.value,
+        state.presence.value,
+        state.session,
+        state.agent_version[:AGENT_VERSION_MAX],
+        state.last_seen,
+        None if state.health is None else msgspec.json.encode(state.health).decode(),
+    )
 
 
 async def _execute(
-    conn: BaseDBAsyncClient,
-    rows: Sequence[Sequence[Any]],
-    postgres: str,
-    sqlite: str,
-    *scalars: object,
+    conn: BaseDBAsyncClient, rows: Sequence[Sequence[Any]], postgres: str, sqlite: str
 ) -> None:
-    """``postgres`` with each column as an array (then ``scalars``), or ``sqlite`` a row each."""
+    """``postgres`` with each column as an array, or ``sqlite`` with each row."""
     if not rows:
         return
     if conn.capabilities.dialect == "postgres":
         columns = [list(column) for column in zip(*rows, strict=True)]
-        await conn.execute_query(postgres, [*columns, *scalars])
+        await conn.execute_query(postgres, columns)
         return
     values = [[_sqlite_value(v) for v in row] for row in rows]
     async with conn.acquire_connection() as connection:

@@ -52,7 +52,7 @@ async def save_state(state: DeviceState) -> None:
     await save_states([state])
 
 
-async def save_states(states: Sequence[DeviceState], now: datetime | None = None) -> None:
+async def save_states(states: Sequence[DeviceState]) -> None:
     """Write the devices' states (insert or update), and their inventory where that changed.
 
     A kind a state does not know (a heartbeat before the first presence) leaves a known kind,
@@ -60,7 +60,7 @@ async def save_states(states: Sequence[DeviceState], now: datetime | None = None
     in device order so that two replicas writing the same devices wait rather than deadlock.
     """
     ordered = sorted(states, key=lambda s: s.device_id)
-    first_seen = now or datetime.now(UTC)
+    first_seen = datetime.now(UTC)
     for start in range(0, len(ordered), SAVE_CHUNK):
         chunk = ordered[start : start + SAVE_CHUNK]
         async with in_transaction() as conn:
