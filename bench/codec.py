@@ -71,6 +71,20 @@ def _rate(fn: Callable[[], object], rounds: int) -> float:
     return rounds / best
 
 
+YARDSTICK_ROUNDS = 20_000
+
+
+def yardstick() -> str:
+    """The machine's speed on one core, comparable from run to run: ``json.loads`` of a heartbeat.
+
+    The host this machine runs on is shared: its single-core speed has been seen to halve
+    between two runs a few hours apart, which moves every absolute figure of a run.
+    """
+    data = SAMPLES[Channel.HEALTH]
+    rate = _rate(functools.partial(json.loads, data), YARDSTICK_ROUNDS)
+    return f"`json.loads` of a {len(data)}-byte heartbeat {rate:,.0f}/s on one core"
+
+
 def run(*, quick: bool = False) -> str:
     rounds = 5_000 if quick else 50_000
     intro = f"Messages per second on one core, best of 5 runs of {rounds:,}; reference: "

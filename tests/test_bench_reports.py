@@ -2,16 +2,17 @@
 
 A benchmark that fails becomes a section saying so and keeps the others; the ingest ladder's
 verdicts credit a consumer only with the steps it kept up with and without loss; the machine's
-idle share is measured over the load's window.
+idle share is measured over the load's window; every report names the machine's speed.
 """
 
 from __future__ import annotations
 
+import re
 import time
 
 from bench import ingest, loadgen
 from bench.loadgen import Load
-from bench.run import measured
+from bench.run import context, measured
 
 
 def test_a_failing_benchmark_becomes_a_section_naming_the_error_without_local_paths() -> None:
@@ -73,3 +74,11 @@ def test_the_idle_share_is_measured_over_the_load_window() -> None:
     assert time.monotonic() - began >= 0.5
     assert len(into) == 1
     assert 0.0 <= into[0] <= 1.0
+
+
+def test_every_report_names_the_machine_speed_of_its_run() -> None:
+    header = context()
+
+    found = re.search(r"machine yardstick: `json.loads` of a \d+-byte heartbeat ([\d,]+)/s", header)
+    assert found is not None, header
+    assert int(found.group(1).replace(",", "")) > 0
