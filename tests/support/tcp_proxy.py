@@ -93,6 +93,8 @@ class TcpProxy:
             target=self._loop.run_forever, name="tcp-proxy", daemon=True
         )
         self._server: asyncio.Server | None = None
+        self._holder: socket.socket | None = None
+        """During an outage: the port bound but not listening (see ``_cut``)."""
         self._links: list[_Link] = []
         self._serving: set[asyncio.Task[None]] = set()
         self._flowing = asyncio.Event()
@@ -176,17 +178,27 @@ class TcpProxy:
         return [link.stats for link in self._links]
 
     async def _listen(self) -> None:
-        # The same port again after an outage: the terminals are configured with it.
+        # The same port again after an outage: the terminals are configured with it. Bound
+        # beside the holder (SO_REUSEPORT), which then lets go: the port is never free.
         self._server = await asyncio.start_server(
-            self._serve, LOOPBACK, self.port, reuse_address=True
+            self._serve, LOOPBACK, self.port, reuse_address=True, reuse_port=True
         )
         self.port = self._server.sockets[0].getsockname()[1]
+        if self._holder is not None:
+            self._holder.close()
+            self._holder = None
 
     async def _cut(self, *, stop_listening: bool) -> int:
         if stop_listening and self._server is not None:
             # A closed listener makes connect() fail at once (connection refused), as an
             # unreachable network does; accepting and then dropping would leave the client
-            # waiting for a CONNACK until its own timeout instead.
+            # waiting for a CONNACK until its own timeout instead. The port stays bound (not
+            # listening: a connect is refused all the same), or another process's connection
+            # could take it as its own port meanwhile and the proxy could not listen again.
+            self._holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self._holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            self._holder.bind((LOOPBACK, self.port))
             self._server.close()
             await self._server.wait_closed()
             self._server = None
@@ -198,6 +210,9 @@ class TcpProxy:
 
     async def _shut_down(self) -> None:
         await self._cut(stop_listening=True)
+        if self._holder is not None:
+            self._holder.close()
+            self._holder = None
         if self._serving:
             await asyncio.wait(self._serving, timeout=CALL_TIMEOUT_S / 2)
 
