@@ -57,13 +57,17 @@ def sort_records(topic: wire.Topic, items: Sequence[RecordItem], now: datetime) 
 def dead_letter(
     topic: wire.Topic, raw: bytes, seq: int | None, exc: ProtocolError, now: datetime
 ) -> RejectedRow:
-    """A record (or whole message) that can never be stored as sent, kept raw."""
+    """A record (or whole message) that can never be stored as sent, kept raw.
+
+    Kept as text: bytes that are not UTF-8 and NUL bytes (which no PostgreSQL text can hold,
+    and which would fail the whole batch on every redelivery) become U+FFFD.
+    """
     return RejectedRow(
         topic=str(topic),
         device_id=topic.subject,
         seq=seq,
         reason=exc.reason.value,
-        detail=str(exc),
-        payload=raw.decode(errors="replace"),
+        detail=str(exc).replace("\x00", "\ufffd"),
+        payload=raw.decode(errors="replace").replace("\x00", "\ufffd"),
         received_at=now,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -97,8 +98,15 @@ class ServerSettings:
         return self.client_id or f"termfleet-cp-{socket.gethostname()}"
 
 
-async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
-    """Run until ``stop`` is set."""
+async def serve(
+    settings: ServerSettings, stop: asyncio.Event, *, freeze_after_start: bool = False
+) -> None:
+    """Run until ``stop`` is set.
+
+    ``freeze_after_start``: what startup made is left out of later garbage collections
+    (``_freeze_what_startup_made``); the process's entry point asks for it, tests that run
+    a control plane inside their own process do not.
+    """
     try:
         rollup_settings = RollupSettings.from_env()
     except SettingsError as exc:
@@ -127,15 +135,7 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
             app[ON_RETIRED] = provisioning.device_retired
             app[CLAIM_LINK] = claim_links(settings.provisioning)
         _serve_content(app, settings, metrics)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, settings.http_host, settings.http_port).start()
-        except OSError as exc:
-            await runner.cleanup()
-            where = f"{settings.http_host}:{settings.http_port}"
-            msg = f"cannot listen on {where}: {exc.strerror or exc}"
-            raise ServerError(msg) from exc
+        runner = await _listen(app, settings)
         log.info(
             "control plane: http://%s:%d, %d devices loaded, broker %s",
             settings.http_host,
@@ -143,6 +143,8 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
             len(fleet),
             settings.mqtt,
         )
+        if freeze_after_start:
+            _freeze_what_startup_made()
         try:
             async with asyncio.TaskGroup() as tasks:
                 ingest_task = tasks.create_task(
@@ -180,6 +182,33 @@ async def serve(settings: ServerSettings, stop: asyncio.Event) -> None:
             raise ServerError(msg) from cause
         finally:
             await runner.cleanup()
+
+
+async def _listen(app: web.Application, settings: ServerSettings) -> web.AppRunner:
+    """The HTTP server, listening; a port taken is a ServerError that says so."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        where = f"{settings.http_host}:{settings.http_port}"
+        msg = f"cannot listen on {where}: {exc.strerror or exc}"
+        raise ServerError(msg) from exc
+    return runner
+
+
+def _freeze_what_startup_made() -> None:
+    """Leave the objects of startup out of every later garbage collection.
+
+    Modules, the ORM's metadata, the loaded fleet: hundreds of thousands of objects that live as
+    long as the process. A full collection walked them all, stopping the event loop for 74 ms
+    with 200 devices while the ingest took 10,000 records/s, and every record in flight waited
+    (bench/ingest.py). Frozen, a full collection takes under a millisecond there. Reference
+    counting still frees them as before; only cycles among them would stay.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _start_twin(app: web.Application, ingest: Ingest, metrics: ControlPlaneMetrics) -> TwinSync:
@@ -274,6 +303,6 @@ def run(settings: ServerSettings) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        await serve(settings, stop)
+        await serve(settings, stop, freeze_after_start=True)
 
     asyncio.run(main())

@@ -219,3 +219,57 @@ async def test_a_failed_commit_is_retried_from_the_broker_and_the_server_stays_u
     assert failures, "the failing commit was never tried"
     assert await stored(database_url, device_id) == list(range(1, 21))
     assert f"{INGEST_ERRORS.name} {failures[0]}.0" in metrics
+
+
+async def test_an_unknown_usage_type_that_cannot_be_stored_is_refused_alone(
+    broker: BrokerSettings, database_url: str, device: tuple[str, mqtt.Connection, AckListener]
+) -> None:
+    """A usage type this build does not know is kept as sent, unless no column could hold it.
+
+    A type longer than the column, or a NUL in any string or in the raw bytes of a dead letter,
+    failed the whole batch on PostgreSQL every time the broker delivered it again: every record
+    behind it waited for ever.
+    """
+    device_id, conn, listener = device
+    long_type = b'{"type":"' + b"x" * 40 + b'","seq":1}'
+    nul_type = b'{"type":"fax\\u0000","seq":2}'
+    nul_byte = b'{"type":"print","seq":5,"printer":"\x00"}'  # not JSON: no seq to name
+    async with running_control_plane(broker, database_url):
+        await send(conn, device_id, Channel.USAGE, long_type)
+        await send(conn, device_id, Channel.USAGE, nul_type)
+        await send(conn, device_id, Channel.USAGE, b'{"type":"fax_sent","seq":3}')
+        await send(conn, device_id, Channel.USAGE, nul_byte)
+        await send(conn, device_id, Channel.USAGE, encode(PrintJob(seq=4, pages=1)))
+        await listener.until({3, 4}, rejected=frozenset({1, 2}))
+    assert await stored(database_url, device_id) == [3, 4]
+    async with database(database_url):
+        kept = await StoredRecord.get(device_id=device_id, seq=3)
+        assert kept.type == "fax_sent"
+        dead = await RejectedMessage.filter(device_id=device_id).order_by("id")
+        assert [(d.seq, d.reason) for d in dead] == [(1, "schema"), (2, "schema"), (None, "json")]
+        assert dead[1].payload == nul_type.decode()
+        assert dead[2].payload == '{"type":"print","seq":5,"printer":"\ufffd"}'
+
+
+async def test_a_review_too_long_for_its_columns_is_refused_alone(
+    broker: BrokerSettings, database_url: str, device: tuple[str, mqtt.Connection, AckListener]
+) -> None:
+    """A review with a field longer than the review tables' column for it fails no batch.
+
+    Such a review failed the commit of its whole batch (tortoise refused the row on both
+    databases), again on every redelivery: the ingest reconnected for ever, storing nothing.
+    The wire contract bounds those fields now, so it is refused alone and kept raw.
+    """
+    device_id, conn, listener = device
+    overlong = Review(seq=1, at=NOW, case_number="4" * 80, rating=Rating.SATISFIED, window="W" * 40)
+    fine = Review(seq=2, at=NOW, case_number="4401172026112200002", rating=Rating.SATISFIED)
+    async with running_control_plane(broker, database_url):
+        await send(conn, device_id, Channel.REVIEW, encode(overlong))
+        await send(conn, device_id, Channel.REVIEW, encode(fine))
+        await send(conn, device_id, Channel.USAGE, encode(PrintJob(seq=3, pages=1)))
+        await listener.until({2, 3}, rejected=frozenset({1}))
+    assert await stored(database_url, device_id) == [2, 3]
+    async with database(database_url):
+        dead = await RejectedMessage.get(device_id=device_id)
+        assert (dead.seq, dead.reason) == (1, "schema")
+        assert "case_number" in dead.detail

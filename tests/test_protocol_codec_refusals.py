@@ -159,6 +159,32 @@ def test_every_channel_refuses_empty_bad_json_and_oversize(channel: Channel) -> 
         assert caught.value.reason is reason
 
 
+@pytest.mark.parametrize(("channel", "cls"), PAYLOAD_TYPES, ids=type_id)
+def test_every_payload_refuses_a_nul_in_any_string(channel: Channel, cls: type[Payload]) -> None:
+    """No PostgreSQL text holds U+0000: such a payload would fail every batch it came in."""
+    body = MINIMAL[cls]
+    for poisoned in ({**body, "note\u0000": 1}, {**body, "note": ["ok", {"x": "a\u0000b"}]}):
+        with pytest.raises(PayloadError, match="NUL character") as caught:
+            decode(channel, json.dumps(poisoned).encode())
+        assert caught.value.reason is RejectReason.SCHEMA
+    # An escaped backslash before "u0000" is text, not a NUL: it decodes as before.
+    escaped = json.dumps({**body, "note": "C:\\u0000"}).encode()
+    assert b"\\u0000" in escaped
+    assert decode(channel, escaped) == decode(channel, json.dumps(body).encode())
+
+
+@pytest.mark.parametrize(
+    "usage_type", ["x" * 33, "fax sent", "传真", ""], ids=["too-long", "space", "cjk", "empty"]
+)
+def test_an_unknown_usage_type_must_be_a_storable_name(usage_type: str) -> None:
+    data = json.dumps({"type": usage_type, "seq": 1}).encode()
+    with pytest.raises(PayloadError) as caught:
+        decode(Channel.USAGE, data)
+    assert caught.value.reason in {RejectReason.SCHEMA, RejectReason.MISSING_FIELD}
+    kept = decode(Channel.USAGE, json.dumps({"type": "x" * 32, "seq": 1}).encode())
+    assert kept.original_type == "x" * 32  # type: ignore[attr-defined]
+
+
 def test_size_limit_is_inclusive() -> None:
     body = b'{"state":"online","session":1}'
     at_limit = body[:-1] + b" " * (MAX_PAYLOAD_BYTES - len(body)) + b"}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, cast
@@ -13,7 +14,7 @@ from .channels import SPECS
 from .common import SCHEMA_VERSION, SEQ_MAX, SUPPORTED_VERSIONS, OpenEnum, Payload, Record
 from .errors import PayloadError, RejectReason, UnsupportedVersionError
 from .topics import Channel, Topic, parse
-from .usage import USAGE_TYPES, UnknownUsage, UsageEvent
+from .usage import UNKNOWN_TYPE_PATTERN, USAGE_TYPES, UnknownUsage, UsageEvent
 
 MAX_PAYLOAD_BYTES = 256 * 1024
 """Larger payloads are refused before parsing; content travels over HTTP, not MQTT."""
@@ -37,6 +38,7 @@ _USAGE_TAGS = frozenset(cast("str", t.__struct_config__.tag) for t in USAGE_TYPE
 _UNKNOWN_USAGE_TAG = cast("str", UnknownUsage.__struct_config__.tag)
 _version_probe = msgspec.json.Decoder(_VersionProbe)
 _usage_probe = msgspec.json.Decoder(_UsageProbe)
+_unknown_type = re.compile(UNKNOWN_TYPE_PATTERN)
 _keys_probe = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _array_probe = msgspec.json.Decoder(list[msgspec.Raw])
 _decoders: dict[Channel, msgspec.json.Decoder[Any]] = {
@@ -66,6 +68,9 @@ def decode(channel: Channel, data: bytes | bytearray | memoryview) -> Payload:
     if not data:
         msg = f"{channel.value}: empty payload"
         raise PayloadError(msg, RejectReason.JSON)
+    if _NUL_ESCAPE in (bytes(data) if isinstance(data, memoryview) else data) and _holds_nul(data):
+        msg = f"{channel.value}: a string holds a NUL character (\\u0000), which cannot be stored"
+        raise PayloadError(msg, RejectReason.SCHEMA)
     try:
         payload = cast("Payload", _decoders[channel].decode(data))
     except msgspec.ValidationError as exc:
@@ -81,6 +86,34 @@ def decode(channel: Channel, data: bytes | bytearray | memoryview) -> Payload:
     _check_version(channel, payload.v)
     _check_required(channel, payload, data)
     return payload
+
+
+_NUL_ESCAPE = b"\\u0000"
+
+
+def _holds_nul(data: bytes | bytearray | memoryview) -> bool:
+    """Whether a string (key or value) of the JSON holds U+0000.
+
+    No text column of PostgreSQL can hold one, so a payload with one would fail every batch it
+    came in, again on each redelivery. (A NUL byte as such is not JSON and is refused as that;
+    the fast check before this one is a substring search, which an escaped backslash fools.)
+    """
+    try:
+        document = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return False  # not JSON: refused as that by the decoder
+    pending = [document]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif isinstance(value, dict):
+            pending += value.keys()
+            pending += value.values()
+        elif isinstance(value, list):
+            pending += value
+    return False
 
 
 # Not frozen: the ingest builds one per record, and a frozen dataclass's __init__ (an
@@ -234,4 +267,10 @@ def _salvage_usage(
         return None
     # An UnknownUsage passed on again (type "unknown") keeps the type it was first sent with.
     original = probe.original_type if probe.type == _UNKNOWN_USAGE_TAG else probe.type
+    if not _unknown_type.match(original):
+        msg = (
+            f"{Channel.USAGE.value}: unknown type {original[:40]!r} is not a name of at most "
+            f"32 letters, digits, '_', '.' or '-' ({exc})"
+        )
+        raise PayloadError(msg, RejectReason.SCHEMA) from None
     return UnknownUsage(v=probe.v, seq=probe.seq, at=probe.at, original_type=original)

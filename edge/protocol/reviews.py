@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import msgspec
 
@@ -51,17 +51,17 @@ class Review(Record, frozen=True, kw_only=True):
     plane can tell a tampered log from a whole one.
     """
 
-    case_number: str = ""
+    case_number: Annotated[str, msgspec.Meta(max_length=64)] = ""
     """办件编号 from the window's business system."""
-    item_code: str = ""
+    item_code: Annotated[str, msgspec.Meta(max_length=64)] = ""
     channel: ReviewChannel = ReviewChannel.WINDOW_PAD
     rating: Rating = Rating.UNKNOWN
     indicators: Indicators | None = None
     comment: str = ""
     institution: str = ""
-    window: str = ""
-    staff_id: str = ""
-    citizen_ref: str = ""
+    window: Annotated[str, msgspec.Meta(max_length=16)] = ""
+    staff_id: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    citizen_ref: Annotated[str, msgspec.Meta(max_length=128)] = ""
     """Keyed hash of the citizen's identity, or empty; never the ID number."""
     prev_hash: str = ""
     hash: str = ""

@@ -81,10 +81,16 @@ class CallForHelp(UsageRecord, frozen=True, kw_only=True, tag="call_for_help"):
     answered: bool = False
 
 
+UNKNOWN_TYPE_PATTERN = r"^[A-Za-z0-9_.-]{0,32}$"
+"""What a usage type this build does not know may look like to be kept: a name, as every known
+type is one, and no longer than the control plane's column for it. Anything else (a NUL, 40
+characters) could not be stored and would fail the whole batch it came in; it is refused alone."""
+
+
 class UnknownUsage(UsageRecord, frozen=True, kw_only=True, tag="unknown"):
     """A usage event type this build does not know; kept and acknowledged, never dropped."""
 
-    original_type: str = ""
+    original_type: Annotated[str, msgspec.Meta(pattern=UNKNOWN_TYPE_PATTERN)] = ""
 
 
 UsageEvent = SessionStarted | SessionEnded | Transaction | PrintJob | IdCardRead | CallForHelp

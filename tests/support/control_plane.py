@@ -66,11 +66,13 @@ async def running_control_plane(
     heartbeat_timeout_s: float = 90.0,
     role: Role = Role.ADMIN,
     scope: str | None = None,
+    freeze_after_start: bool = False,
     **parts: Any,  # noqa: ANN401 - ServerSettings fields, checked by its constructor
 ) -> AsyncIterator[RunningControlPlane]:
     """A control plane on a free port; ``cp.http`` sends a token of ``role`` for ``scope``.
 
     ``parts`` are further ``ServerSettings`` (provisioning, content, public_url, http_port).
+    ``freeze_after_start`` as ``serve`` takes it: it freezes the test process's objects too.
     """
     token = await issue_token(database_url, role, scope)
     port = parts.pop("http_port", None) or free_port()
@@ -83,7 +85,9 @@ async def running_control_plane(
         **parts,
     )
     stop = asyncio.Event()
-    task = asyncio.create_task(serve(settings, stop), name="control-plane")
+    task = asyncio.create_task(
+        serve(settings, stop, freeze_after_start=freeze_after_start), name="control-plane"
+    )
     headers = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(headers=headers) as http:
         cp = RunningControlPlane(f"http://127.0.0.1:{port}", http, token, database_url)

@@ -60,11 +60,17 @@ AWARE_TIMES = st.datetimes(
     timezones=OFFSETS,
 )
 FINITE = st.floats(allow_nan=False, allow_infinity=False)
+STORABLE = st.characters(codec="utf-8", exclude_characters="\x00")
+"""Any character but U+0000, which the contract refuses in every string (codec.py)."""
+
+
+def texts(max_size: int) -> st.SearchStrategy[str]:
+    return st.text(STORABLE, max_size=max_size)
+
+
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | INT64 | FINITE | st.text(max_size=12),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
-    ),
+    st.none() | st.booleans() | INT64 | FINITE | texts(12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts(8), inner, max_size=3),
     max_leaves=8,
 )
 VERSIONS = st.sampled_from(sorted({0, *SUPPORTED_VERSIONS}))  # 0 is "absent", read as 1
@@ -86,7 +92,7 @@ def strategy_for(t: mi.Type) -> st.SearchStrategy[Any]:  # noqa: C901, PLR0911, 
         case mi.FloatType():
             return st.floats(min_value=t.ge, max_value=t.le, allow_nan=False, allow_infinity=False)
         case mi.StrType(pattern=None):
-            return st.text(max_size=24)
+            return texts(min(24, t.max_length or 24))
         case mi.StrType(pattern=str() as pattern):
             return st.from_regex(pattern, fullmatch=True)
         case mi.DateTimeType():
