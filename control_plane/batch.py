@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from edge.mqtt import Incoming
+from edge.protocol import RejectReason
 
 from .records import RecordRow, RejectedRow
 from .reviews.intake import Arrived
@@ -34,6 +35,9 @@ class RecordBatch:
     messages: list[Incoming] = field(default_factory=list)
     reviews: list[Arrived] = field(default_factory=list)
     """The review records among ``records``, decoded: stored as their cases' reviews too."""
+    ends: list[tuple[int, int, int]] = field(default_factory=list)
+    """After each message: how many records, dead letters and reviews the batch held, so that
+    it can be cut between messages (``halves``)."""
 
     def __len__(self) -> int:
         return len(self.records) + len(self.rejected)
@@ -50,6 +54,55 @@ class RecordBatch:
         self.reviews.extend(reviews)
         self.rejected.extend(rejected)
         self.messages.append(message)
+        self.ends.append((len(self.records), len(self.rejected), len(self.reviews)))
+
+    def halves(self) -> tuple[RecordBatch, RecordBatch]:
+        """The batch cut between its messages into two of (nearly) equal message counts."""
+        if len(self.messages) < 2:  # noqa: PLR2004 - two messages at least, to cut between
+            msg = "a batch of one message has no halves"
+            raise ValueError(msg)
+        middle = len(self.messages) // 2
+        records, rejected, reviews = self.ends[middle - 1]
+        first = RecordBatch(
+            self.records[:records],
+            self.rejected[:rejected],
+            self.messages[:middle],
+            self.reviews[:reviews],
+            self.ends[:middle],
+        )
+        rest = [(r - records, d - rejected, v - reviews) for r, d, v in self.ends[middle:]]
+        second = RecordBatch(
+            self.records[records:],
+            self.rejected[rejected:],
+            self.messages[middle:],
+            self.reviews[reviews:],
+            rest,
+        )
+        return first, second
+
+    def as_unstorable(self, why: str) -> RecordBatch:
+        """A batch of one message, each of its records a dead letter (``unstorable``).
+
+        For a message the database refuses whatever else is in the batch: its records are kept
+        raw with ``why`` for an operator and their device told to stop sending them, as for any
+        record that can never be stored as sent, rather than holding up every record behind.
+        """
+        (message,) = self.messages
+        dead = [
+            RejectedRow(
+                topic=message.topic,
+                device_id=record.device_id,
+                seq=record.seq,
+                reason=RejectReason.UNSTORABLE.value,
+                detail=why.replace("\x00", "\ufffd"),
+                payload=record.payload,
+                received_at=record.received_at,
+            )
+            for record in self.records
+        ]
+        unstorable = RecordBatch()
+        unstorable.add(message, rejected=[*self.rejected, *dead])
+        return unstorable
 
     def full(self) -> bool:
         return len(self) >= BATCH_MAX_RECORDS

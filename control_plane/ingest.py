@@ -46,7 +46,7 @@ from edge.protocol.commands import is_self_test
 
 from . import commissioning, twin_devices, uplink
 from .batch import BATCH_MAX_RECORDS, DeviceAck, RecordBatch
-from .db import DATABASE_ERRORS
+from .db import DATABASE_ERRORS, database_answers
 from .db.whole import whole
 from .fleet import DeviceState, FleetState
 from .metrics import ControlPlaneMetrics
@@ -242,7 +242,9 @@ class Ingest:
     async def flush(self, conn: uplink.UplinkConnection | None) -> list[DeviceAck]:
         """Commit the batch, then acknowledge: an ``Ack`` per device, then each message's PUBACK.
 
-        A failed commit raises, and the caller drops the connection: the broker then delivers
+        A commit that fails while the database answers is tried again in halves, down to the
+        one message the database refuses (``_commit_isolating``). A failed commit with the
+        database gone raises, and the caller drops the connection: the broker then delivers
         every unacknowledged message again (persistent session), and nothing is acknowledged
         that was not stored. With ``conn`` None (tests) nothing is sent.
         """
@@ -250,28 +252,73 @@ class Ingest:
             batch, self._batch = self._batch, RecordBatch()
             if not batch:
                 return []
-            started = time.perf_counter()
-            reviews_too = functools.partial(self._store_reviews, batch.reviews)
-            try:
-                store = self._commit_batch or store_batch
-                committed = await whole(store(batch.records, batch.rejected, reviews_too))
-            except DATABASE_ERRORS:
-                self._metrics.ingest_errors.inc(len(batch.messages))
+            return await self._commit_isolating(batch, conn)
+
+    async def _commit_isolating(
+        self, batch: RecordBatch, conn: uplink.UplinkConnection | None
+    ) -> list[DeviceAck]:
+        """Commit and acknowledge ``batch``; a message the database refuses becomes dead letters.
+
+        Without this, one record the database refuses (a defect: the contract let it through)
+        failed its batch on every redelivery, and the ingest stored nothing more for anyone.
+        """
+        try:
+            return await self._commit_and_ack(batch, conn)
+        except DATABASE_ERRORS as exc:
+            if not await self._database_answers():
                 raise
-            committed_at = self._clock()
-            self._metrics.ingest_commit_seconds.observe(time.perf_counter() - started)
-            self._metrics.ingest_records.inc(len(batch.records))
-            if committed.then is not None:
-                committed.then.count_into(self._metrics)
-            acks = batch.acks()
-            if conn is not None:
-                for ack in acks:
-                    conn.publish_nowait(_ack_message(ack, committed_at))
-                for message in batch.messages:
-                    conn.ack(message)
-            # After the acknowledgements, which the devices wait for and the counters do not.
-            self.usage.count(committed.new, committed_at)
-            return acks
+            if len(batch.messages) > 1:
+                first, second = batch.halves()
+                return [
+                    *await self._commit_isolating(first, conn),
+                    *await self._commit_isolating(second, conn),
+                ]
+            try:  # once more alone: a deadlock or a serialization failure passes
+                return await self._commit_and_ack(batch, conn)
+            except DATABASE_ERRORS:
+                why = f"{type(exc).__name__}: {exc}"
+                topic = batch.messages[0].topic
+                log.exception("the database refuses a message on %r; kept as dead letters", topic)
+                unstorable = batch.as_unstorable(why)
+                self._metrics.ingest_rejected.labels(RejectReason.UNSTORABLE.value).inc(
+                    len(unstorable.rejected)
+                )
+                return await self._commit_and_ack(unstorable, conn)
+
+    async def _commit_and_ack(
+        self, batch: RecordBatch, conn: uplink.UplinkConnection | None
+    ) -> list[DeviceAck]:
+        started = time.perf_counter()
+        reviews_too = functools.partial(self._store_reviews, batch.reviews)
+        try:
+            store = self._commit_batch or store_batch
+            committed = await whole(store(batch.records, batch.rejected, reviews_too))
+        except DATABASE_ERRORS:
+            self._metrics.ingest_errors.inc(len(batch.messages))
+            raise
+        committed_at = self._clock()
+        self._metrics.ingest_commit_seconds.observe(time.perf_counter() - started)
+        self._metrics.ingest_records.inc(len(batch.records))
+        if committed.then is not None:
+            committed.then.count_into(self._metrics)
+        acks = batch.acks()
+        if conn is not None:
+            for ack in acks:
+                conn.publish_nowait(_ack_message(ack, committed_at))
+            for message in batch.messages:
+                conn.ack(message)
+        # After the acknowledgements, which the devices wait for and the counters do not.
+        self.usage.count(committed.new, committed_at)
+        return acks
+
+    @staticmethod
+    async def _database_answers() -> bool:
+        """Whether the database answers at all: if not, the failure was not the batch's."""
+        try:
+            await whole(database_answers())
+        except DATABASE_ERRORS:
+            return False
+        return True
 
     async def _store_reviews(
         self, reviews: list[Arrived], conn: BaseDBAsyncClient

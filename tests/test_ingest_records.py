@@ -15,7 +15,7 @@ import pytest
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from control_plane import ingest as ingest_module
-from control_plane.db import database
+from control_plane.db import client, database
 from control_plane.db.models import RejectedMessage, StoredRecord
 from control_plane.records import RecordRow, RejectedRow, store_batch
 from control_plane.services.broker import BrokerSettings
@@ -186,19 +186,23 @@ async def test_a_record_array_is_stored_record_by_record(
         assert first.device_time == NOW
 
 
-async def test_a_failed_commit_is_retried_from_the_broker_and_the_server_stays_up(
+@pytest.mark.parametrize("database_answers", [True, False], ids=["answering", "gone"])
+async def test_a_failed_commit_is_retried_and_the_server_stays_up(
     broker: BrokerSettings,
     database_url: str,
     device: tuple[str, mqtt.Connection, AckListener],
     monkeypatch: pytest.MonkeyPatch,
+    database_answers: bool,  # noqa: FBT001 - a parameter of the test
 ) -> None:
-    """The database fails one commit (on PostgreSQL, as when it is dropped or restarted).
+    """The database fails one commit (on PostgreSQL, as when its connection breaks).
 
-    The ingest acknowledged nothing of that batch, leaves the broker and comes back; the broker
-    delivers the batch again, and it is stored once.
+    Nothing of that batch was acknowledged. While the database answers, the batch is committed
+    again at once, in halves; when it does not, the ingest leaves the broker and comes back, and
+    the broker delivers the batch again. Either way it is stored once.
     """
     device_id, conn, listener = device
     failures: list[int] = []
+    probes: list[bool] = []
 
     async def fails_once(
         records: list[RecordRow],
@@ -210,15 +214,23 @@ async def test_a_failed_commit_is_retried_from_the_broker_and_the_server_stays_u
             raise asyncpg.InternalClientError("cannot switch to state 12")
         return await store_batch(records, rejected, then)
 
+    async def probe() -> None:
+        probes.append(database_answers)
+        if not database_answers:
+            raise ConnectionRefusedError("the database is gone")
+
     monkeypatch.setattr(ingest_module, "store_batch", fails_once)
+    monkeypatch.setattr(ingest_module, "database_answers", probe)
     async with running_control_plane(broker, database_url) as cp:
         for seq in range(1, 21):
             await send(conn, device_id, Channel.USAGE, encode(PrintJob(seq=seq, at=NOW, pages=1)))
         await listener.until(set(range(1, 21)), timeout_s=20)
         metrics = await cp.metrics()
     assert failures, "the failing commit was never tried"
+    assert probes == [database_answers]
     assert await stored(database_url, device_id) == list(range(1, 21))
     assert f"{INGEST_ERRORS.name} {failures[0]}.0" in metrics
+    assert 'termfleet_ingest_rejected_total{reason="unstorable"} 0.0' in metrics
 
 
 async def test_an_unknown_usage_type_that_cannot_be_stored_is_refused_alone(
@@ -273,3 +285,54 @@ async def test_a_review_too_long_for_its_columns_is_refused_alone(
         dead = await RejectedMessage.get(device_id=device_id)
         assert (dead.seq, dead.reason) == (1, "schema")
         assert "case_number" in dead.detail
+
+
+_POISON_TRIGGER_SQLITE = (
+    "CREATE TRIGGER refuse_poison BEFORE INSERT ON record WHEN NEW.payload LIKE '%poison%' "
+    "BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END"
+)
+_POISON_FUNCTION_POSTGRES = (
+    "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN "
+    "IF NEW.payload LIKE '%poison%' THEN RAISE EXCEPTION 'refused by a test trigger'; "
+    "END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+)
+_POISON_TRIGGER_POSTGRES = (
+    "CREATE TRIGGER refuse_poison BEFORE INSERT ON record "
+    "FOR EACH ROW EXECUTE FUNCTION refuse_poison()"
+)
+_REFUSE_POISON = {
+    "sqlite": [_POISON_TRIGGER_SQLITE],
+    "postgres": [_POISON_FUNCTION_POSTGRES, _POISON_TRIGGER_POSTGRES],
+}
+
+
+async def test_a_record_the_database_refuses_is_kept_raw_and_holds_up_nothing(
+    broker: BrokerSettings, database_url: str, device: tuple[str, mqtt.Connection, AckListener]
+) -> None:
+    """The database refuses one record of a batch (a trigger here; a defect in real life).
+
+    The batch is committed again in halves down to that record's message, which becomes a
+    dead letter; every other record is stored, and the device is told to stop sending it.
+    Before, the whole batch failed on every redelivery and nothing more was stored.
+    """
+    device_id, conn, listener = device
+    async with database(database_url) as ctx:
+        dialect = "postgres" if database_url.startswith("postgres") else "sqlite"
+        for sql in _REFUSE_POISON[dialect]:
+            await client(ctx).execute_script(sql)
+    records = [PrintJob(seq=s, at=NOW, pages=1) for s in range(1, 41)]
+    records[12] = PrintJob(seq=13, at=NOW, pages=1, printer="poison")
+    async with running_control_plane(broker, database_url) as cp:
+        for record in records:
+            await send(conn, device_id, Channel.USAGE, encode(record))
+        await listener.until(set(range(1, 41)) - {13}, rejected=frozenset({13}), timeout_s=20)
+        assert (await cp.get_json("/healthz"))["mqtt_connected"]
+        metrics = await cp.metrics()
+    assert await stored(database_url, device_id) == [s for s in range(1, 41) if s != 13]
+    assert 13 not in listener.acked()
+    assert 'termfleet_ingest_rejected_total{reason="unstorable"} 1.0' in metrics
+    async with database(database_url):
+        dead = await RejectedMessage.get(device_id=device_id)
+        assert (dead.seq, dead.reason) == (13, "unstorable")
+        assert "refused by a test trigger" in dead.detail
+        assert decode(Channel.USAGE, dead.payload.encode()) == records[12]

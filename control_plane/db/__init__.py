@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.context import TortoiseContext
 from tortoise.exceptions import BaseORMException
@@ -92,6 +93,17 @@ async def connect(url: str) -> AsyncIterator[TortoiseContext]:
             msg = f"cannot open database {redact(url)}: {exc}"
             raise DatabaseError(msg) from exc
         yield ctx
+
+
+def opened_client() -> BaseDBAsyncClient:
+    """The connection of the database this process (or task) opened with ``database``."""
+    opened: BaseDBAsyncClient = connections.get(next(iter(connections.db_config)))
+    return opened
+
+
+async def database_answers() -> None:
+    """``SELECT 1``: raises one of ``DATABASE_ERRORS`` when the database does not answer."""
+    await opened_client().execute_query("SELECT 1")
 
 
 def client(ctx: TortoiseContext) -> BaseDBAsyncClient:

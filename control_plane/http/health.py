@@ -15,10 +15,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
-from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from control_plane.db import migrator
+from control_plane.db import migrator, opened_client
 from control_plane.ingest import Ingest
 
 log = logging.getLogger(__name__)
@@ -64,12 +63,6 @@ async def _migrations(client: BaseDBAsyncClient) -> str:
     return migrations_verdict(await migrator.status(client))
 
 
-def _client() -> BaseDBAsyncClient:
-    """The connection of the database the server opened (``control_plane.db.database``)."""
-    client: BaseDBAsyncClient = connections.get(next(iter(connections.db_config)))
-    return client
-
-
 class Probes:
     """The two handlers, over the ingest whose connection they report."""
 
@@ -107,7 +100,7 @@ class Probes:
     ) -> str:
         try:
             async with asyncio.timeout_at(deadline):
-                return await check(_client())
+                return await check(opened_client())
         except TimeoutError:
             return f"no answer within {READY_TIMEOUT_S:g} s"
         except Exception as exc:  # noqa: BLE001 - any failure is a verdict of the probe, not a 500

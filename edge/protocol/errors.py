@@ -14,6 +14,9 @@ class RejectReason(enum.StrEnum):
     VERSION = "version"
     TOO_LARGE = "too_large"
     MISSING_FIELD = "missing_field"
+    UNSTORABLE = "unstorable"
+    """Valid by the contract, yet the control plane's database refused it: a defect to report.
+    Kept raw, its device told to stop sending it, so that it holds up nothing behind it."""
 
 
 class ProtocolError(ValueError):
