@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from edge.mqtt import Incoming
-from edge.protocol import RejectReason
+from edge.protocol import Channel, RejectReason
+from edge.protocol import topics as wire
 
 from .records import RecordRow, RejectedRow
 from .reviews.intake import Arrived
@@ -80,17 +81,39 @@ class RecordBatch:
         )
         return first, second
 
-    def as_unstorable(self, why: str) -> RecordBatch:
-        """A batch of one message, each of its records a dead letter (``unstorable``).
+    def parts(self) -> list[RecordBatch] | None:
+        """The batch in smaller batches, to find what a database refuses; None for one record.
 
-        For a message the database refuses whatever else is in the batch: its records are kept
-        raw with ``why`` for an operator and their device told to stop sending them, as for any
-        record that can never be stored as sent, rather than holding up every record behind.
+        Two halves cut between messages while it holds several; a single message's records
+        one batch each, the message (its PUBACK) with the last, so that it is acknowledged once,
+        after all of them, and its dead letters with the first.
         """
-        (message,) = self.messages
+        if len(self.messages) > 1:
+            return list(self.halves())
+        if len(self.records) < 2:  # noqa: PLR2004 - one record or none: nothing to cut
+            return None
+        reviews = {review.key: review for review in self.reviews}
+        parts = []
+        for record in self.records:
+            part = RecordBatch(records=[record])
+            review = reviews.get((record.device_id, record.seq))
+            if review is not None:
+                part.reviews.append(review)
+            parts.append(part)
+        parts[0].rejected = list(self.rejected)
+        parts[-1].messages = list(self.messages)
+        return parts
+
+    def as_unstorable(self, why: str) -> RecordBatch:
+        """The batch with each record a dead letter (``unstorable``), kept raw with ``why``.
+
+        For a record the database refuses whatever else is committed with it: kept for an
+        operator and its device told to stop sending it, as for any record that can never be
+        stored as sent, rather than holding up every record behind it.
+        """
         dead = [
             RejectedRow(
-                topic=message.topic,
+                topic=wire.uplink(record.device_id, Channel(record.channel)),
                 device_id=record.device_id,
                 seq=record.seq,
                 reason=RejectReason.UNSTORABLE.value,
@@ -100,9 +123,7 @@ class RecordBatch:
             )
             for record in self.records
         ]
-        unstorable = RecordBatch()
-        unstorable.add(message, rejected=[*self.rejected, *dead])
-        return unstorable
+        return RecordBatch(rejected=[*self.rejected, *dead], messages=list(self.messages))
 
     def full(self) -> bool:
         return len(self) >= BATCH_MAX_RECORDS

@@ -242,8 +242,8 @@ class Ingest:
     async def flush(self, conn: uplink.UplinkConnection | None) -> list[DeviceAck]:
         """Commit the batch, then acknowledge: an ``Ack`` per device, then each message's PUBACK.
 
-        A commit that fails while the database answers is tried again in halves, down to the
-        one message the database refuses (``_commit_isolating``). A failed commit with the
+        A commit that fails while the database answers is tried again in parts, down to the
+        record the database refuses (``_commit_isolating``). A failed commit with the
         database gone raises, and the caller drops the connection: the broker then delivers
         every unacknowledged message again (persistent session), and nothing is acknowledged
         that was not stored. With ``conn`` None (tests) nothing is sent.
@@ -257,7 +257,7 @@ class Ingest:
     async def _commit_isolating(
         self, batch: RecordBatch, conn: uplink.UplinkConnection | None
     ) -> list[DeviceAck]:
-        """Commit and acknowledge ``batch``; a message the database refuses becomes dead letters.
+        """Commit and acknowledge ``batch``; a record the database refuses becomes a dead letter.
 
         Without this, one record the database refuses (a defect: the contract let it through)
         failed its batch on every redelivery, and the ingest stored nothing more for anyone.
@@ -267,21 +267,18 @@ class Ingest:
         except DATABASE_ERRORS as exc:
             if not await self._database_answers():
                 raise
-            if len(batch.messages) > 1:
-                first, second = batch.halves()
-                return [
-                    *await self._commit_isolating(first, conn),
-                    *await self._commit_isolating(second, conn),
-                ]
+            parts = batch.parts()
+            if parts is not None:
+                return [ack for part in parts for ack in await self._commit_isolating(part, conn)]
             try:  # once more alone: a deadlock or a serialization failure passes
                 return await self._commit_and_ack(batch, conn)
             except DATABASE_ERRORS:
                 why = f"{type(exc).__name__}: {exc}"
-                topic = batch.messages[0].topic
-                log.exception("the database refuses a message on %r; kept as dead letters", topic)
+                where = batch.records[0].device_id if batch.records else "?"
+                log.exception("the database refuses a record of %s; kept as a dead letter", where)
                 unstorable = batch.as_unstorable(why)
                 self._metrics.ingest_rejected.labels(RejectReason.UNSTORABLE.value).inc(
-                    len(unstorable.rejected)
+                    len(batch.records)
                 )
                 return await self._commit_and_ack(unstorable, conn)
 

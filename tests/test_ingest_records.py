@@ -309,11 +309,12 @@ _REFUSE_POISON = {
 async def test_a_record_the_database_refuses_is_kept_raw_and_holds_up_nothing(
     broker: BrokerSettings, database_url: str, device: tuple[str, mqtt.Connection, AckListener]
 ) -> None:
-    """The database refuses one record of a batch (a trigger here; a defect in real life).
+    """The database refuses records (a trigger here; a defect in real life).
 
-    The batch is committed again in halves down to that record's message, which becomes a
-    dead letter; every other record is stored, and the device is told to stop sending it.
-    Before, the whole batch failed on every redelivery and nothing more was stored.
+    The batch is committed again in halves down to the message, and a message of several
+    records record by record; the refused record becomes a dead letter, every other one is
+    stored, and the device is told to stop sending it. Before, the whole batch failed on every
+    redelivery and nothing more was stored.
     """
     device_id, conn, listener = device
     async with database(database_url) as ctx:
@@ -322,17 +323,23 @@ async def test_a_record_the_database_refuses_is_kept_raw_and_holds_up_nothing(
             await client(ctx).execute_script(sql)
     records = [PrintJob(seq=s, at=NOW, pages=1) for s in range(1, 41)]
     records[12] = PrintJob(seq=13, at=NOW, pages=1, printer="poison")
+    backlog = [PrintJob(seq=s, at=NOW, pages=1) for s in range(41, 51)]
+    backlog[4] = PrintJob(seq=45, at=NOW, pages=1, printer="poison")
     async with running_control_plane(broker, database_url) as cp:
         for record in records:
             await send(conn, device_id, Channel.USAGE, encode(record))
-        await listener.until(set(range(1, 41)) - {13}, rejected=frozenset({13}), timeout_s=20)
+        # A backlog message of ten records: only its refused one is a dead letter.
+        await send(conn, device_id, Channel.USAGE, encode_records(backlog))
+        good = set(range(1, 51)) - {13, 45}
+        await listener.until(good, rejected=frozenset({13, 45}), timeout_s=20)
         assert (await cp.get_json("/healthz"))["mqtt_connected"]
         metrics = await cp.metrics()
-    assert await stored(database_url, device_id) == [s for s in range(1, 41) if s != 13]
-    assert 13 not in listener.acked()
-    assert 'termfleet_ingest_rejected_total{reason="unstorable"} 1.0' in metrics
+    assert await stored(database_url, device_id) == sorted(good)
+    assert not {13, 45} & listener.acked()
+    assert 'termfleet_ingest_rejected_total{reason="unstorable"} 2.0' in metrics
     async with database(database_url):
-        dead = await RejectedMessage.get(device_id=device_id)
-        assert (dead.seq, dead.reason) == (13, "unstorable")
-        assert "refused by a test trigger" in dead.detail
-        assert decode(Channel.USAGE, dead.payload.encode()) == records[12]
+        dead = await RejectedMessage.filter(device_id=device_id).order_by("seq")
+        assert [(d.seq, d.reason) for d in dead] == [(13, "unstorable"), (45, "unstorable")]
+        assert "refused by a test trigger" in dead[0].detail
+        assert decode(Channel.USAGE, dead[0].payload.encode()) == records[12]
+        assert decode(Channel.USAGE, dead[1].payload.encode()) == backlog[4]

@@ -73,25 +73,32 @@ def test_a_single_message_has_no_halves() -> None:
         batch.halves()
 
 
-def test_a_refused_message_becomes_dead_letters_its_device_is_told_of() -> None:
+def test_parts_are_halves_then_records_one_by_one() -> None:
+    batch = five_messages()
+    assert [len(p.messages) for p in batch.parts() or []] == [2, 3]
     incoming, rows = message("a", 7, 3)
+    single = RecordBatch()
+    single.add(incoming, rows, [dead("a", 10)])
+    parts = single.parts()
+    assert parts is not None
+    assert [p.records for p in parts] == [[r] for r in rows]
+    # The dead letters go with the first part, the message (its PUBACK) with the last only.
+    assert [len(p.rejected) for p in parts] == [1, 0, 0]
+    assert [p.messages for p in parts] == [[], [], [incoming]]
+    one = RecordBatch()
+    one.add(*message("a", 1, 1))
+    assert one.parts() is None
+
+
+def test_a_refused_record_becomes_a_dead_letter_its_device_is_told_of() -> None:
+    incoming, rows = message("a", 7, 1)
     batch = RecordBatch()
     batch.add(incoming, rows, [dead("a", 10)])
     unstorable = batch.as_unstorable("IntegrityError: refused\x00")
     assert unstorable.records == []
-    assert unstorable.messages == [incoming]  # its PUBACK goes after the dead letters' commit
-    assert [(d.seq, d.reason) for d in unstorable.rejected] == [
-        (10, "schema"),
-        (7, "unstorable"),
-        (8, "unstorable"),
-        (9, "unstorable"),
-    ]
+    assert unstorable.messages == [incoming]  # its PUBACK goes after the dead letter's commit
+    assert [(d.seq, d.reason) for d in unstorable.rejected] == [(10, "schema"), (7, "unstorable")]
     kept = unstorable.rejected[1]
     assert (kept.topic, kept.payload, kept.received_at) == (incoming.topic, '{"seq":7}', NOW)
     assert kept.detail == "IntegrityError: refused\ufffd"
-    assert unstorable.acks() == [DeviceAck("a", (), (7, 8, 9, 10))]
-
-
-def test_only_a_single_message_is_made_dead_letters() -> None:
-    with pytest.raises(ValueError, match="unpack"):
-        five_messages().as_unstorable("why")
+    assert unstorable.acks() == [DeviceAck("a", (), (7, 10))]
