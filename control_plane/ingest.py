@@ -2,10 +2,9 @@
 
 State messages (presence, health) are applied to the fleet state in memory at once and reach
 the database with the next batch of device states (``state_writes.py``), only when something
-worth keeping changed. Records (usage, reviews, events) go into a batch
-that is committed in one transaction; only after the commit does each device get its ``Ack`` and
-the broker its PUBACKs, so a crash at any point makes the broker or the agent send them again,
-and the idempotent insert stores them once.
+worth keeping changed. Records (usage, reviews, events) go into a batch that is committed in
+one transaction (group commit: whatever arrived while the previous commit ran); only after the
+commit does each device get its ``Ack`` and the broker its PUBACKs (``batch_commit.py``).
 
 Bad input is refused with a reason, counted and logged; it never stops the loop.
 """
@@ -17,18 +16,13 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
-
-from tortoise.backends.base.client import BaseDBAsyncClient
 
 from edge import mqtt
 from edge.agent.backoff import Backoff
 from edge.protocol import (
     SPECS,
-    Ack,
-    Channel,
     CommandResult,
     Direction,
     Heartbeat,
@@ -39,36 +33,23 @@ from edge.protocol import (
     ReportedConfig,
     decode,
     decode_records,
-    encode,
 )
 from edge.protocol import topics as wire
 from edge.protocol.commands import is_self_test
 
 from . import commissioning, twin_devices, uplink
 from .batch import BATCH_MAX_RECORDS, DeviceAck, RecordBatch
-from .db import DATABASE_ERRORS, database_answers
+from .batch_commit import BatchCommitter, BatchStore
+from .db import DATABASE_ERRORS
 from .db.whole import whole
 from .fleet import DeviceState, FleetState
 from .metrics import ControlPlaneMetrics
 from .record_intake import dead_letter, sort_records
-from .records import Committed, RecordRow, RejectedRow, store_batch
-from .review_ingest import ReviewOutcome, store_reviews
-from .reviews.intake import Arrived
 from .reviews.working_days import WorkingCalendar, load_calendar
 from .state_writes import StateWriter
 from .usage_metrics import UsageCounter
 
 log = logging.getLogger(__name__)
-
-BatchStore = Callable[
-    [
-        Sequence[RecordRow],
-        Sequence[RejectedRow],
-        Callable[[BaseDBAsyncClient], Awaitable[ReviewOutcome | None]],
-    ],
-    Coroutine[Any, Any, Committed[ReviewOutcome | None]],
-]
-"""How a batch is committed: ``records.store_batch``'s signature."""
 
 RECONNECT_INITIAL_S = 0.5
 RECONNECT_MAX_S = 15.0
@@ -93,11 +74,6 @@ _parse_topic = functools.lru_cache(maxsize=TOPICS_REMEMBERED)(wire.parse)
 """``wire.parse``, remembered: a ``Topic`` is immutable, and a refused topic raises again."""
 
 
-@functools.lru_cache(maxsize=TOPICS_REMEMBERED)
-def _ack_topic(device_id: str) -> str:
-    return wire.downlink(device_id, Channel.ACK)
-
-
 class Ingest:
     """Applies uplink messages to the fleet state and the database."""
 
@@ -110,11 +86,6 @@ class Ingest:
         store: BatchStore | None = None,
     ) -> None:
         self._fleet = fleet
-        self._commit_batch = store
-        """Commits a batch: ``records.store_batch`` unless given. The ingest benchmark gives a
-        stand-in that stores nothing (bench/ingest_nodb.py), to show what the database costs."""
-        self._calendar = calendar if calendar is not None else load_calendar()
-        """Working days, for the due dates of bad reviews' work orders."""
         self._metrics = metrics
         self._clock = clock
         self.connected = False
@@ -127,6 +98,13 @@ class Ingest:
         self._reject_log: dict[RejectReason, tuple[float, int]] = {}
         self.usage = UsageCounter(metrics, fleet)
         """Counts stored usage records; its ``departments`` are refreshed by the server."""
+        self._committer = BatchCommitter(
+            metrics,
+            self.usage,
+            clock,
+            calendar if calendar is not None else load_calendar(),
+            store,
+        )
         # The labelled counters, looked up once: ``labels()`` costs a lock and a dict per call.
         # (Their series start at 0, as Prometheus prefers, rather than at a channel's first use.)
         self._messages_by_channel = {
@@ -243,7 +221,7 @@ class Ingest:
         """Commit the batch, then acknowledge: an ``Ack`` per device, then each message's PUBACK.
 
         A commit that fails while the database answers is tried again in parts, down to the
-        record the database refuses (``_commit_isolating``). A failed commit with the
+        record the database refuses (``BatchCommitter``). A failed commit with the
         database gone raises, and the caller drops the connection: the broker then delivers
         every unacknowledged message again (persistent session), and nothing is acknowledged
         that was not stored. With ``conn`` None (tests) nothing is sent.
@@ -252,75 +230,7 @@ class Ingest:
             batch, self._batch = self._batch, RecordBatch()
             if not batch:
                 return []
-            return await self._commit_isolating(batch, conn)
-
-    async def _commit_isolating(
-        self, batch: RecordBatch, conn: uplink.UplinkConnection | None
-    ) -> list[DeviceAck]:
-        """Commit and acknowledge ``batch``; a record the database refuses becomes a dead letter.
-
-        Without this, one record the database refuses (a defect: the contract let it through)
-        failed its batch on every redelivery, and the ingest stored nothing more for anyone.
-        """
-        try:
-            return await self._commit_and_ack(batch, conn)
-        except DATABASE_ERRORS as exc:
-            if not await self._database_answers():
-                raise
-            parts = batch.parts()
-            if parts is not None:
-                return [ack for part in parts for ack in await self._commit_isolating(part, conn)]
-            try:  # once more alone: a deadlock or a serialization failure passes
-                return await self._commit_and_ack(batch, conn)
-            except DATABASE_ERRORS:
-                why = f"{type(exc).__name__}: {exc}"
-                where = batch.records[0].device_id if batch.records else "?"
-                log.exception("the database refuses a record of %s; kept as a dead letter", where)
-                unstorable = batch.as_unstorable(why)
-                self._metrics.ingest_rejected.labels(RejectReason.UNSTORABLE.value).inc(
-                    len(batch.records)
-                )
-                return await self._commit_and_ack(unstorable, conn)
-
-    async def _commit_and_ack(
-        self, batch: RecordBatch, conn: uplink.UplinkConnection | None
-    ) -> list[DeviceAck]:
-        started = time.perf_counter()
-        reviews_too = functools.partial(self._store_reviews, batch.reviews)
-        try:
-            store = self._commit_batch or store_batch
-            committed = await whole(store(batch.records, batch.rejected, reviews_too))
-        except DATABASE_ERRORS:
-            self._metrics.ingest_errors.inc(len(batch.messages))
-            raise
-        committed_at = self._clock()
-        self._metrics.ingest_commit_seconds.observe(time.perf_counter() - started)
-        self._metrics.ingest_records.inc(len(batch.records))
-        if committed.then is not None:
-            committed.then.count_into(self._metrics)
-        acks = batch.acks()
-        if conn is not None:
-            for ack in acks:
-                conn.publish_nowait(_ack_message(ack, committed_at))
-            for message in batch.messages:
-                conn.ack(message)
-        # After the acknowledgements, which the devices wait for and the counters do not.
-        self.usage.count(committed.new, committed_at)
-        return acks
-
-    @staticmethod
-    async def _database_answers() -> bool:
-        """Whether the database answers at all: if not, the failure was not the batch's."""
-        try:
-            await whole(database_answers())
-        except DATABASE_ERRORS:
-            return False
-        return True
-
-    async def _store_reviews(
-        self, reviews: list[Arrived], conn: BaseDBAsyncClient
-    ) -> ReviewOutcome | None:
-        return await store_reviews(conn, reviews, self._calendar) if reviews else None
+            return await self._committer.commit(batch, conn)
 
     async def _commit_continuously(
         self, conn: uplink.UplinkConnection, over: asyncio.Event
@@ -462,9 +372,3 @@ class Ingest:
             self._metrics.ingest_errors.inc()
             log.exception("failed to store a message from %r", incoming.topic)
             return True
-
-
-def _ack_message(ack: DeviceAck, now: datetime) -> mqtt.Outgoing:
-    spec = SPECS[Channel.ACK]
-    payload = Ack(seqs=ack.seqs, rejected=ack.rejected, committed_at=now)
-    return mqtt.Outgoing(_ack_topic(ack.device_id), encode(payload), spec.qos, spec.retain)

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from control_plane import ingest as ingest_module
+from control_plane import batch_commit
 from control_plane.db import client, database
 from control_plane.db.models import RejectedMessage, StoredRecord
 from control_plane.records import RecordRow, RejectedRow, store_batch
@@ -219,8 +219,8 @@ async def test_a_failed_commit_is_retried_and_the_server_stays_up(
         if not database_answers:
             raise ConnectionRefusedError("the database is gone")
 
-    monkeypatch.setattr(ingest_module, "store_batch", fails_once)
-    monkeypatch.setattr(ingest_module, "database_answers", probe)
+    monkeypatch.setattr(batch_commit, "store_batch", fails_once)
+    monkeypatch.setattr(batch_commit, "database_answers", probe)
     async with running_control_plane(broker, database_url) as cp:
         for seq in range(1, 21):
             await send(conn, device_id, Channel.USAGE, encode(PrintJob(seq=seq, at=NOW, pages=1)))
