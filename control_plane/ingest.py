@@ -335,7 +335,8 @@ class Ingest:
                 if self._batch:
                     self._work.set()
                 # Back-pressure: a full batch waits for the commit under way; meanwhile the
-                # broker holds the rest (its in-flight window is sized for two batches).
+                # broker holds the rest (its in-flight window is sized for two batches, though
+                # Mosquitto overshoots it: see BATCH_MAX_RECORDS).
                 while self._batch.full() and not committer.done():
                     self._committed.clear()
                     await self._committed.wait()
