@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
+from edge.protocol.errors import RejectReason
+
 from . import options
 from .output import print_rows
 
@@ -20,7 +22,7 @@ T = TypeVar("T")
 
 @click.group()
 def db() -> None:
-    """The control plane's database: schema migrations.
+    """The control plane's database: schema migrations, and what the ingest kept raw.
 
     `termfleet server run` applies pending migrations when it starts (unless
     TERMFLEET_AUTO_MIGRATE=0, when it refuses to start until `termfleet db migrate` has run).
@@ -66,6 +68,55 @@ def migrate(database_url: str, target: str | None, as_json: bool) -> None:
     for name in applied:
         click.echo(f"applied {name}")
     click.echo(_summary(result), err=True)
+
+
+DETAIL_WIDTH = 72
+"""Of the refusal's detail in the table; ``--json`` has all of it, and the payload."""
+
+
+@db.command("dead-letters")
+@options.database_url
+@click.option(
+    "--reason",
+    type=click.Choice([reason.value for reason in RejectReason]),
+    help="Only those refused for this reason (unstorable: the database refused them).",
+)
+@click.option("--device", "device_id", metavar="DEVICE_ID", help="Only this device's.")
+@click.option(
+    "--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="At most."
+)
+@options.json_output
+def dead_letters(
+    database_url: str, reason: str | None, device_id: str | None, limit: int, as_json: bool
+) -> None:
+    """List the uplink messages the ingest kept raw instead of storing them, newest first.
+
+    A dead letter is a record (or a whole message) that could never be stored as sent: refused
+    by the wire contract, or by the database itself (reason unstorable, an alert of its own).
+    Its device was told to stop sending it; the payload is kept as it came, in --json.
+    """
+    from control_plane.db.models import RejectedMessage
+
+    async def read() -> list[dict[str, object]]:
+        found = RejectedMessage.all().order_by("-id").limit(limit)
+        if reason is not None:
+            found = found.filter(reason=reason)
+        if device_id is not None:
+            found = found.filter(device_id=device_id)
+        rows = await found.values(
+            "id", "received_at", "device_id", "seq", "reason", "topic", "detail", "payload"
+        )
+        return [{**row, "received_at": row["received_at"].isoformat()} for row in rows]
+
+    rows = run_with_database(database_url, read)
+    if as_json:
+        print_rows(rows, [], as_json=True)
+        return
+    for row in rows:
+        detail = " ".join(str(row["detail"]).split())  # one line a row
+        row["detail"] = detail if len(detail) <= DETAIL_WIDTH else detail[: DETAIL_WIDTH - 1] + "…"
+    columns = ["id", "received_at", "device_id", "seq", "reason", "detail"]
+    print_rows(rows, columns, as_json=False)
 
 
 def run_with_database(url: str, work: Callable[[], Awaitable[T]]) -> T:
