@@ -122,7 +122,7 @@ class RecordBatch:
                 device_id=record.device_id,
                 seq=record.seq,
                 reason=RejectReason.UNSTORABLE.value,
-                detail=why.replace("\x00", "\ufffd"),
+                detail=why,
                 payload=record.payload,
                 received_at=record.received_at,
             )

@@ -85,7 +85,7 @@ class BatchCommitter:
         try:
             return await self._commit_and_ack(batch, conn)
         except DATABASE_ERRORS as exc:
-            if not await _database_answers():
+            if not await whole(database_answers()):  # not: the failure was not the batch's
                 raise
             parts = batch.parts()
             if parts is not None:
@@ -133,15 +133,6 @@ class BatchCommitter:
         self, reviews: list[Arrived], conn: BaseDBAsyncClient
     ) -> ReviewOutcome | None:
         return await store_reviews(conn, reviews, self._calendar) if reviews else None
-
-
-async def _database_answers() -> bool:
-    """Whether the database answers at all: if not, the failure was not the batch's."""
-    try:
-        await whole(database_answers())
-    except DATABASE_ERRORS:
-        return False
-    return True
 
 
 @functools.lru_cache(maxsize=ACK_TOPICS_REMEMBERED)

@@ -59,15 +59,14 @@ def dead_letter(
 ) -> RejectedRow:
     """A record (or whole message) that can never be stored as sent, kept raw.
 
-    Kept as text: bytes that are not UTF-8 and NUL bytes (which no PostgreSQL text can hold,
-    and which would fail the whole batch on every redelivery) become U+FFFD.
+    Kept as text: bytes that are not UTF-8 become U+FFFD (and so do NULs, when stored).
     """
     return RejectedRow(
         topic=str(topic),
         device_id=topic.subject,
         seq=seq,
         reason=exc.reason.value,
-        detail=str(exc).replace("\x00", "\ufffd"),
-        payload=raw.decode(errors="replace").replace("\x00", "\ufffd"),
+        detail=str(exc),
+        payload=raw.decode(errors="replace"),
         received_at=now,
     )

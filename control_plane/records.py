@@ -154,12 +154,29 @@ async def store_batch(
             await conn.execute_many(
                 _INSERT_REJECTED[dialect],
                 [
-                    [r.topic, r.device_id, r.seq, r.reason, r.detail, r.payload, r.received_at]
+                    [
+                        r.topic,
+                        r.device_id,
+                        r.seq,
+                        r.reason,
+                        _storable(r.detail),
+                        _storable(r.payload),
+                        r.received_at,
+                    ]
                     for r in rejected
                 ],
             )
         result = None if then is None else await then(conn)
     return Committed(new, result)
+
+
+def _storable(text: str) -> str:
+    """A dead letter's text with each NUL as U+FFFD.
+
+    No PostgreSQL text holds a NUL, and one would fail the batch on every redelivery. (A
+    record's own text never has one: the wire contract refuses it.)
+    """
+    return text.replace("\x00", "\ufffd")
 
 
 async def _insert_sqlite(

@@ -214,10 +214,9 @@ async def test_a_failed_commit_is_retried_and_the_server_stays_up(
             raise asyncpg.InternalClientError("cannot switch to state 12")
         return await store_batch(records, rejected, then)
 
-    async def probe() -> None:
+    async def probe() -> bool:
         probes.append(database_answers)
-        if not database_answers:
-            raise ConnectionRefusedError("the database is gone")
+        return database_answers
 
     monkeypatch.setattr(batch_commit, "store_batch", fails_once)
     monkeypatch.setattr(batch_commit, "database_answers", probe)
@@ -343,3 +342,21 @@ async def test_a_record_the_database_refuses_is_kept_raw_and_holds_up_nothing(
         assert "refused by a test trigger" in dead[0].detail
         assert decode(Channel.USAGE, dead[0].payload.encode()) == records[12]
         assert decode(Channel.USAGE, dead[1].payload.encode()) == backlog[4]
+
+
+async def test_a_dead_letters_nul_is_stored_as_the_replacement_character(
+    database_url: str,
+) -> None:
+    """No PostgreSQL text holds a NUL.
+
+    A dead letter's detail or payload with one (a database's error quoting a value, raw bytes
+    that are no JSON) is stored with U+FFFD, on both databases.
+    """
+    topic = "termfleet/v1/up/nul-kiosk/usage"
+    dead = RejectedRow(
+        topic, "nul-kiosk", 4, "unstorable", "refused 'a\x00b'", '{"seq":4,"x":"\x00"}', NOW
+    )
+    async with database(database_url):
+        await store_batch([], [dead])
+        kept = await RejectedMessage.get(device_id="nul-kiosk")
+    assert (kept.detail, kept.payload) == ("refused 'a\ufffdb'", '{"seq":4,"x":"\ufffd"}')

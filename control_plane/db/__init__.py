@@ -101,9 +101,13 @@ def opened_client() -> BaseDBAsyncClient:
     return opened
 
 
-async def database_answers() -> None:
-    """``SELECT 1``: raises one of ``DATABASE_ERRORS`` when the database does not answer."""
-    await opened_client().execute_query("SELECT 1")
+async def database_answers() -> bool:
+    """Whether the database answers ``SELECT 1``."""
+    try:
+        await opened_client().execute_query("SELECT 1")
+    except DATABASE_ERRORS:
+        return False
+    return True
 
 
 def client(ctx: TortoiseContext) -> BaseDBAsyncClient:
