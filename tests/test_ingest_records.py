@@ -15,7 +15,7 @@ import pytest
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from control_plane import batch_commit
-from control_plane.db import client, database
+from control_plane.db import database
 from control_plane.db.models import RejectedMessage, StoredRecord
 from control_plane.records import RecordRow, RejectedRow, store_batch
 from control_plane.services.broker import BrokerSettings
@@ -37,6 +37,7 @@ from edge.protocol import (
 from edge.protocol import topics as wire
 from monitoring.metrics import INGEST_ERRORS
 from tests.support.control_plane import running_control_plane
+from tests.support.refusing_database import POISON, refuse_poison
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 
@@ -286,25 +287,6 @@ async def test_a_review_too_long_for_its_columns_is_refused_alone(
         assert "case_number" in dead.detail
 
 
-_POISON_TRIGGER_SQLITE = (
-    "CREATE TRIGGER refuse_poison BEFORE INSERT ON record WHEN NEW.payload LIKE '%poison%' "
-    "BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END"
-)
-_POISON_FUNCTION_POSTGRES = (
-    "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN "
-    "IF NEW.payload LIKE '%poison%' THEN RAISE EXCEPTION 'refused by a test trigger'; "
-    "END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
-)
-_POISON_TRIGGER_POSTGRES = (
-    "CREATE TRIGGER refuse_poison BEFORE INSERT ON record "
-    "FOR EACH ROW EXECUTE FUNCTION refuse_poison()"
-)
-_REFUSE_POISON = {
-    "sqlite": [_POISON_TRIGGER_SQLITE],
-    "postgres": [_POISON_FUNCTION_POSTGRES, _POISON_TRIGGER_POSTGRES],
-}
-
-
 async def test_a_record_the_database_refuses_is_kept_raw_and_holds_up_nothing(
     broker: BrokerSettings, database_url: str, device: tuple[str, mqtt.Connection, AckListener]
 ) -> None:
@@ -316,14 +298,11 @@ async def test_a_record_the_database_refuses_is_kept_raw_and_holds_up_nothing(
     redelivery and nothing more was stored.
     """
     device_id, conn, listener = device
-    async with database(database_url) as ctx:
-        dialect = "postgres" if database_url.startswith("postgres") else "sqlite"
-        for sql in _REFUSE_POISON[dialect]:
-            await client(ctx).execute_script(sql)
+    await refuse_poison(database_url)
     records = [PrintJob(seq=s, at=NOW, pages=1) for s in range(1, 41)]
-    records[12] = PrintJob(seq=13, at=NOW, pages=1, printer="poison")
+    records[12] = PrintJob(seq=13, at=NOW, pages=1, printer=POISON)
     backlog = [PrintJob(seq=s, at=NOW, pages=1) for s in range(41, 51)]
-    backlog[4] = PrintJob(seq=45, at=NOW, pages=1, printer="poison")
+    backlog[4] = PrintJob(seq=45, at=NOW, pages=1, printer=POISON)
     async with running_control_plane(broker, database_url) as cp:
         for record in records:
             await send(conn, device_id, Channel.USAGE, encode(record))

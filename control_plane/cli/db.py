@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
+from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import click
@@ -16,6 +20,7 @@ from .output import print_rows
 
 if TYPE_CHECKING:  # the commands import tortoise when they run, so `--help` stays fast
     from control_plane.db import migrator
+    from control_plane.dead_letters import Resubmitted
 
 T = TypeVar("T")
 
@@ -113,10 +118,101 @@ def dead_letters(
         print_rows(rows, [], as_json=True)
         return
     for row in rows:
-        detail = " ".join(str(row["detail"]).split())  # one line a row
-        row["detail"] = detail if len(detail) <= DETAIL_WIDTH else detail[: DETAIL_WIDTH - 1] + "…"
+        row["detail"] = _one_line(str(row["detail"]))
     columns = ["id", "received_at", "device_id", "seq", "reason", "detail"]
     print_rows(rows, columns, as_json=False)
+
+
+@db.command("resubmit")
+@options.database_url
+@click.argument("ids", nargs=-1, type=click.IntRange(min=1), metavar="[ID]...")
+@click.option(
+    "--reason",
+    type=click.Choice([reason.value for reason in RejectReason]),
+    help="Only those refused for this reason.",
+)
+@click.option("--device", "device_id", metavar="DEVICE_ID", help="Only this device's.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 100_000),
+    default=1000,
+    show_default=True,
+    help="At most this many, oldest first.",
+)
+@options.calendar_files
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Resubmit each in a transaction that is rolled back: what would happen, nothing changed.",
+)
+@options.json_output
+def resubmit(  # noqa: PLR0913 - one parameter per option
+    database_url: str,
+    ids: tuple[int, ...],
+    reason: str | None,
+    device_id: str | None,
+    limit: int,
+    calendar_files: tuple[Path, ...],
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Store dead letters again once what refused them is fixed: these IDs, or all, oldest first.
+
+    Each goes through the wire contract and the ingest's transaction again: its records are
+    stored (once: not those stored meanwhile), 好差评 reviews with their cases, and the dead
+    letter is deleted and the resubmission audited, all in one transaction. One still refused
+    (by the contract or the database) is kept as it was. Exits 1 when any selected dead letter
+    is kept or an ID is not found.
+    """
+    from control_plane import audit
+    from control_plane.dead_letters import Selection, resubmit, select
+
+    calendar = options.load_calendar(calendar_files)
+    wanted = Selection(ids, reason, device_id, limit)
+
+    async def work() -> tuple[list[Resubmitted], list[int]]:
+        letters = await select(wanted)
+        missing = sorted(set(ids) - {letter.id for letter in letters})
+        done = []
+        with click.progressbar(
+            length=len(letters), label="resubmitting", file=sys.stderr, hidden=as_json
+        ) as bar:
+            async for one in resubmit(letters, calendar, audit.local_actor(), dry_run=dry_run):
+                done.append(one)
+                bar.update(1)
+        return done, missing
+
+    done, missing = run_with_database(database_url, work)
+    rows = [{**asdict(one), "outcome": one.outcome.value} for one in done]
+    if as_json:
+        click.echo(json.dumps({"dry_run": dry_run, "resubmitted": rows, "not_found": missing}))
+    else:
+        for row in rows:
+            row["detail"] = _one_line(row["detail"])
+        columns = ["id", "device_id", "seq", "reason", "outcome", "stored", "detail"]
+        print_rows(rows, columns, as_json=False)
+        click.echo(_resubmit_summary(done, missing, dry_run=dry_run), err=True)
+    if missing or any(one.outcome.kept for one in done):
+        sys.exit(1)
+
+
+def _resubmit_summary(done: list[Resubmitted], missing: list[int], *, dry_run: bool) -> str:
+    from control_plane.dead_letters import Outcome
+
+    counts = Counter(one.outcome for one in done)
+    records = sum(one.stored for one in done)
+    parts = [f"{counts[o]} {o.value.replace('_', ' ')}" for o in Outcome if counts[o]]
+    summary = ", ".join(parts) or "no dead letters"
+    summary += f"; {records} records stored"
+    if missing:
+        summary += f"; not found: {', '.join(map(str, missing))}"
+    return f"dry run, nothing changed: {summary}" if dry_run else summary
+
+
+def _one_line(detail: str) -> str:
+    """A refusal's detail as one cell of a table: on one line, cut at ``DETAIL_WIDTH``."""
+    detail = " ".join(detail.split())
+    return detail if len(detail) <= DETAIL_WIDTH else detail[: DETAIL_WIDTH - 1] + "…"
 
 
 def run_with_database(url: str, work: Callable[[], Awaitable[T]]) -> T:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -11,6 +12,9 @@ from edge.mqtt import BrokerAddress
 
 from .config_file import CliConfig, CliConfigError
 from .config_file import load as load_cli_config
+
+if TYPE_CHECKING:
+    from control_plane.reviews.working_days import WorkingCalendar
 
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 DEFAULT_SERVER_URL = "http://127.0.0.1:8080"
@@ -151,3 +155,27 @@ district = click.option(
     show_default=True,
     help="Demo district dataset.",
 )
+
+
+calendar_files = click.option(
+    "--calendar",
+    "calendar_files",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    multiple=True,
+    envvar="TERMFLEET_CALENDARS",
+    help="A working-day calendar file (docs/working-days.md) over the shipped official years:"
+    " a year not shipped yet, or a local arrangement. Repeatable; bad-review work orders are"
+    " due in working days on it [env TERMFLEET_CALENDARS: files separated by colons].",
+)
+
+
+def load_calendar(files: tuple[Path, ...]) -> WorkingCalendar:
+    """The working days of ``--calendar``'s files over the shipped years; a bad file: an error."""
+    from control_plane.reviews.working_days import CalendarDataError
+    from control_plane.reviews.working_days import load_calendar as load
+
+    try:
+        return load(files)
+    except (CalendarDataError, OSError) as exc:
+        msg = f"working-day calendar: {exc}"
+        raise click.ClickException(msg) from None

@@ -15,7 +15,6 @@ from . import options
 if TYPE_CHECKING:
     from control_plane.content_repo import ContentSettings
     from control_plane.reviews.score_rule import ScoreRule
-    from control_plane.reviews.working_days import WorkingCalendar
 
 MIB = 1024 * 1024
 DEFAULT_MAX_UPLOAD_MIB = 2112
@@ -122,16 +121,7 @@ def server() -> None:
     envvar="TERMFLEET_CONTENT_MAX_MIB",
     help="The largest package upload taken, in MiB; a larger one is refused with 413.",
 )
-@click.option(
-    "--calendar",
-    "calendar_files",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    multiple=True,
-    envvar="TERMFLEET_CALENDARS",
-    help="A working-day calendar file (docs/working-days.md) over the shipped official years:"
-    " a year not shipped yet, or a local arrangement. Repeatable; bad-review work orders are"
-    " due in working days on it [env TERMFLEET_CALENDARS: files separated by colons].",
-)
+@options.calendar_files
 @click.option(
     "--score-rule",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
@@ -199,7 +189,7 @@ def run(  # noqa: PLR0913 - one parameter per option
             public_url=(public_url or "").rstrip("/"),
             rollouts=rollouts,
             ingest_session_expiry_s=ingest_session_expiry,
-            calendar=_calendar(calendar_files),
+            calendar=options.load_calendar(calendar_files),
             score_rule=_score_rule(score_rule),
         )
         run_server(settings)
@@ -223,16 +213,6 @@ def _content_settings(
     except (ContentKeyError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     return ContentSettings(directory, trusted, max_upload_bytes=max_mib * MIB)
-
-
-def _calendar(files: tuple[Path, ...]) -> WorkingCalendar:
-    from control_plane.reviews.working_days import CalendarDataError, load_calendar
-
-    try:
-        return load_calendar(files)
-    except (CalendarDataError, OSError) as exc:
-        msg = f"working-day calendar: {exc}"
-        raise click.ClickException(msg) from None
 
 
 def _score_rule(path: Path | None) -> ScoreRule:
