@@ -19,6 +19,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -80,18 +81,33 @@ class BatchCommitter:
     ) -> list[DeviceAck]:
         """Commit and acknowledge ``batch``; a record the database refuses becomes a dead letter.
 
-        With ``conn`` None (tests) nothing is sent.
+        With the database gone, raises; the messages left unacknowledged then count as ingest
+        errors (the broker delivers them again). With ``conn`` None (tests) nothing is sent.
         """
+        acknowledged = _Tally()
         try:
-            return await self._commit_and_ack(batch, conn)
+            return await self._commit_isolating(batch, conn, acknowledged)
+        except DATABASE_ERRORS:
+            self._metrics.ingest_errors.inc(len(batch.messages) - acknowledged.messages)
+            raise
+
+    async def _commit_isolating(
+        self, batch: RecordBatch, conn: uplink.UplinkConnection | None, acknowledged: _Tally
+    ) -> list[DeviceAck]:
+        try:
+            return await self._commit_and_ack(batch, conn, acknowledged)
         except DATABASE_ERRORS as exc:
             if not await whole(database_answers()):  # not: the failure was not the batch's
                 raise
             parts = batch.parts()
             if parts is not None:
-                return [ack for part in parts for ack in await self.commit(part, conn)]
+                return [
+                    ack
+                    for part in parts
+                    for ack in await self._commit_isolating(part, conn, acknowledged)
+                ]
             try:  # once more alone: a deadlock or a serialization failure passes
-                return await self._commit_and_ack(batch, conn)
+                return await self._commit_and_ack(batch, conn, acknowledged)
             except DATABASE_ERRORS:
                 why = f"{type(exc).__name__}: {exc}"
                 where = batch.records[0].device_id if batch.records else "?"
@@ -100,20 +116,16 @@ class BatchCommitter:
                 self._metrics.ingest_rejected.labels(RejectReason.UNSTORABLE.value).inc(
                     len(batch.records)
                 )
-                return await self._commit_and_ack(unstorable, conn)
+                return await self._commit_and_ack(unstorable, conn, acknowledged)
 
     async def _commit_and_ack(
-        self, batch: RecordBatch, conn: uplink.UplinkConnection | None
+        self, batch: RecordBatch, conn: uplink.UplinkConnection | None, acknowledged: _Tally
     ) -> list[DeviceAck]:
         """One transaction, then an ``Ack`` per device, then each message's PUBACK."""
         started = time.perf_counter()
         reviews_too = functools.partial(self._store_reviews, batch.reviews)
-        try:
-            store = self._store or store_batch
-            committed = await whole(store(batch.records, batch.rejected, reviews_too))
-        except DATABASE_ERRORS:
-            self._metrics.ingest_errors.inc(len(batch.messages))
-            raise
+        store = self._store or store_batch
+        committed = await whole(store(batch.records, batch.rejected, reviews_too))
         committed_at = self._clock()
         self._metrics.ingest_commit_seconds.observe(time.perf_counter() - started)
         self._metrics.ingest_records.inc(len(batch.records))
@@ -125,6 +137,7 @@ class BatchCommitter:
                 conn.publish_nowait(_ack_message(ack, committed_at))
             for message in batch.messages:
                 conn.ack(message)
+        acknowledged.messages += len(batch.messages)
         # After the acknowledgements, which the devices wait for and the counters do not.
         self._usage.count(committed.new, committed_at)
         return acks
@@ -133,6 +146,13 @@ class BatchCommitter:
         self, reviews: list[Arrived], conn: BaseDBAsyncClient
     ) -> ReviewOutcome | None:
         return await store_reviews(conn, reviews, self._calendar) if reviews else None
+
+
+@dataclass(slots=True)
+class _Tally:
+    """Messages of a batch committed and acknowledged so far, while its parts are tried."""
+
+    messages: int = 0
 
 
 @functools.lru_cache(maxsize=ACK_TOPICS_REMEMBERED)

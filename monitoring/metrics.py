@@ -52,7 +52,8 @@ INGEST_ERRORS = MetricSpec(
     "termfleet_ingest_errors_total",
     "Well-formed uplink messages the ingest failed to store (database errors). A record's comes "
     "again from the broker after the ingest reconnects; a state update is retried by the "
-    "device's next message.",
+    "device's next message. A batch tried again in parts while the database answers counts only "
+    "what stays unstored; a record the database refuses is counted as rejected (unstorable).",
 )
 INGEST_RECORDS = MetricSpec(
     "termfleet_ingest_records_total",
