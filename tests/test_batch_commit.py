@@ -21,6 +21,7 @@ from control_plane.batch_commit import BatchCommitter
 from control_plane.fleet import FleetState
 from control_plane.metrics import ControlPlaneMetrics
 from control_plane.records import Committed, RecordRow, RejectedRow
+from control_plane.review_ingest import ReviewOutcome
 from control_plane.reviews.working_days import load_calendar
 from control_plane.usage_metrics import UsageCounter
 from edge.mqtt import Incoming
@@ -44,8 +45,8 @@ class Store:
         self,
         records: Sequence[RecordRow],
         rejected: Sequence[RejectedRow],
-        then: Callable[[BaseDBAsyncClient], Awaitable[object]],
-    ) -> Committed[None]:
+        then: Callable[[BaseDBAsyncClient], Awaitable[ReviewOutcome | None]],
+    ) -> Committed[ReviewOutcome | None]:
         del then  # no reviews in these batches
         if self.gone_after is not None and self.gone_after <= 0:
             raise sqlite3.OperationalError("unable to open database file")
