@@ -78,15 +78,18 @@ def migrate(database_url: str, target: str | None, as_json: bool) -> None:
 DETAIL_WIDTH = 72
 """Of the refusal's detail in the table; ``--json`` has all of it, and the payload."""
 
-
-@db.command("dead-letters")
-@options.database_url
-@click.option(
+_by_reason = click.option(
     "--reason",
     type=click.Choice([reason.value for reason in RejectReason]),
     help="Only those refused for this reason (unstorable: the database refused them).",
 )
-@click.option("--device", "device_id", metavar="DEVICE_ID", help="Only this device's.")
+_by_device = click.option("--device", "device_id", metavar="DEVICE_ID", help="Only this device's.")
+
+
+@db.command("dead-letters")
+@options.database_url
+@_by_reason
+@_by_device
 @click.option(
     "--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="At most."
 )
@@ -126,12 +129,8 @@ def dead_letters(
 @db.command("resubmit")
 @options.database_url
 @click.argument("ids", nargs=-1, type=click.IntRange(min=1), metavar="[ID]...")
-@click.option(
-    "--reason",
-    type=click.Choice([reason.value for reason in RejectReason]),
-    help="Only those refused for this reason.",
-)
-@click.option("--device", "device_id", metavar="DEVICE_ID", help="Only this device's.")
+@_by_reason
+@_by_device
 @click.option(
     "--limit",
     type=click.IntRange(1, 100_000),
