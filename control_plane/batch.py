@@ -18,9 +18,12 @@ BATCH_MAX_RECORDS = 500
 more until the commit under way ends. The broker's in-flight window must exceed this
 (mosquitto.d), because no message of a batch is acknowledged (PUBACK) before the batch is
 committed. A batch can still grow past it with what one read of the socket brought: Mosquitto
-2.0.11 sends more than the ingest's Receive Maximum (1,000) when PUBACKs come back in bursts,
-and batches of up to ~4,300 single-record messages were seen at 20,000 records/s; the
-connection's ``INBOX_LIMIT`` bounds what waits in memory."""
+before 2.0.13 sends more than the ingest's Receive Maximum (1,000) when PUBACKs come back in
+bursts (its PUBACK path refilled the in-flight window without looking at the client's quota;
+fixed upstream in 2.0.13, eclipse-mosquitto/mosquitto#2301), and with Debian 12's 2.0.11
+batches of up to ~4,300 single-record messages were seen at 20,000 records/s; the
+connection's ``INBOX_LIMIT`` bounds what waits in memory. Compose's broker (2.0.20) keeps to
+the Receive Maximum."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,6 +108,7 @@ class ControlPlaneMetrics:
         self.mqtt_connected = Gauge(
             names.MQTT_CONNECTED.name, names.MQTT_CONNECTED.help, registry=self.registry
         )
+        self.rollouts_driving = _gauge(names.ROLLOUTS_DRIVING, self.registry)
         # Provisioning: the claim service and the broker reconcile (provisioning/runner.py).
         self.enrollments = _counter(names.ENROLLMENTS, self.registry)
         self.broker_drift = _gauge(names.BROKER_DRIFT, self.registry)

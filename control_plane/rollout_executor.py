@@ -7,7 +7,8 @@ writes the rows it changed, then publishes the retained content notice of every 
 orders changed. A notice that could not be published (the broker connection is down) is
 published on a later tick: the retained notice, not the moment, is the order.
 
-Only one executor may drive a database's rollouts; see docs/rollouts.md for replicas.
+Only one executor may drive a database's rollouts: the server runs it while it holds the
+database's rollout lock (``rollout_driver``); see docs/rollouts.md for replicas.
 """
 
 from __future__ import annotations

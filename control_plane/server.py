@@ -7,7 +7,6 @@ import gc
 import logging
 import signal
 import socket
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -25,7 +24,7 @@ from .db.whole import whole
 from .fleet import DEFAULT_HEARTBEAT_TIMEOUT_S, FleetState
 from .http import cases as cases_http
 from .http import content as content_http
-from .http import rollouts as rollouts_http
+from .http import rollout_forward
 from .http import twin as twin_http
 from .http.app import make_app
 from .http.devices_changes import ON_RETIRED
@@ -35,7 +34,9 @@ from .metrics import ControlPlaneMetrics
 from .review_chores import ReviewChores
 from .reviews.score_rule import DEFAULT_RULE, ScoreRule
 from .reviews.working_days import WorkingCalendar
+from .rollout_driver import RolloutDriver
 from .rollout_executor import RolloutExecutor
+from .rollout_lock import RolloutLockError, rollout_lock
 from .rollout_notices import DownloadSettings, NoticeMaker
 from .rollup_settings import RollupSettings, SettingsError
 from .site_cache import SiteCache
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+EVERY_ADDRESS = frozenset({"", "0.0.0.0", "::"})  # noqa: S104 - names them, binds nothing
+"""``http_host`` values that listen on every address, which no peer can connect to."""
 PLACEMENT_REFRESH_S = 60.0
 """How often sites (opening hours, place in the tree) and devices' placements are re-read."""
 ROLLUP_FIRST_S = 30.0
@@ -78,6 +81,10 @@ class ServerSettings:
     public_url: str = ""
     """The URL terminals reach this control plane's HTTP server at (download URLs start so);
     by default ``http://{http_host}:{http_port}``."""
+    peer_url: str = ""
+    """The URL the other replicas reach this one's HTTP server at, to forward the rollouts API
+    to it while it drives them; by default ``http://{http_host}:{http_port}``, with the host's
+    name when ``http_host`` is every address."""
     calendar: WorkingCalendar | None = None
     """Working days for bad reviews' due dates; None: the shipped official years alone."""
     score_rule: ScoreRule = DEFAULT_RULE
@@ -90,6 +97,12 @@ class ServerSettings:
         from provisioning.dynsec import CONTROL_PLANE_USERNAME  # noqa: PLC0415 - optional part
 
         return self.provisioning.login(CONTROL_PLANE_USERNAME)
+
+    def peer(self) -> str:
+        if self.peer_url:
+            return self.peer_url
+        host = self.http_host if self.http_host not in EVERY_ADDRESS else socket.gethostname()
+        return f"http://{host}:{self.http_port}"
 
     def ingest_client_id(self) -> str:
         # Stable across restarts, so that a restarted control plane resumes its broker session
@@ -126,7 +139,7 @@ async def serve(
         review_chores = ReviewChores(ingest, metrics, lambda: datetime.now(UTC))
         app[cases_http.NOTICES] = review_chores.case_notices
         twin_sync = _start_twin(app, ingest, metrics)
-        drive_rollouts = await _start_rollouts(app, settings, fleet, ingest)
+        rollout_driver = await _start_rollouts(app, settings, fleet, ingest, metrics)
         provisioning = None
         if settings.provisioning is not None:
             from provisioning.runner import Provisioning  # noqa: PLC0415 - optional part
@@ -162,7 +175,7 @@ async def serve(
                     ),
                     tasks.create_task(twin_sync.run(), name="twin"),
                     tasks.create_task(review_chores.run(), name="reviews"),
-                    tasks.create_task(drive_rollouts, name="rollouts"),
+                    tasks.create_task(rollout_driver.run(), name="rollouts"),
                     tasks.create_task(
                         rollups.keep_rolled_up(rollup_settings, first_after_s=ROLLUP_FIRST_S),
                         name="rollups",
@@ -237,16 +250,17 @@ def _serve_content(
 
 
 async def _start_rollouts(
-    app: web.Application, settings: ServerSettings, fleet: FleetState, ingest: Ingest
-) -> Coroutine[None, None, object]:
-    """The rollout executor loaded, publishing on the ingest's connection; what drives it.
+    app: web.Application,
+    settings: ServerSettings,
+    fleet: FleetState,
+    ingest: Ingest,
+    metrics: ControlPlaneMetrics,
+) -> RolloutDriver:
+    """The replica's rollout driver, its first try at the rollout lock made (``rollout_driver``).
 
-    A replica started with ``--no-rollouts`` drives none (one executor per database) and
-    answers the rollouts API with 503 ``rollouts_elsewhere``.
+    While it holds the lock it drives the rollouts, publishing on the ingest's connection and
+    taking the devices' package reports; otherwise its rollouts API goes to the holder.
     """
-    if not settings.rollouts:
-        app[rollouts_http.ELSEWHERE] = True
-        return asyncio.Event().wait()
     downloads = None
     if settings.provisioning is not None:
         base_url = settings.public_url or f"http://{settings.http_host}:{settings.http_port}"
@@ -259,16 +273,28 @@ async def _start_rollouts(
         connection.publish_nowait(message)
         return True
 
-    executor = RolloutExecutor(
-        NoticeMaker(downloads, fleet.hours_of),
-        fleet.hours_of,
-        publish,
-        connection=lambda: ingest.downlink,
-    )
-    await executor.load()
-    ingest.on_packages_reported = executor.report
-    app[rollouts_http.EXECUTOR] = executor
-    return executor.run()
+    async def loaded() -> RolloutExecutor:
+        executor = RolloutExecutor(
+            NoticeMaker(downloads, fleet.hours_of),
+            fleet.hours_of,
+            publish,
+            connection=lambda: ingest.downlink,
+        )
+        await executor.load()
+        return executor
+
+    def driving(executor: RolloutExecutor | None) -> None:
+        ingest.on_packages_reported = executor.report if executor is not None else None
+        metrics.rollouts_driving.set(0 if executor is None else 1)
+
+    try:
+        lock = rollout_lock(settings.database_url, settings.peer())
+    except RolloutLockError as exc:
+        raise ServerError(str(exc)) from exc
+    driver = RolloutDriver(lock, loaded, driving, takes_part=settings.rollouts)
+    rollout_forward.install(app, driver)
+    await driver.start()
+    return driver
 
 
 async def refresh_placements(fleet: FleetState, sites: SiteCache) -> None:

@@ -146,6 +146,11 @@ ROLLOUT_WAVE = MetricSpec(
     "The current wave of each unfinished rollout, counted from 1.",
     ("rollout",),
 )
+ROLLOUTS_DRIVING = MetricSpec(
+    "termfleet_rollouts_driving",
+    "1 on the replica that drives the rollouts (it holds the database's rollout lock), 0 on the "
+    "others: summed over the replicas of one database it is 1, and 0 while none does.",
+)
 REVIEWS = MetricSpec(
     "termfleet_reviews_total",
     "好差评 ratings stored as their case's review, by rating (very_satisfied ... "

@@ -22,7 +22,7 @@ from control_plane.db.content_models import ContentPackage
 from control_plane.db.models import AuditEntry
 from control_plane.db.rollout_models import DevicePackage, Rollout
 from control_plane.http.app import make_app
-from control_plane.http.rollouts import EXECUTOR
+from control_plane.http.rollouts import STANDALONE
 from control_plane.ingest import Ingest
 from control_plane.inventory_files import read_json
 from control_plane.inventory_store import import_inventory
@@ -100,7 +100,7 @@ async def rollout_api(database_url: str) -> AsyncIterator[World]:
             NoticeMaker(downloads, fleet.hours_of), fleet.hours_of, broker.publish, clock=clock
         )
         await executor.load()
-        app[EXECUTOR] = executor
+        app[STANDALONE].executor = executor
         async with test_utils.TestClient(test_utils.TestServer(app)) as client:
             yield World(Api(client, fleet), executor, broker, clock, metrics)
 

@@ -160,7 +160,7 @@ def test_every_image_is_pinned(stack: dict[str, Any]) -> None:
         assert not image_is_pinned(floating), floating
 
 
-def test_two_replicas_share_the_uplink_and_one_drives_rollouts(stack: dict[str, Any]) -> None:
+def test_two_replicas_share_the_uplink_and_both_may_drive_rollouts(stack: dict[str, Any]) -> None:
     found = replicas(stack)
     assert len(found) == 2, sorted(found)
     # The share group is the code's (no option changes it): the same image is the same group.
@@ -171,13 +171,11 @@ def test_two_replicas_share_the_uplink_and_one_drives_rollouts(stack: dict[str, 
     client_ids = {option(s["command"], "--client-id") for s in found.values()}
     assert None not in client_ids, "a stable client id keeps each replica's broker session"
     assert len(client_ids) == len(found)
-    drivers = [
-        name
-        for name, s in found.items()
-        if "--no-rollouts" not in s["command"]
-        and s["environment"].get("TERMFLEET_ROLLOUTS", "true").lower() not in {"0", "false"}
-    ]
-    assert len(drivers) == 1, drivers
+    # Every replica takes part in driving the rollouts, reachable by the others at its own name.
+    for name, s in found.items():
+        assert "--no-rollouts" not in s["command"], name
+        assert s["environment"].get("TERMFLEET_ROLLOUTS", "true").lower() not in {"0", "false"}
+        assert option(s["command"], "--peer-url") == f"http://{name}:8080"
 
 
 def test_replicas_use_postgres_with_the_password_from_a_file(stack: dict[str, Any]) -> None:

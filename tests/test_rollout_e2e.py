@@ -43,7 +43,6 @@ from tests.support.control_plane import (
     RunningControlPlane,
     Signer,
     content_control_plane,
-    running_control_plane,
     upload_package,
 )
 
@@ -291,16 +290,3 @@ async def test_every_wave_completes_though_each_download_is_cut_five_times(
             report = s.agents[devices[0]].packages.report()  # type: ignore[union-attr]
             assert report.packages[0].phase is PackagePhase.INSTALLED
             assert (view["wave"], view["wave_count"]) == (2, 2)
-
-
-async def test_a_replica_started_without_rollouts_sends_their_requests_elsewhere(
-    broker: BrokerSettings, sqlite_url: str
-) -> None:
-    async with running_control_plane(broker, sqlite_url, rollouts=False) as cp:
-        async with cp.http.get(cp.url + "/api/v1/rollouts") as response:
-            body = await response.json()
-        assert response.status == 503
-        assert body["error"]["code"] == "rollouts_elsewhere"
-        assert "--no-rollouts" in body["error"]["message"]
-        devices = await cp.get_json("/api/v1/devices")  # the rest of the API answers
-        assert devices["items"] == []

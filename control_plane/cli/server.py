@@ -62,8 +62,18 @@ def server() -> None:
     default=True,
     show_default=True,
     envvar="TERMFLEET_ROLLOUTS",
-    help="Drive the rollouts here. Exactly one replica per database may: start the others with"
-    " --no-rollouts (their rollouts API answers 503 rollouts_elsewhere) [env TERMFLEET_ROLLOUTS].",
+    help="Take part in driving the rollouts: the replica holding the database's rollout lock"
+    " drives them, the others forward their rollouts API to it and take over when it is gone."
+    " --no-rollouts never drives, and still forwards [env TERMFLEET_ROLLOUTS].",
+)
+@click.option(
+    "--peer-url",
+    envvar="TERMFLEET_PEER_URL",
+    metavar="URL",
+    help="The URL the other replicas reach this one's HTTP server at, to forward rollout"
+    " requests to it while it drives them (at most 44 characters)"
+    " [default: http://HTTP_HOST:HTTP_PORT, the host's name when listening on every address;"
+    " env TERMFLEET_PEER_URL].",
 )
 @click.option(
     "--ingest-session-expiry",
@@ -139,6 +149,7 @@ def run(  # noqa: PLR0913 - one parameter per option
     heartbeat_timeout: float,
     secret_file: Path | None,
     rollouts: bool,
+    peer_url: str | None,
     ingest_session_expiry: int,
     public_url: str | None,
     public_broker_url: str | None,
@@ -188,6 +199,7 @@ def run(  # noqa: PLR0913 - one parameter per option
             content=content,
             public_url=(public_url or "").rstrip("/"),
             rollouts=rollouts,
+            peer_url=(peer_url or "").rstrip("/"),
             ingest_session_expiry_s=ingest_session_expiry,
             calendar=options.load_calendar(calendar_files),
             score_rule=_score_rule(score_rule),

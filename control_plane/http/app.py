@@ -27,6 +27,7 @@ from . import (
     provisioning,
     request_schemas,
     reviews,
+    rollout_forward,
     rollouts,
     schemas,
     sites,
@@ -87,7 +88,11 @@ def make_app(  # noqa: PLR0913 - the parts it serves, then keyword-only test sea
 ) -> web.Application:
     """The API, /metrics, /healthz and /readyz; ``sites_cache`` is the server's, for its refresh."""
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware(API_ROUTES, authenticate, clock)]
+        middlewares=[
+            error_middleware,
+            auth_middleware(API_ROUTES, authenticate, clock),
+            rollout_forward.forward_rollouts,
+        ]
     )
     # One cache for the API and the server's periodic refresh: they re-read sites in turn.
     sites_cache = sites_cache or site_cache.SiteCache(fleet)

@@ -58,6 +58,8 @@ class ApiRoute:
     """A struct, or any type msgspec describes (a labels patch is a mapping)."""
     conflict: str | None = None
     """When the route answers 409 Conflict, if it can."""
+    unavailable: str | None = None
+    """When the route answers 503 Service Unavailable (with ``Retry-After``), if it can."""
 
 
 def challenge(error: AuthError) -> str:

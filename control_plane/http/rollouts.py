@@ -51,9 +51,7 @@ from .auth import PRINCIPAL, ApiRoute
 from .errors import ApiError, invalid_field, invalid_parameter
 from .openapi import CheckedBody
 from .params import choice, integer, limit_param
-
-EXECUTOR = web.AppKey("rollouts", RolloutExecutor)
-"""The server's executor (``server.py`` sets it)."""
+from .rollout_forward import DRIVER
 
 
 class StandaloneExecutor:
@@ -82,8 +80,6 @@ def _unpublished(_message: object) -> bool:
 
 
 STANDALONE = web.AppKey("rollouts_standalone", StandaloneExecutor)
-ELSEWHERE = web.AppKey("rollouts_elsewhere", bool)
-"""Set on a replica started with ``--no-rollouts``: another replica drives the rollouts."""
 
 ROLLOUTS = "/api/v1/rollouts"
 ROLLOUT = "/api/v1/rollouts/{id}"
@@ -99,6 +95,11 @@ ACTION_MEANING = {
     " again, a paused one stays paused",
 }
 REFUSED_ACTION = "the rollout's phase refuses the action: the code is the reason"
+UNDRIVEN = (
+    "on a replica that does not drive the rollouts: `rollouts_undriven`, no replica does now;"
+    " `rollouts_elsewhere`, the one that does does not answer (`Retry-After` says when to try"
+    " again). Otherwise such a replica forwards the request to the one that drives them"
+)
 
 ROUTES = (
     ApiRoute(
@@ -107,6 +108,7 @@ ROUTES = (
         Permission.ROLLOUT_READ,
         "the rollouts, newest first, with per-wave counts: `?phase=`, `?package=`",
         answer=shapes.RolloutPage,
+        unavailable=UNDRIVEN,
         query=shapes.RolloutParameters,
     ),
     ApiRoute(
@@ -117,6 +119,7 @@ ROUTES = (
         " tree)",
         answer=shapes.RolloutView,
         status=201,
+        unavailable=UNDRIVEN,
         body=CheckedBody(
             shapes.NewRollout,
             refused="the rollout cannot be made as asked: `details.reason` (waves_not_increasing,"
@@ -131,6 +134,7 @@ ROUTES = (
         Permission.ROLLOUT_READ,
         "one rollout: phase, waves with their counts by step, thresholds, package, targeting",
         answer=shapes.RolloutView,
+        unavailable=UNDRIVEN,
     ),
     ApiRoute(
         "GET",
@@ -139,6 +143,7 @@ ROUTES = (
         "a rollout's devices in id order, with step, since, attempts and last failure: `?step=`,"
         " `?wave=`; a scoped token sees those in its scope",
         answer=shapes.RolloutDevicePage,
+        unavailable=UNDRIVEN,
         query=shapes.RolloutDeviceParameters,
     ),
     *(
@@ -150,6 +155,7 @@ ROUTES = (
             answer=shapes.RolloutView,
             body=shapes.ResumeBody if action == "resume" else None,
             conflict=REFUSED_ACTION,
+            unavailable=UNDRIVEN,
         )
         for action in ACTIONS
     ),
@@ -170,20 +176,23 @@ def install(app: web.Application, fleet: FleetState, registry: CollectorRegistry
     """The rollout gauges on ``registry``, and a stand-in executor for an app given none."""
     standalone = StandaloneExecutor(fleet)
     app[STANDALONE] = standalone
-    registry.register(RolloutCollector(lambda: app.get(EXECUTOR) or standalone.executor))
+    registry.register(RolloutCollector(lambda: _executor(app) or standalone.executor))
+
+
+def _executor(app: web.Application) -> RolloutExecutor | None:
+    """The server's executor while this replica drives the rollouts (``rollout_forward``)."""
+    driver = app.get(DRIVER)
+    return driver.executor if driver is not None else None
 
 
 async def executor_of(request: web.Request) -> RolloutExecutor:
-    executor = request.app.get(EXECUTOR)
-    if executor is not None:
-        return executor
-    if request.app.get(ELSEWHERE):
-        msg = (
-            "this control plane runs with --no-rollouts: send rollout requests to the replica"
-            " that drives them"
-        )
-        raise ApiError(503, "rollouts_elsewhere", msg)
-    return await request.app[STANDALONE].get()
+    if request.app.get(DRIVER) is None:  # an app the server gave no driver: the API alone
+        return await request.app[STANDALONE].get()
+    executor = _executor(request.app)
+    if executor is None:  # stopped driving since ``forward_rollouts`` let the request through
+        msg = "this replica stopped driving the rollouts while answering; send the request again"
+        raise ApiError(503, "rollouts_elsewhere", msg, {"Retry-After": "5"})
+    return executor
 
 
 async def tracked_of(request: web.Request) -> tuple[RolloutExecutor, Tracked]:

@@ -1,0 +1,118 @@
+"""A replica's part in the rollouts: drive them while holding the rollout lock, else stand by.
+
+Every replica started with rollouts on (``server run``'s default) takes part: the one holding
+the database's rollout lock (``rollout_lock``) loads the rollouts and drives them; the others
+try to take the lock every ``TRY_INTERVAL_S`` and meanwhile forward the rollouts API to the
+holder (``http/rollout_forward``). The holder checks its lock every ``CHECK_INTERVAL_S`` and,
+once it has lost it (its database connection gone: a standby may be driving already), stops
+driving at once. A replica started with ``--no-rollouts`` never takes the lock, and forwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from .db import DATABASE_ERRORS
+from .rollout_executor import RolloutExecutor
+from .rollout_lock import RolloutLock
+
+log = logging.getLogger(__name__)
+
+TRY_INTERVAL_S = 5.0
+"""How often a standby tries to take the lock: how long rollouts wait after their driver dies."""
+CHECK_INTERVAL_S = 5.0
+"""How often the holder checks it still holds the lock."""
+
+
+class RolloutDriver:
+    """Drives the rollouts while holding the lock; knows who does while standing by."""
+
+    def __init__(  # noqa: PLR0913 - the lock, what to do with it, then keyword-only settings
+        self,
+        lock: RolloutLock,
+        start: Callable[[], Awaitable[RolloutExecutor]],
+        on_change: Callable[[RolloutExecutor | None], None],
+        *,
+        takes_part: bool = True,
+        try_interval_s: float = TRY_INTERVAL_S,
+        check_interval_s: float = CHECK_INTERVAL_S,
+    ) -> None:
+        self._lock = lock
+        self._start = start
+        """Loads the rollouts into a new executor, once the lock is ours."""
+        self._on_change = on_change
+        """Told of the executor when this replica starts driving, and of None when it stops."""
+        self.takes_part = takes_part
+        self._try_interval_s = try_interval_s
+        self._check_interval_s = check_interval_s
+        self.executor: RolloutExecutor | None = None
+        """The executor while this replica drives the rollouts, else None."""
+        self.holder_url: str | None = None
+        """While standing by: the URL of the replica that drives them, when one does."""
+        self._driving: asyncio.Task[None] | None = None
+
+    @property
+    def driving(self) -> bool:
+        return self.executor is not None
+
+    async def start(self) -> None:
+        """The first try, before the server listens, so that a lone replica answers at once."""
+        await self._try()
+
+    async def run(self) -> None:
+        """Drive or stand by until cancelled; then stop driving and let the lock go."""
+        try:
+            while True:
+                if self.executor is not None:
+                    await self._hold()
+                else:
+                    await asyncio.sleep(self._try_interval_s)
+                    await self._try()
+        finally:
+            await self._stop_driving()
+
+    async def _try(self) -> None:
+        try:
+            if self.takes_part and await self._lock.take():
+                await self._drive()
+            else:
+                self.holder_url = await self._lock.holder()
+        except DATABASE_ERRORS as exc:
+            log.warning("rollouts: cannot take part in the election now: %s", exc)
+            await self._stop_driving()
+
+    async def _drive(self) -> None:
+        executor = await self._start()
+        self.executor, self.holder_url = executor, None
+        self._driving = asyncio.create_task(executor.run(), name="rollout-executor")
+        self._on_change(executor)
+        log.info("rollouts: this replica holds the rollout lock and drives the rollouts")
+
+    async def _hold(self) -> None:
+        """Check the lock until it is lost (or the executor fails, which ends the server)."""
+        while True:
+            await asyncio.sleep(self._check_interval_s)
+            if self._driving is not None and self._driving.done():
+                self._driving.result()  # an executor that failed ends the server, loudly
+            if not await self._lock.held():
+                log.error(
+                    "rollouts: lost the rollout lock (its database connection is gone); "
+                    "stopped driving, another replica may take over"
+                )
+                await self._stop_driving()
+                return
+
+    async def _stop_driving(self) -> None:
+        driving, self._driving = self._driving, None
+        if driving is not None:
+            driving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await driving
+        if self.executor is not None:
+            self.executor = None
+            self._on_change(None)
+        with contextlib.suppress(*DATABASE_ERRORS):
+            await self._lock.release()
