@@ -34,7 +34,7 @@ from .db.models import RejectedMessage, StoredRecord
 from .db.review_models import ReviewChainProblem, ReviewChainTip, ReviewRefusal, ReviewRow
 from .db.whole import whole
 from .metrics import ControlPlaneMetrics
-from .reviews.chain_check import ChainProblem, ChainTip, check
+from .reviews.chain_check import ChainProblem, ChainTip, check, check_late
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +85,17 @@ async def check_pad(device_id: str, now: datetime) -> list[ChainProblem]:
         links = await _unchecked(conn, device_id, mark)
         if not links:
             return []
-        reviews = [link.review for link in links]
-        verdict = check(tip if tip is not None else _anchor(reviews[0]), reviews)
-        await _store(conn, device_id, links, problems=verdict.problems, tip=verdict.tip, now=now)
-        return list(verdict.problems)
+        # A link at or below the tip arrived after the chain was checked past it.
+        late = [link for link in links if tip is not None and link.seq <= tip.seq]
+        problems = [problem for link in late for problem in check_late(link.review)]
+        reviews = [link.review for link in links if tip is None or link.seq > tip.seq]
+        new_tip = None
+        if reviews:
+            verdict = check(tip if tip is not None else _anchor(reviews[0]), reviews)
+            problems += verdict.problems
+            new_tip = verdict.tip
+        await _store(conn, device_id, links, problems=problems, tip=new_tip, now=now)
+        return problems
 
 
 def _anchor(first: Review) -> ChainTip | None:
@@ -216,7 +223,15 @@ class ChainWatch:
     async def round(self) -> list[tuple[str, ChainProblem]]:
         found = []
         for device_id in await pads_to_check():
-            for problem in await check_pad(device_id, self._clock()):
+            try:
+                problems = await check_pad(device_id, self._clock())
+            except DATABASE_ERRORS:
+                raise
+            except Exception:
+                # A defect in one pad's check must not stop the others', nor the server.
+                log.exception("review pad %s: hash chain check failed", device_id)
+                continue
+            for problem in problems:
                 found.append((device_id, problem))
                 self._metrics.review_chain_problems.labels(problem.kind.value).inc()
                 log.warning(

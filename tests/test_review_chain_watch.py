@@ -12,6 +12,7 @@ from datetime import timedelta
 import msgspec
 import pytest
 
+from control_plane import review_chain_watch
 from control_plane.db.review_models import (
     ReviewChainProblem,
     ReviewChainTip,
@@ -19,7 +20,7 @@ from control_plane.db.review_models import (
     ReviewRow,
 )
 from control_plane.review_chain_watch import GAP_GRACE, ChainWatch, watermark
-from edge.protocol import Channel, PrintJob, Rating
+from edge.protocol import Channel, PrintJob, Rating, Review
 from tests.support.review_stand import NOW, Stand, rating, review_stand
 
 
@@ -87,6 +88,57 @@ async def test_a_late_record_closes_the_gap_before_the_grace_ends(stand: Stand) 
     await stand.send("pad-v3", second)  # resent by the agent, out of order
     assert await check(stand) == []
     assert not await ReviewRow.filter(chain_checked=False).exists()
+
+
+async def test_a_review_arriving_after_its_gap_was_given_up_is_checked_alone(
+    stand: Stand,
+) -> None:
+    """Seq 2 comes after the chain was checked past it: a dead letter stored again, say.
+
+    Before, the late review broke the order the check needs, the chain watch raised, and with
+    it the control plane stopped, on every replica, every round.
+    """
+    first = rating(1, "C-1", Rating.SATISFIED)
+    late = rating(2, "C-2", Rating.VERY_DISSATISFIED, prev=first.hash)
+    third = rating(3, "C-3", Rating.SATISFIED, prev=late.hash)
+    await stand.send("pad-late", first, third)
+    stand.now = NOW + GAP_GRACE
+    assert await check(stand) == [("pad-late", 3, "broken_link")]
+    await stand.send("pad-late", late)
+    assert await check(stand) == []  # its seal holds; its link was judged at seq 3
+    assert not await ReviewRow.filter(chain_checked=False).exists()
+    tip = await ReviewChainTip.get(device_id="pad-late")
+    assert (tip.seq, tip.hash) == (3, third.hash)
+    # One altered after sealing is still caught when it comes late.
+    altered = msgspec.structs.replace(rating(4, "C-4", Rating.SATISFIED, prev=third.hash),
+                                      rating=Rating.VERY_SATISFIED)  # fmt: skip
+    fifth = rating(5, "C-5", Rating.SATISFIED, prev=altered.hash)
+    await stand.send("pad-late", fifth)
+    stand.now += GAP_GRACE
+    assert await check(stand) == [("pad-late", 5, "broken_link")]
+    await stand.send("pad-late", altered)
+    assert await check(stand) == [("pad-late", 4, "hash_mismatch")]
+
+
+async def test_a_pad_whose_check_fails_holds_up_no_other(
+    stand: Stand, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A defect met in one pad's chain is logged; the other pads are checked all the same."""
+    real_check = review_chain_watch.check
+
+    def failing_for_one_pad(tip: object, reviews: list[Review]) -> object:
+        if reviews[0].case_number == "C-broken":
+            raise ValueError("a defect")
+        return real_check(tip, reviews)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(review_chain_watch, "check", failing_for_one_pad)
+    await stand.send("pad-a", rating(1, "C-broken", Rating.SATISFIED))
+    altered = msgspec.structs.replace(
+        rating(1, "C-b", Rating.SATISFIED), rating=Rating.DISSATISFIED
+    )
+    await stand.send("pad-b", altered)
+    assert await check(stand) == [("pad-b", 1, "hash_mismatch")]
+    assert await ReviewRow.filter(device_id="pad-a", chain_checked=False).exists()
 
 
 async def test_a_refused_second_rating_is_a_link_of_the_chain_not_a_break(

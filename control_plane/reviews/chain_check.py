@@ -84,6 +84,18 @@ def check(last_verified: ChainTip | None, reviews: Sequence[Review]) -> ChainVer
     return ChainVerdict(tuple(problems), tip)
 
 
+def check_late(review: Review) -> list[ChainProblem]:
+    """A review that arrived after the chain was checked past its seq: its own seal only.
+
+    Its place in the chain was judged when the chain passed it: the review after it showed a
+    ``broken_link`` then, as it was missing (a dead letter stored again later, or a record the
+    walk gave up waiting for). What is left to check is that it re-hashes to its ``hash``.
+    """
+    if review.hash == NO_HASH or (computed := review_hash(review)) == review.hash:
+        return []
+    return [ChainProblem(review.seq, ProblemKind.HASH_MISMATCH, computed, review.hash)]
+
+
 def _problems_at(tip: ChainTip | None, review: Review) -> list[ChainProblem]:
     previous = NO_HASH if tip is None else tip.hash
     if review.hash == NO_HASH:
