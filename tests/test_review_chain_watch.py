@@ -20,6 +20,7 @@ from control_plane.db.review_models import (
     ReviewRow,
 )
 from control_plane.review_chain_watch import GAP_GRACE, ChainWatch, watermark
+from control_plane.reviews.chain_check import check as real_check
 from edge.protocol import Channel, PrintJob, Rating, Review
 from tests.support.review_stand import NOW, Stand, rating, review_stand
 
@@ -124,7 +125,6 @@ async def test_a_pad_whose_check_fails_holds_up_no_other(
     stand: Stand, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A defect met in one pad's chain is logged; the other pads are checked all the same."""
-    real_check = review_chain_watch.check
 
     def failing_for_one_pad(tip: object, reviews: list[Review]) -> object:
         if reviews[0].case_number == "C-broken":
