@@ -43,12 +43,23 @@ def rollouts() -> dashboard.Dashboard:
         width=4,
     )
     grid.add(
+        single_stat(
+            "Replicas driving the rollouts",
+            "The replica holding the database's rollout lock drives the rollouts; the others "
+            "forward to it and take over within seconds when it is gone. 1 is right; 0 means "
+            "rollouts wait (alert RolloutsNotDriven), 2 or more that replicas do not share a lock.",
+            "sum(termfleet_rollouts_driving)",
+            steps=thresholds((None, "red"), (1, "green"), (2, "red")),
+        ),
+        width=4,
+    )
+    grid.add(
         top_table(
             "Current wave of unfinished rollouts",
             "The wave each unfinished rollout is in, counted from 1 (canary first).",
             f"max by (rollout) (termfleet_rollout_wave{{{ROLLOUT}}})",
         ),
-        width=12,
+        width=8,
     )
     grid.add(
         time_series(
