@@ -81,7 +81,7 @@ class RolloutDriver:
             else:
                 self.holder_url = await self._lock.holder()
         except DATABASE_ERRORS as exc:
-            log.warning("rollouts: cannot take part in the election now: %s", exc)
+            log.warning("rollouts: cannot use the rollout lock now: %s", exc)
             await self._stop_driving()
 
     async def _drive(self) -> None:
