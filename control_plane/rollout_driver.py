@@ -109,8 +109,7 @@ class RolloutDriver:
         driving, self._driving = self._driving, None
         if driving is not None:
             driving.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await driving
+            await asyncio.wait({driving})  # its failure, if any, was raised by ``_hold``
         if self.executor is not None:
             self.executor = None
             self._on_change(None)
