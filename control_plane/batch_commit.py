@@ -52,6 +52,11 @@ BatchStore = Callable[
 ]
 """How a batch is committed: ``records.store_batch``'s signature."""
 
+STORE_ERRORS: tuple[type[Exception], ...] = (*DATABASE_ERRORS, ValueError, OverflowError)
+"""What a failed commit raises: the database's errors, and a value the driver or the ORM cannot
+convert (a time no column holds raised OverflowError on SQLite before the wire contract bounded
+``at``; the ingest stopped on every redelivery). Either way the batch is cut down to the record."""
+
 ACK_TOPICS_REMEMBERED = 1 << 17
 """One per device; the same bound as the ingest's parsed topics."""
 
@@ -87,7 +92,7 @@ class BatchCommitter:
         acknowledged = _Tally()
         try:
             return await self._commit_isolating(batch, conn, acknowledged)
-        except DATABASE_ERRORS:
+        except STORE_ERRORS:
             self._metrics.ingest_errors.inc(len(batch.messages) - acknowledged.messages)
             raise
 
@@ -96,7 +101,7 @@ class BatchCommitter:
     ) -> list[DeviceAck]:
         try:
             return await self._commit_and_ack(batch, conn, acknowledged)
-        except DATABASE_ERRORS as exc:
+        except STORE_ERRORS as exc:
             if not await whole(database_answers()):  # not: the failure was not the batch's
                 raise
             parts = batch.parts()
@@ -108,7 +113,7 @@ class BatchCommitter:
                 ]
             try:  # once more alone: a deadlock or a serialization failure passes
                 return await self._commit_and_ack(batch, conn, acknowledged)
-            except DATABASE_ERRORS:
+            except STORE_ERRORS:
                 why = f"{type(exc).__name__}: {exc}"
                 where = batch.records[0].device_id if batch.records else "?"
                 log.exception("the database refuses a record of %s; kept as a dead letter", where)

@@ -30,6 +30,8 @@ from edge.protocol import topics as wire
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 REFUSED_SEQ = 7
+UNCONVERTIBLE_SEQ = 11
+"""A record whose value the driver cannot convert (OverflowError), as a year-1 time once was."""
 
 
 class Store:
@@ -40,6 +42,7 @@ class Store:
         self.dead: list[int | None] = []
         self.gone_after: int | None = None
         """Commits to succeed before the database goes away (None: never)."""
+        self.unconvertible = False
 
     async def __call__(
         self,
@@ -52,6 +55,8 @@ class Store:
             raise sqlite3.OperationalError("unable to open database file")
         if any(record.seq == REFUSED_SEQ for record in records):
             raise sqlite3.IntegrityError("refused")
+        if self.unconvertible and any(record.seq == UNCONVERTIBLE_SEQ for record in records):
+            raise OverflowError("date value out of range")
         if self.gone_after is not None:
             self.gone_after -= 1
         self.committed += [record.seq for record in records]
@@ -114,3 +119,14 @@ async def test_the_database_gone_midway_counts_what_stays_unacknowledged(store: 
     # ... its first quarter (1-4) commits, then the database is gone: 12 messages unstored.
     assert store.committed == [1, 2, 3, 4]
     assert counted(metrics, "termfleet_ingest_errors_total") == 12
+
+
+async def test_a_value_the_driver_cannot_convert_is_isolated_like_a_refusal(store: Store) -> None:
+    """Not a database error, yet the record's own: the batch is cut down to it, the rest stored."""
+    store.unconvertible = True
+    commit, metrics = committer(store)
+    acks = await commit.commit(batch_of(16), None)
+    assert sorted(seq for ack in acks for seq in ack.rejected) == [REFUSED_SEQ, UNCONVERTIBLE_SEQ]
+    assert sorted(store.committed) == [s for s in range(1, 17) if s not in {7, 11}]
+    assert counted(metrics, "termfleet_ingest_rejected_total", reason="unstorable") == 2
+    assert counted(metrics, "termfleet_ingest_errors_total") == 0

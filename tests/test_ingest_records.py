@@ -288,6 +288,36 @@ async def test_a_review_too_long_for_its_columns_is_refused_alone(
         assert "case_number" in dead.detail
 
 
+async def test_absurd_times_and_counts_are_refused_alone(
+    broker: BrokerSettings, database_url: str, device: tuple[str, mqtt.Connection, AckListener]
+) -> None:
+    """Values the wire contract let through and storing or counting them could not hold.
+
+    A review at year 1 with an offset (year 0 in UTC) raised OverflowError in the commit on
+    SQLite, which stopped the ingest, and so the server, on every redelivery; a print job of 2^63
+    pages stopped the roll-ups. Refused now, each alone, and kept raw; a wrong clock that
+    says 1970 still passes.
+    """
+    device_id, conn, listener = device
+    year_one = (
+        b'{"seq":1,"at":"0001-01-01T00:00:00+01:00","case_number":"C-1","rating":"satisfied"}'
+    )
+    pages = b'{"type":"print","seq":2,"pages":9223372036854775808}'
+    reset_clock = Review(seq=3, at=datetime(1970, 1, 1, 0, 5, tzinfo=UTC), case_number="C-3",
+                         rating=Rating.SATISFIED)  # fmt: skip
+    async with running_control_plane(broker, database_url) as cp:
+        await send(conn, device_id, Channel.REVIEW, year_one)
+        await send(conn, device_id, Channel.USAGE, pages)
+        await send(conn, device_id, Channel.REVIEW, encode(reset_clock))
+        await listener.until({3}, rejected=frozenset({1, 2}))
+        assert (await cp.get_json("/healthz"))["mqtt_connected"]
+    assert await stored(database_url, device_id) == [3]
+    async with database(database_url):
+        dead = await RejectedMessage.filter(device_id=device_id).order_by("seq")
+        assert [(d.seq, d.reason) for d in dead] == [(1, "schema"), (2, "schema")]
+        assert "outside 1970-2199" in dead[0].detail
+
+
 async def test_a_record_the_database_refuses_is_kept_raw_and_holds_up_nothing(
     broker: BrokerSettings, database_url: str, device: tuple[str, mqtt.Connection, AckListener]
 ) -> None:

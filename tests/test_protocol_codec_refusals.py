@@ -185,6 +185,45 @@ def test_an_unknown_usage_type_must_be_a_storable_name(usage_type: str) -> None:
     assert kept.original_type == "x" * 32  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize(
+    ("at", "kept"),
+    [
+        ("0001-01-01T00:00:00+01:00", False),  # year 0 in UTC: no datetime holds it
+        ("1969-12-31T23:59:59Z", False),
+        ("1970-01-01T00:00:00Z", True),  # a clock that lost its battery
+        ("1970-01-01T07:59:59+08:00", False),  # before 1970 in UTC
+        ("2199-12-31T23:59:59Z", True),
+        ("2200-01-01T00:00:00Z", False),
+        ("9999-12-31T23:59:59-01:00", False),
+    ],
+)
+def test_a_records_time_must_be_plausible(at: str, kept: bool) -> None:  # noqa: FBT001
+    for channel, body in [
+        (Channel.USAGE, {"type": "print", "seq": 1, "at": at}),
+        (Channel.REVIEW, {"seq": 1, "at": at, "case_number": "C-1", "rating": "satisfied"}),
+        (Channel.EVENT, {"type": "reboot", "seq": 1, "at": at}),
+    ]:
+        data = json.dumps(body).encode()
+        if kept:
+            assert decode(channel, data).at is not None  # type: ignore[attr-defined]
+            continue
+        with pytest.raises(PayloadError, match="outside 1970-2199") as caught:
+            decode(channel, data)
+        assert caught.value.reason is RejectReason.SCHEMA
+
+
+def test_what_the_control_plane_sums_is_bounded() -> None:
+    pages = {"type": "print", "seq": 1, "pages": 10_000}
+    assert decode(Channel.USAGE, json.dumps(pages).encode()).pages == 10_000  # type: ignore[attr-defined]
+    with pytest.raises(PayloadError, match="pages") as caught:
+        decode(Channel.USAGE, json.dumps({**pages, "pages": 10_001}).encode())
+    assert caught.value.reason is RejectReason.SCHEMA
+    reported = {"status": "applied", "version": 2**53}
+    assert decode(Channel.REPORTED, json.dumps(reported).encode()).version == 2**53  # type: ignore[attr-defined]
+    with pytest.raises(PayloadError, match="version"):
+        decode(Channel.REPORTED, json.dumps({**reported, "version": 2**63 - 1}).encode())
+
+
 def test_size_limit_is_inclusive() -> None:
     body = b'{"state":"online","session":1}'
     at_limit = body[:-1] + b" " * (MAX_PAYLOAD_BYTES - len(body)) + b"}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import functools
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, ClassVar, Self
 
 import msgspec
@@ -19,6 +19,12 @@ SUPPORTED_VERSIONS = frozenset({1})
 
 Timestamp = Annotated[datetime, msgspec.Meta(tz=True, description="RFC 3339 time with offset")]
 """A device- or server-side time. Device clocks drift, so ordering always uses sequence numbers."""
+
+TIMES_FROM = datetime(1970, 1, 1, tzinfo=UTC)
+TIMES_BEFORE = datetime(2200, 1, 1, tzinfo=UTC)
+"""A record's ``at`` lies between these: a wrong device clock passes (one that lost its battery
+starts at 1970), an absurd one does not. Year 1 at +01:00 is year 0 in UTC, which no datetime
+holds: storing it raised OverflowError on SQLite, and the ingest stopped on every redelivery."""
 
 SEQ_MAX = 2**63 - 1
 """Sequence numbers and sessions fit a signed 64-bit column (PostgreSQL BIGINT, SQLite INTEGER)."""
@@ -92,3 +98,10 @@ class Record(Payload, frozen=True, kw_only=True):
     at: Timestamp | None = None
 
     required: ClassVar[tuple[str, ...]] = ("seq",)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        at = self.at
+        if at is not None and at.tzinfo is not None and not TIMES_FROM <= at < TIMES_BEFORE:
+            msg = f"at {at.isoformat()} is outside {TIMES_FROM.year}-{TIMES_BEFORE.year - 1}"
+            raise ValueError(msg)

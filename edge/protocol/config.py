@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
+
+import msgspec
 
 from .common import OpenEnum, Payload, Timestamp
+
+CONFIG_VERSION_MAX = 2**53
+"""Config versions count changes: one a second would take 285 million years to reach this. A
+bound keeps the next version (the highest known plus one) within a 64-bit column; a reported
+version at that column's limit made the twin sync fail on every pass."""
+ConfigVersion = Annotated[int, msgspec.Meta(ge=0, le=CONFIG_VERSION_MAX)]
 
 
 class DesiredConfig(Payload, frozen=True, kw_only=True):
     """Retained on the device's downlink. Versions only go up; the agent ignores older ones."""
 
-    version: int = 0
+    version: ConfigVersion = 0
     values: dict[str, Any] = {}
     issued_at: Timestamp | None = None
 
@@ -27,7 +35,7 @@ class ApplyStatus(OpenEnum):
 class ReportedConfig(Payload, frozen=True, kw_only=True):
     """Retained on the device's uplink: what the agent runs with now."""
 
-    version: int = 0
+    version: ConfigVersion = 0
     status: ApplyStatus = ApplyStatus.UNKNOWN
     error: str = ""
     values: dict[str, Any] = {}

@@ -35,6 +35,9 @@ class SessionEndReason(OpenEnum):
 
 
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+MAX_PAGES = 10_000
+"""Pages of one print job at most: far above any terminal's job, and low enough that the
+roll-ups' sums stay within their 32-bit columns (an unbounded count overflowed them)."""
 
 
 class SessionStarted(UsageRecord, frozen=True, kw_only=True, tag="session_started"):
@@ -62,7 +65,7 @@ class Transaction(UsageRecord, frozen=True, kw_only=True, tag="transaction"):
 
 class PrintJob(UsageRecord, frozen=True, kw_only=True, tag="print"):
     session_id: str = ""
-    pages: Annotated[int, msgspec.Meta(ge=0)] = 0
+    pages: Annotated[int, msgspec.Meta(ge=0, le=MAX_PAGES)] = 0
     ok: bool = True
     printer: str = ""
 
