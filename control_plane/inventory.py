@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from edge import schedule
 from edge.protocol import DeviceKind
 from edge.protocol.common import ID_PATTERN
+from provisioning.dynsec import SERVICE_PREFIX
 
 from . import jurisdiction
 from .jurisdiction import JurisdictionError, Level
@@ -285,6 +286,10 @@ def window(values: Mapping[str, object], where: str) -> WindowSpec:
 def device(values: Mapping[str, object], where: str) -> DeviceSpec:
     row = Row(values, where, DEVICES)
     device_id = row.matching("device_id", DEVICE_ID, "a device id (as in MQTT topics)")
+    if device_id.startswith(SERVICE_PREFIX):
+        # A terminal's id is its broker login: this one would pass for one of termfleet's own.
+        reserved = "which is reserved for termfleet's own broker logins"
+        row.fail("device_id", f"{device_id!r} starts with {SERVICE_PREFIX!r}, {reserved}")
     kind_text = row.text("kind")
     if kind_text not in IMPORTABLE_KINDS:
         row.fail("kind", f"{kind_text!r} is not one of {', '.join(IMPORTABLE_KINDS)}")

@@ -9,6 +9,7 @@ and its audit entry. Which devices then need a new desired config is ``twin_devi
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +26,8 @@ from .db.twin_models import ConfigLayer, ConfigRevision
 from .jurisdiction import CODE as NODE_CODE
 from .twin import DeviceScope, GlobalScope, LabelScope, Layer, LayerError, NodeScope, Scope
 from .twin.layers import LAYER_ID, TwinErrorReason
+
+log = logging.getLogger(__name__)
 
 MAX_DESCRIPTION = 255
 REVISION_ROW = 1
@@ -61,7 +64,12 @@ class LayerInput:
 
 @dataclass(frozen=True, slots=True)
 class StoredLayer:
-    """A layer row with its pure form; ``layer`` is None for a node scope whose node is gone."""
+    """A layer row with its pure form; ``layer`` is None when the layer reaches nobody.
+
+    That is a node scope whose node is gone, and a row the pure core refuses as it stands now:
+    its node moved under a parent whose code it does not extend, or a value the config keys of
+    this version refuse. Either is shown as stored until an administrator replaces or deletes it.
+    """
 
     row: ConfigLayer
     layer: Layer | None
@@ -95,8 +103,16 @@ def _stored(row: ConfigLayer, paths: Mapping[str, str]) -> StoredLayer:
     path = paths.get(str(row.scope.get("node"))) if row.scope_kind == ScopeKind.NODE else None
     if row.scope_kind == ScopeKind.NODE and path is None:
         return StoredLayer(row, None)  # its node was deleted: it reaches nobody
-    scope = _scope(ScopeKind(row.scope_kind), row.scope, path)
-    layer = Layer(row.id, scope, row.values, row.priority, row.revision)
+    try:
+        scope = _scope(ScopeKind(row.scope_kind), row.scope, path)
+        layer = Layer(row.id, scope, row.values, row.priority, row.revision)
+    except LayerError as exc:
+        # Stored when it was valid; the tree or the config keys changed under it since. Refusing
+        # it here would stop every twin pass: it reaches nobody until it is replaced or deleted.
+        log.warning(
+            "config layer %s reaches no device until it is replaced or deleted: %s", row.id, exc
+        )
+        return StoredLayer(row, None, path)
     return StoredLayer(row, layer, path)
 
 

@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 
 from nacl.exceptions import CryptoError
 from nacl.public import PublicKey, SealedBox
-from tortoise.exceptions import BaseORMException
 
+from control_plane.db import DATABASE_ERRORS
 from control_plane.db.whole import whole
 from edge import mqtt
 from edge.agent.backoff import Backoff
@@ -48,6 +48,8 @@ PUBLIC_KEY_BYTES = 32
 ANSWERS_KEPT = 1_000
 """Answers remembered by claim id, so a terminal repeating its request gets the same one."""
 ACCEPTED = "accepted"
+TRY_AGAIN_ERRORS: tuple[type[Exception], ...] = (DynsecError, *DATABASE_ERRORS)
+"""The broker refusing a login, the database busy or away: the terminal is told to try again."""
 
 
 class ClaimService:
@@ -77,7 +79,15 @@ class ClaimService:
 
     async def answer(self, request: ClaimRequest, admin: BrokerAdmin) -> ClaimResponse:
         async with self._exclusive:
-            response = await self._decide(request, admin)
+            try:
+                response = await self._decide(request, admin)
+            except mqtt.MqttError:
+                raise  # the broker went away: ``run`` connects again, the terminal asks again
+            except Exception:
+                # A defect, or a row nothing foresaw: one request must not end the service, and
+                # the control plane with it. The terminal is told to try later; the log says why.
+                log.exception("could not answer the claim of serial %r", request.serial[:64])
+                response = refused(Refusal.UNAVAILABLE)
         outcome = ACCEPTED if response.status is ClaimStatus.ACCEPTED else response.reason
         self._count(outcome)
         if outcome != ACCEPTED:
@@ -109,7 +119,9 @@ class ClaimService:
                 now=self._clock(),
                 before_commit=give_login,
             )
-        except (DynsecError, BaseORMException) as exc:
+        except mqtt.MqttError:
+            raise  # the broker away (an OSError, so in DATABASE_ERRORS too): ``run`` reconnects
+        except TRY_AGAIN_ERRORS as exc:
             # The broker refused the login, or the database is busy or away: nothing was
             # recorded, and neither may end the control plane; the terminal tries again.
             log.error("could not enroll a terminal: %s: %s", type(exc).__name__, exc)  # noqa: TRY400
@@ -195,6 +207,9 @@ async def login_commands(
     Asked first rather than tolerated after: 2.0.11 answers "Internal error" to an
     addClientRole for a role the client holds already.
     """
+    # Before the broker is asked: an id that passes for one of termfleet's own logins (a row
+    # imported before imports refused them) must not be handed that login's password.
+    dynsec.check_device_id(device_id)
     [answer] = await admin.run(
         [{"command": "getClient", "username": device_id}], tolerate={"Client not found"}
     )

@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from tortoise.exceptions import BaseORMException
-
+from control_plane.db import DATABASE_ERRORS
 from control_plane.metrics import ControlPlaneMetrics
 from edge import mqtt
 
@@ -27,6 +26,8 @@ log = logging.getLogger(__name__)
 
 RECONCILE_INTERVAL_S = 300.0
 RETRY_S = 10.0
+RETRIED_ERRORS: tuple[type[Exception], ...] = (mqtt.MqttError, DynsecError, *DATABASE_ERRORS)
+"""The broker or the database away or refusing: the reconcile is tried again in ``RETRY_S``."""
 
 
 class Provisioning:
@@ -85,7 +86,7 @@ class Provisioning:
                             )
                         self._record(report)
                         await asyncio.sleep(every_s)
-            except (mqtt.MqttError, DynsecError, BaseORMException) as exc:
+            except RETRIED_ERRORS as exc:
                 self._metrics.broker_reconciles.labels("failed").inc()
                 log.warning("broker reconcile failed, retrying in %.0f s: %s", RETRY_S, exc)
             await asyncio.sleep(RETRY_S)

@@ -414,6 +414,14 @@ def replace_line(table: str, line: int, text: str) -> str:
         ),
         (
             "devices.csv",
+            "device_id,kind\ntermfleet-kiosk-7,kiosk\n",
+            (
+                "devices.csv line 2: device_id: 'termfleet-kiosk-7' starts with 'termfleet-',"
+                " which is reserved for termfleet's own broker logins"
+            ),
+        ),
+        (
+            "devices.csv",
             "device_id,kind,colour\nkiosk-1,kiosk,red\n",
             (
                 "devices.csv line 2: unknown field(s) colour; devices has device_id, kind, serial,"
@@ -446,6 +454,7 @@ def replace_line(table: str, line: int, text: str) -> str:
         "bad-kind",
         "window-without-site",
         "bad-label",
+        "reserved-device-id",
         "unknown-column",
         "extra-cell",
         "long-name",
