@@ -109,6 +109,7 @@ class ControlPlaneMetrics:
             names.MQTT_CONNECTED.name, names.MQTT_CONNECTED.help, registry=self.registry
         )
         self.rollouts_driving = _gauge(names.ROLLOUTS_DRIVING, self.registry)
+        self.chore_failures = _counter(names.CHORE_FAILURES, self.registry)
         # Provisioning: the claim service and the broker reconcile (provisioning/runner.py).
         self.enrollments = _counter(names.ENROLLMENTS, self.registry)
         self.broker_drift = _gauge(names.BROKER_DRIFT, self.registry)

@@ -7,6 +7,7 @@ import gc
 import logging
 import signal
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from edge import mqtt
 from edge.mqtt import BrokerAddress
 
 from . import registry, rollups
+from .chores import supervised
 from .content_repo import ContentRepo
 from .content_urls import url_key
 from .db import DATABASE_ERRORS, database
@@ -44,6 +46,7 @@ from .twin_publish import TwinSync, install_metrics
 from .usage_metrics import DepartmentLabels
 
 if TYPE_CHECKING:
+    from provisioning.runner import Provisioning
     from provisioning.settings import ProvisioningSettings
 
     from .content_repo import ContentSettings
@@ -170,31 +173,51 @@ async def serve(
                 )
                 chores = [
                     tasks.create_task(
-                        _keep_placements(fleet, sites, ingest.usage.departments),
-                        name="placements",
-                    ),
-                    tasks.create_task(twin_sync.run(), name="twin"),
-                    tasks.create_task(review_chores.run(), name="reviews"),
-                    tasks.create_task(rollout_driver.run(), name="rollouts"),
-                    tasks.create_task(
-                        rollups.keep_rolled_up(rollup_settings, first_after_s=ROLLUP_FIRST_S),
-                        name="rollups",
-                    ),
-                ]
-                if provisioning is not None:
-                    chores.append(tasks.create_task(provisioning.run(), name="provisioning"))
+                        supervised(name, chore, metrics.chore_failures), name=name
+                    )
+                    for name, chore in _chores(
+                        fleet=fleet, sites=sites, ingest=ingest, twin_sync=twin_sync,
+                        review_chores=review_chores, rollout_driver=rollout_driver,
+                        rollup_settings=rollup_settings, provisioning=provisioning,
+                    )
+                ]  # fmt: skip
                 await stop.wait()
                 ingest_task.cancel()
                 for chore in chores:
                     chore.cancel()
         except* Exception as failed:  # noqa: BLE001 - any failure of the ingest ends the server
-            # The ingest reconnects on its own; anything else that ends it ends the server,
-            # loudly, rather than leaving an HTTP server up that takes in nothing.
+            # The ingest reconnects on its own, and the chores are started again when they fail
+            # (``chores``); anything else that ends the ingest ends the server, loudly, rather
+            # than leaving an HTTP server up that takes in nothing.
             cause = failed.exceptions[0]
             msg = f"the ingest stopped: {type(cause).__name__}: {cause}"
             raise ServerError(msg) from cause
         finally:
             await runner.cleanup()
+
+
+def _chores(  # noqa: PLR0913 - each part that has a chore
+    *,
+    fleet: FleetState,
+    sites: SiteCache,
+    ingest: Ingest,
+    twin_sync: TwinSync,
+    review_chores: ReviewChores,
+    rollout_driver: RolloutDriver,
+    rollup_settings: RollupSettings,
+    provisioning: Provisioning | None,
+) -> list[tuple[str, Callable[[], Awaitable[object]]]]:
+    """The server's chores by name, each supervised (``chores``): none can stop the server."""
+    found: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+        ("placements", lambda: _keep_placements(fleet, sites, ingest.usage.departments)),
+        ("twin", twin_sync.run),
+        ("reviews", review_chores.run),
+        ("rollouts", rollout_driver.run),
+        ("rollups", lambda: rollups.keep_rolled_up(rollup_settings, first_after_s=ROLLUP_FIRST_S)),
+    ]
+    if provisioning is not None:
+        found.append(("provisioning", provisioning.run))
+    return found
 
 
 async def _listen(app: web.Application, settings: ServerSettings) -> web.AppRunner:

@@ -48,6 +48,13 @@ INGEST_REJECTED = MetricSpec(
     "Uplink messages refused by the ingest, by reason (topic, json, schema, version, ...).",
     ("reason",),
 )
+CHORE_FAILURES = MetricSpec(
+    "termfleet_chore_failures_total",
+    "Times one of the server's chores (rollups, twin, reviews, rollouts, placements, "
+    "provisioning) raised something other than a database error and was started again. Each is "
+    "a defect or data nothing foresaw: the server's log has the traceback.",
+    ("chore",),
+)
 INGEST_ERRORS = MetricSpec(
     "termfleet_ingest_errors_total",
     "Well-formed uplink messages the ingest failed to store (database errors). A record's comes "
