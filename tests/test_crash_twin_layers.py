@@ -20,7 +20,7 @@ from control_plane.db.twin_models import ConfigLayer
 from control_plane.inventory_files import read_json
 from control_plane.inventory_store import import_inventory
 from control_plane.twin_publish import TwinSync
-from tests.support.admin_api import admin_api
+from tests.support.admin_api import Api, admin_api
 from tests.support.scoped_fleet import TOWN_A
 
 LAYERS = "/api/v1/config/layers"
@@ -46,17 +46,21 @@ def warnings_about(caplog: pytest.LogCaptureFixture, layer_id: str) -> list[str]
     ]
 
 
+async def global_and_town_layers(api: Api, admin: str) -> dict[str, Any]:
+    """A global layer, and one on town A's node (returned): the one the tests then break."""
+    await api.ok("PUT", f"{LAYERS}/all", admin, layer({"kind": "global"}, {"ui.language": "en"}))
+    town_a = layer({"kind": "node", "node": TOWN_A}, {"ui.idle_timeout_s": 100})
+    await api.ok("PUT", f"{LAYERS}/town-a", admin, town_a)
+    return town_a
+
+
 async def test_a_layer_whose_node_an_import_moved_reaches_nobody_and_the_sync_goes_on(
     database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="control_plane.twin_store")
     async with admin_api(database_url) as api:
         admin = await api.token()
-        await api.ok(
-            "PUT", f"{LAYERS}/all", admin, layer({"kind": "global"}, {"ui.language": "en"})
-        )
-        town_a = layer({"kind": "node", "node": TOWN_A}, {"ui.idle_timeout_s": 100})
-        await api.ok("PUT", f"{LAYERS}/town-a", admin, town_a)
+        town_a = await global_and_town_layers(api, admin)
         before = await api.ok("GET", "/api/v1/devices/kiosk-a/config", admin)
         await import_inventory(read_json(json.dumps(REZONED), "rezoned.json"))
         await TwinSync(None).apply(None)  # the server's twin chore: it raised here
@@ -96,11 +100,7 @@ async def test_a_layer_whose_values_the_config_keys_now_refuse_reaches_nobody_an
     caplog.set_level(logging.WARNING, logger="control_plane.twin_store")
     async with admin_api(database_url) as api:
         admin = await api.token()
-        await api.ok(
-            "PUT", f"{LAYERS}/all", admin, layer({"kind": "global"}, {"ui.language": "en"})
-        )
-        town_a = layer({"kind": "node", "node": TOWN_A}, {"ui.idle_timeout_s": 100})
-        await api.ok("PUT", f"{LAYERS}/town-a", admin, town_a)
+        await global_and_town_layers(api, admin)
         # As an older version kept it: the row is what the database holds after an upgrade.
         await ConfigLayer.filter(id="town-a").update(values=stored)
         await TwinSync(None).apply(None)
