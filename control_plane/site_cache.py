@@ -16,11 +16,10 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
-from tortoise.exceptions import BaseORMException
-
 from edge.schedule import OpeningHours, ScheduleError
 
 from . import registry
+from .db import DATABASE_ERRORS
 from .db.models import Site
 from .jurisdiction import SEPARATOR
 from .site_facts import SiteFacts, build_facts, node_levels
@@ -69,7 +68,7 @@ class SiteCache:
                     ancestors = site.node.path.strip(SEPARATOR).split(SEPARATOR)
                     nodes = await registry.load_node_rows(ancestors)
                     windows = await registry.load_windows(code)
-            except (OSError, BaseORMException) as exc:
+            except DATABASE_ERRORS as exc:
                 log.warning("could not re-read site %s after a change: %s", code, exc)
                 return
             facts = self._fleet.site_facts
