@@ -104,10 +104,10 @@ class PostgresRolloutLock:
     """A session advisory lock on a connection of its own, named after the holder's URL."""
 
     def __init__(self, database_url: str, own_url: str) -> None:
-        if len(own_url) > MAX_URL_CHARS:
+        if len(own_url.encode()) > MAX_URL_CHARS:
             msg = (
                 f"the URL other replicas reach this one at, {own_url!r}, is longer than the "
-                f"{MAX_URL_CHARS} characters the rollout lock can name"
+                f"{MAX_URL_CHARS} characters the rollout lock can name (give a shorter --peer-url)"
             )
             raise RolloutLockError(msg)
         credentials = expand_db_url(database_url)["credentials"]
@@ -125,15 +125,28 @@ class PostgresRolloutLock:
             self._ours = False
             self._connection = await asyncpg.connect(
                 **self._connect,
+                timeout=CHECK_TIMEOUT_S,
                 server_settings={"application_name": self._application, **KEEPALIVE},
             )
         return self._connection
 
+    async def _fetch(self, sql: str, *args: object) -> object:
+        """One value on the lock's connection, within ``CHECK_TIMEOUT_S``; a lost one is dropped.
+
+        A standby's connection that went silent (a firewall forgot it) would otherwise hang its
+        tries until TCP gives up, a quarter of an hour, and no replica would take over.
+        """
+        connection = await self._opened()
+        try:
+            return await connection.fetchval(sql, *args, timeout=CHECK_TIMEOUT_S)
+        except LOST:
+            await self._drop()
+            raise
+
     async def take(self) -> bool:
         if self._ours and await self.held():
             return True
-        connection = await self._opened()
-        self._ours = bool(await connection.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY))
+        self._ours = bool(await self._fetch("SELECT pg_try_advisory_lock($1)", LOCK_KEY))
         return self._ours
 
     async def held(self) -> bool:
@@ -147,8 +160,7 @@ class PostgresRolloutLock:
         return True  # the session lives, and a session-level lock lives with it
 
     async def holder(self) -> str | None:
-        connection = await self._opened()
-        name = await connection.fetchval(_HOLDER_SQL, LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF)
+        name = await self._fetch(_HOLDER_SQL, LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF)
         if not isinstance(name, str) or not name.startswith(APPLICATION_PREFIX):
             return None
         return name.removeprefix(APPLICATION_PREFIX)
@@ -199,9 +211,17 @@ class FileRolloutLock:
         if self._descriptor is not None:
             return self._own_url
         try:
-            return self._path.read_text().strip() or None
+            descriptor = os.open(self._path, os.O_RDONLY)
         except OSError:
             return None
+        try:
+            try:  # a shared lock granted: nobody holds it, the URL is a dead holder's
+                fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return os.read(descriptor, 4096).decode(errors="replace").strip() or None
+            return None
+        finally:
+            os.close(descriptor)  # releases a shared lock taken here
 
     async def release(self) -> None:
         descriptor, self._descriptor = self._descriptor, None

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from edge import mqtt
 from edge.mqtt import BrokerAddress
+from edge.protocol import PackageReport
 
 from . import registry, rollups
 from .chores import supervised
@@ -36,7 +37,7 @@ from .metrics import ControlPlaneMetrics
 from .review_chores import ReviewChores
 from .reviews.score_rule import DEFAULT_RULE, ScoreRule
 from .reviews.working_days import WorkingCalendar
-from .rollout_driver import RolloutDriver
+from .rollout_driver import RecentReports, RolloutDriver
 from .rollout_executor import RolloutExecutor
 from .rollout_lock import RolloutLockError, rollout_lock
 from .rollout_notices import DownloadSettings, NoticeMaker
@@ -296,6 +297,8 @@ async def _start_rollouts(
         connection.publish_nowait(message)
         return True
 
+    recent = RecentReports()
+
     async def loaded() -> RolloutExecutor:
         executor = RolloutExecutor(
             NoticeMaker(downloads, fleet.hours_of),
@@ -304,14 +307,23 @@ async def _start_rollouts(
             connection=lambda: ingest.downlink,
         )
         await executor.load()
+        for device_id, report in recent.take():  # what arrived while no replica drove
+            await executor.report(device_id, report)
         return executor
 
+    async def reported(device_id: str, report: PackageReport) -> None:
+        if driver.executor is not None:
+            await driver.executor.report(device_id, report)
+        else:
+            recent.add(device_id, report)
+
     def driving(executor: RolloutExecutor | None) -> None:
-        ingest.on_packages_reported = executor.report if executor is not None else None
         metrics.rollouts_driving.set(0 if executor is None else 1)
 
+    ingest.on_packages_reported = reported
     try:
-        lock = rollout_lock(settings.database_url, settings.peer())
+        # Only a replica that may hold the lock needs a URL the lock can name.
+        lock = rollout_lock(settings.database_url, settings.peer() if settings.rollouts else "")
     except RolloutLockError as exc:
         raise ServerError(str(exc)) from exc
     driver = RolloutDriver(lock, loaded, driving, takes_part=settings.rollouts)

@@ -13,8 +13,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from control_plane.rollout_driver import RolloutDriver
+from control_plane.rollout_driver import RecentReports, RolloutDriver
 from control_plane.rollout_executor import RolloutExecutor
+from edge.protocol import PackageReport
 
 FAST_S = 0.01
 
@@ -90,6 +91,7 @@ def driver_of(lock: Lock, changes: list[object], *, takes_part: bool = True) -> 
         takes_part=takes_part,
         try_interval_s=FAST_S,
         check_interval_s=FAST_S,
+        handover_s=FAST_S,
     )
 
 
@@ -162,3 +164,34 @@ async def test_an_executor_that_fails_ends_the_driver_loudly() -> None:
     with pytest.raises(RuntimeError, match="a defect"):
         await asyncio.wait_for(driver.run(), 2)
     assert not lock.ours  # given back on the way out
+
+
+async def test_taking_the_lock_from_another_holder_waits_before_driving() -> None:
+    """Long enough for an old holder whose lock connection died to notice and stop."""
+    lock, changes = Lock(), list[object]()
+    lock.taken_by = "http://old:8080"
+    driver = RolloutDriver(
+        lock, driver_of(lock, changes)._start, changes.append,  # noqa: SLF001 - its start
+        try_interval_s=FAST_S, check_interval_s=FAST_S, handover_s=0.3,
+    )  # fmt: skip
+    async with running(driver):
+        lock.taken_by = None
+        await until(lambda: lock.ours)
+        started = asyncio.get_running_loop().time()
+        await until(lambda: driver.driving)
+        assert asyncio.get_running_loop().time() - started >= 0.25
+        assert changes[-1] is driver.executor
+
+
+def test_recent_reports_keep_the_latest_per_device_of_the_last_minutes() -> None:
+    now = [0.0]
+    recent = RecentReports(keep_s=60.0, clock=lambda: now[0])
+    first, second, third = (PackageReport(packages=[]) for _ in range(3))
+    recent.add("kiosk-1", first)
+    now[0] = 30.0
+    recent.add("kiosk-2", second)
+    now[0] = 70.0  # kiosk-1's report is older than a minute now
+    recent.add("kiosk-2", third)
+    ((device, report),) = recent.take()
+    assert (device, report is third) == ("kiosk-2", True)  # the latest, not the earlier one
+    assert recent.take() == []

@@ -24,7 +24,7 @@ from click.testing import CliRunner
 
 from control_plane.auth import Role
 from control_plane.cli import cli
-from control_plane.rollout_driver import TRY_INTERVAL_S
+from control_plane.rollout_driver import HANDOVER_S, TRY_INTERVAL_S
 from control_plane.rollout_lock import (
     APPLICATION_PREFIX,
     MAX_URL_CHARS,
@@ -38,8 +38,8 @@ from tests.support.postgres import PostgresServer
 from tests.support.tokens import issue_token
 
 A, B = "http://replica-a:8080", "http://replica-b:8080"
-TAKEOVER_S = TRY_INTERVAL_S + 10.0
-"""A standby's next try, and the time to load the rollouts and answer."""
+TAKEOVER_S = TRY_INTERVAL_S + HANDOVER_S + 10.0
+"""A standby's next try, the hand-over's wait, and the time to load the rollouts and answer."""
 
 
 async def test_one_holder_at_a_time_named_to_the_others(database_url: str) -> None:

@@ -24,6 +24,11 @@ FORWARDED_HEADER = "X-Termfleet-Forwarded"
 DRIVER_HEADER = "X-Termfleet-Rollouts-Driver"
 """On a forwarded answer: the URL of the replica that gave it."""
 PASSED_HEADERS = ("Authorization", "Content-Type", "Accept")
+NOT_PASSED = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding",
+     "date", "server", "upgrade", "proxy-authenticate", "trailer", "te"}
+)  # fmt: skip
+"""Headers of the driver's answer that belong to its own connection, not to the answer."""
 FORWARD_TIMEOUT_S = 30.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -48,16 +53,21 @@ class Forwarder:
                 request.method, url, headers=headers, data=body, allow_redirects=False
             ) as answer:
                 payload = await answer.read()
-                content_type = answer.headers.get("Content-Type", "application/json")
                 status = answer.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
+                headers = {k: v for k, v in answer.headers.items() if k.lower() not in NOT_PASSED}
+        except TimeoutError:
+            # Sent, and perhaps done: saying "try again" could make a second rollout.
+            msg = (
+                f"the replica that drives the rollouts ({base_url}) did not answer within "
+                f"{FORWARD_TIMEOUT_S:.0f} s; the request may have been carried out: look before "
+                "sending it again"
+            )
+            raise ApiError(504, "rollouts_timeout", msg) from None
+        except aiohttp.ClientError as exc:
             msg = f"the replica that drives the rollouts ({base_url}) does not answer: {exc}"
             raise ApiError(503, "rollouts_elsewhere", msg, {"Retry-After": "5"}) from None
-        return web.Response(
-            status=status,
-            body=payload,
-            headers={"Content-Type": content_type, DRIVER_HEADER: base_url},
-        )
+        headers[DRIVER_HEADER] = base_url
+        return web.Response(status=status, body=payload, headers=headers)
 
     async def close(self) -> None:
         if self._session is not None:
