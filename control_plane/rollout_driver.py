@@ -115,11 +115,11 @@ class RolloutDriver:
         log.info("rollouts: this replica holds the rollout lock and drives the rollouts")
 
     async def _hold(self) -> None:
-        """Check the lock until it is lost (or the executor fails, which ends the server)."""
+        """Check the lock until it is lost; an executor that failed raises (its chore restarts)."""
         while True:
             await asyncio.sleep(self._check_interval_s)
             if self._driving is not None and self._driving.done():
-                self._driving.result()  # an executor that failed ends the server, loudly
+                self._driving.result()  # raises its failure: logged, counted, started again
             if not await self._lock.held():
                 log.error(
                     "rollouts: lost the rollout lock (its database connection is gone); "

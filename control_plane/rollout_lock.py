@@ -153,9 +153,8 @@ class PostgresRolloutLock:
         if not self._ours or self._connection is None or self._connection.is_closed():
             return False
         try:
-            await self._connection.fetchval("SELECT 1", timeout=CHECK_TIMEOUT_S)
+            await self._fetch("SELECT 1")
         except LOST:
-            await self._drop()
             return False
         return True  # the session lives, and a session-level lock lives with it
 
