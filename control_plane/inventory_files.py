@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from . import inventory
-from .inventory import NODES, TABLES, Inventory, InventoryError, Table
+from .inventory import NODES, TABLES, InventoryError, Table
+from .inventory_set import Inventory
 
 # The column that tells a CSV file's table, in the order they are looked for; a header with
 # none of them and only code and name is the departments table.

@@ -19,12 +19,12 @@ from .db.models import Department, Device, JurisdictionNode, ServiceWindow, Site
 from .inventory import (
     DepartmentSpec,
     DeviceSpec,
-    Inventory,
     InventoryError,
     NodeSpec,
     SiteSpec,
     WindowSpec,
 )
+from .inventory_set import Inventory
 from .jurisdiction import JurisdictionError, Level
 
 # Rows looked up per query: well under SQLite's limit of bound parameters.

@@ -9,7 +9,8 @@ from tortoise.transactions import in_transaction
 from control_plane import inventory, sites
 from control_plane.db import client, database
 from control_plane.db.models import Device, JurisdictionNode
-from control_plane.inventory import Inventory, InventoryError
+from control_plane.inventory import InventoryError
+from control_plane.inventory_set import Inventory
 from control_plane.inventory_store import import_inventory
 
 LEVEL_BELOW = {"province": "city", "city": "district", "district": "town", "town": "village"}

@@ -20,8 +20,9 @@ from control_plane.db.models import (
     Site,
     WindowDepartment,
 )
-from control_plane.inventory import Inventory, InventoryError
+from control_plane.inventory import InventoryError
 from control_plane.inventory_files import read
+from control_plane.inventory_set import Inventory
 from control_plane.inventory_store import import_inventory
 from edge.simulator.district import terminals
 

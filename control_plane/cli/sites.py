@@ -65,8 +65,8 @@ def import_(files: tuple[Path, ...], database_url: str, dry_run: bool, as_json: 
 
 async def _import(files: tuple[Path, ...], url: str, *, dry_run: bool) -> ImportSummary:
     from control_plane.db import database
-    from control_plane.inventory import Inventory
     from control_plane.inventory_files import read
+    from control_plane.inventory_set import Inventory
     from control_plane.inventory_store import import_inventory
 
     inventory = Inventory()
