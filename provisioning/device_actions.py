@@ -7,6 +7,7 @@ undone.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +28,8 @@ from . import dynsec
 from .broker_admin import BrokerAdmin
 from .reconcile import Desired
 from .settings import ProvisioningSettings
+
+log = logging.getLogger(__name__)
 
 GONE = frozenset({"Client not found", "Role not found"})
 """Answers to a revocation that mean it was done before."""
@@ -142,6 +145,11 @@ async def desired_state(settings: ProvisioningSettings) -> Desired:
             retired.add(device_id)
             continue
         if reenroll_until is not None and reenroll_until > now:
+            continue
+        if device_id.startswith(dynsec.SERVICE_PREFIX):
+            # Only a database from before imports refused such ids can hold one with a login:
+            # it gets none (it could pass for a service's), and the rest are reconciled.
+            log.error("device %s gets no broker login: its id is reserved for services", device_id)
             continue
         clients.append(dynsec.device_client(device_id, settings.password(device_id, generation)))
         roles.append(dynsec.device_role(device_id))

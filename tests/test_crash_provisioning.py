@@ -40,7 +40,7 @@ from edge.protocol import (
     ClaimStatus,
     DeviceKind,
 )
-from provisioning import claim_store, dynsec, runner
+from provisioning import claim_store, device_actions, dynsec, runner
 from provisioning.claim_service import ClaimService
 from provisioning.reconcile import Report
 from provisioning.settings import ProvisioningSettings
@@ -188,6 +188,27 @@ async def test_a_terminal_whose_device_id_is_reserved_is_told_to_try_later_and_t
     control_plane = secured.probe(dynsec.CONTROL_PLANE_USERNAME)
     assert control_plane.connect() == 0
     control_plane.close()
+
+
+async def test_a_reserved_device_id_holding_a_login_gets_none_and_the_rest_are_reconciled(
+    database_url: str, secured: SecuredBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="provisioning.device_actions")
+    settings = settings_for(secured)
+    async with database(database_url):
+        # As a database from before imports and claims refused the prefix could hold them.
+        for device_id in (dynsec.CONTROL_PLANE_USERNAME, "termfleet-kiosk-7", "kiosk-8"):
+            await Device.create(device_id=device_id, kind="kiosk", broker_generation=1)
+        desired = await device_actions.desired_state(settings)
+
+    logins = [client.username for client in desired.clients]
+    assert logins.count(dynsec.CONTROL_PLANE_USERNAME) == 1, "the service's own login, once"
+    assert "termfleet-kiosk-7" not in logins
+    assert "kiosk-8" in logins, "the other terminals are still reconciled"
+    mine = next(c for c in desired.clients if c.username == dynsec.CONTROL_PLANE_USERNAME)
+    assert mine.password == secured.password(dynsec.CONTROL_PLANE_USERNAME)
+    refused = [r.getMessage() for r in caplog.records if "gets no broker login" in r.getMessage()]
+    assert len(refused) == 2, refused
 
 
 # --- a PostgreSQL connection terminated mid-query ---------------------------------------------
