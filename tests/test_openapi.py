@@ -27,6 +27,7 @@ from control_plane.fleet import FleetState
 from control_plane.http import openapi
 from control_plane.http.app import API_ROUTES, make_app
 from control_plane.http.auth_doc import OPEN_ROUTES
+from control_plane.http.rollout_forward import ROLLOUTS_PATH
 from control_plane.ingest import Ingest
 from control_plane.metrics import ControlPlaneMetrics
 from tests.support.admin_api import admin_api_in_a_thread
@@ -70,6 +71,18 @@ def test_each_operation_names_its_permission_and_meaning() -> None:
         assert PERMISSION_MEANING[route.permission] in operation["description"]
         assert str(route.status) in operation["responses"]
         assert ("409" in operation["responses"]) == (route.conflict is not None)
+
+
+def test_the_forwarded_routes_and_only_they_document_the_forward_answers() -> None:
+    # A replica that does not drive the rollouts forwards them, and answers 503 or 504 for them.
+    document = openapi.document(API_ROUTES)
+    for route in API_ROUTES:
+        responses = document["paths"][route.path][route.method.lower()]["responses"]
+        forwarded = route.path.startswith(ROLLOUTS_PATH)
+        assert ("503" in responses, "504" in responses) == (forwarded, forwarded), route.path
+        if forwarded:
+            assert "rollouts_undriven" in responses["503"]["description"]
+            assert "rollouts_timeout" in responses["504"]["description"]
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

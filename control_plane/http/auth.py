@@ -60,6 +60,8 @@ class ApiRoute:
     """When the route answers 409 Conflict, if it can."""
     unavailable: str | None = None
     """When the route answers 503 Service Unavailable (with ``Retry-After``), if it can."""
+    timeout: str | None = None
+    """When the route answers 504 Gateway Timeout (a request passed on unanswered), if it can."""
 
 
 def challenge(error: AuthError) -> str:

@@ -256,6 +256,8 @@ def _responses(route: ApiRoute, schema_of: Mapping[str, Json]) -> Iterator[tuple
         yield "413", {"description": TOO_LARGE, "content": error}
     if route.unavailable is not None:
         yield "503", {"description": route.unavailable, "content": error}
+    if route.timeout is not None:
+        yield "504", {"description": route.timeout, "content": error}
     if isinstance(route.body, FileBody | CheckedBody):
         yield "422", {"description": route.body.refused, "content": error}
     if isinstance(route.body, FileBody) and route.answer is not None:

@@ -51,7 +51,7 @@ from .auth import PRINCIPAL, ApiRoute
 from .errors import ApiError, invalid_field, invalid_parameter
 from .openapi import CheckedBody
 from .params import choice, integer, limit_param
-from .rollout_forward import DRIVER
+from .rollout_forward import DRIVER, FORWARD_TIMEOUT_S
 
 
 class StandaloneExecutor:
@@ -100,6 +100,11 @@ UNDRIVEN = (
     " `rollouts_elsewhere`, the one that does does not answer (`Retry-After` says when to try"
     " again). Otherwise such a replica forwards the request to the one that drives them"
 )
+FORWARD_TIMED_OUT = (
+    f"`rollouts_timeout`: forwarded to the replica that drives the rollouts, which did not"
+    f" answer within {FORWARD_TIMEOUT_S:.0f} s; the request may have been carried out (no"
+    " `Retry-After`: look before sending it again)"
+)
 
 ROUTES = (
     ApiRoute(
@@ -109,6 +114,7 @@ ROUTES = (
         "the rollouts, newest first, with per-wave counts: `?phase=`, `?package=`",
         answer=shapes.RolloutPage,
         unavailable=UNDRIVEN,
+        timeout=FORWARD_TIMED_OUT,
         query=shapes.RolloutParameters,
     ),
     ApiRoute(
@@ -120,6 +126,7 @@ ROUTES = (
         answer=shapes.RolloutView,
         status=201,
         unavailable=UNDRIVEN,
+        timeout=FORWARD_TIMED_OUT,
         body=CheckedBody(
             shapes.NewRollout,
             refused="the rollout cannot be made as asked: `details.reason` (waves_not_increasing,"
@@ -135,6 +142,7 @@ ROUTES = (
         "one rollout: phase, waves with their counts by step, thresholds, package, targeting",
         answer=shapes.RolloutView,
         unavailable=UNDRIVEN,
+        timeout=FORWARD_TIMED_OUT,
     ),
     ApiRoute(
         "GET",
@@ -144,6 +152,7 @@ ROUTES = (
         " `?wave=`; a scoped token sees those in its scope",
         answer=shapes.RolloutDevicePage,
         unavailable=UNDRIVEN,
+        timeout=FORWARD_TIMED_OUT,
         query=shapes.RolloutDeviceParameters,
     ),
     *(
@@ -156,6 +165,7 @@ ROUTES = (
             body=shapes.ResumeBody if action == "resume" else None,
             conflict=REFUSED_ACTION,
             unavailable=UNDRIVEN,
+            timeout=FORWARD_TIMED_OUT,
         )
         for action in ACTIONS
     ),
