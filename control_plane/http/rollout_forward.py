@@ -31,6 +31,18 @@ NOT_PASSED = frozenset(
 """Headers of the driver's answer that belong to its own connection, not to the answer."""
 FORWARD_TIMEOUT_S = 30.0
 
+# The answers of a replica that does not drive, as the OpenAPI document describes them.
+UNDRIVEN = (
+    "on a replica that does not drive the rollouts: `rollouts_undriven`, no replica does now;"
+    " `rollouts_elsewhere`, the one that does does not answer (`Retry-After` says when to try"
+    " again). Otherwise such a replica forwards the request to the one that drives them"
+)
+FORWARD_TIMED_OUT = (
+    f"`rollouts_timeout`: forwarded to the replica that drives the rollouts, which did not"
+    f" answer within {FORWARD_TIMEOUT_S:.0f} s; the request may have been carried out (no"
+    " `Retry-After`: look before sending it again)"
+)
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

@@ -51,7 +51,7 @@ from .auth import PRINCIPAL, ApiRoute
 from .errors import ApiError, invalid_field, invalid_parameter
 from .openapi import CheckedBody
 from .params import choice, integer, limit_param
-from .rollout_forward import DRIVER, FORWARD_TIMEOUT_S
+from .rollout_forward import DRIVER, FORWARD_TIMED_OUT, UNDRIVEN
 
 
 class StandaloneExecutor:
@@ -95,17 +95,6 @@ ACTION_MEANING = {
     " again, a paused one stays paused",
 }
 REFUSED_ACTION = "the rollout's phase refuses the action: the code is the reason"
-UNDRIVEN = (
-    "on a replica that does not drive the rollouts: `rollouts_undriven`, no replica does now;"
-    " `rollouts_elsewhere`, the one that does does not answer (`Retry-After` says when to try"
-    " again). Otherwise such a replica forwards the request to the one that drives them"
-)
-FORWARD_TIMED_OUT = (
-    f"`rollouts_timeout`: forwarded to the replica that drives the rollouts, which did not"
-    f" answer within {FORWARD_TIMEOUT_S:.0f} s; the request may have been carried out (no"
-    " `Retry-After`: look before sending it again)"
-)
-
 ROUTES = (
     ApiRoute(
         "GET",
