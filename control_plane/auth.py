@@ -60,16 +60,19 @@ class Permission(StrEnum):
     REVIEWS_WRITE = "reviews.write"
     WORKORDERS_HANDLE = "workorders.handle"
     WORKORDERS_REVIEW = "workorders.review"
+    DEAD_LETTERS_READ = "dead_letters.read"
+    DEAD_LETTERS_RESUBMIT = "dead_letters.resubmit"
 
 
 ROLE_MEANING: Mapping[Role, str] = {
     Role.ADMIN: "everything in its scope, tokens included",
     Role.OPERATOR: "operations staff: read devices, sites, statistics, content, config, "
-    "rollouts and reviews; change labels, placement, retire; handle work orders as the unit",
+    "rollouts and reviews; change labels, placement, retire; handle work orders as the unit; "
+    "read and resubmit dead letters",
     Role.TECHNICIAN: "field technicians: read devices, content, config and rollouts, provision "
     "devices",
     Role.AUDITOR: "read-only oversight: devices, sites, statistics, content, config, rollouts, "
-    "reviews, tokens and the audit log",
+    "reviews, dead letters, tokens and the audit log",
 }
 
 PERMISSION_MEANING: Mapping[Permission, str] = {
@@ -101,6 +104,10 @@ PERMISSION_MEANING: Mapping[Permission, str] = {
     " case: call back, verify, fix, explain, feed back, appeal",
     Permission.WORKORDERS_REVIEW: "act as the supervising level: review (复核) work orders and"
     " decide appeals",
+    Permission.DEAD_LETTERS_READ: "read the uplink messages the ingest kept raw instead of"
+    " storing (dead letters), payloads included; a token for the whole tree",
+    Permission.DEAD_LETTERS_RESUBMIT: "store dead letters again once what refused them is fixed;"
+    " a token for the whole tree",
 }
 
 ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
@@ -116,6 +123,8 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
             Permission.ROLLOUT_READ,
             Permission.REVIEWS_READ,
             Permission.WORKORDERS_HANDLE,
+            Permission.DEAD_LETTERS_READ,
+            Permission.DEAD_LETTERS_RESUBMIT,
         }
     ),
     Role.TECHNICIAN: frozenset(
@@ -138,6 +147,7 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
             Permission.CONFIG_READ,
             Permission.ROLLOUT_READ,
             Permission.REVIEWS_READ,
+            Permission.DEAD_LETTERS_READ,
         }
     ),
 }

@@ -98,13 +98,9 @@ class Ingest:
         self._reject_log: dict[RejectReason, tuple[float, int]] = {}
         self.usage = UsageCounter(metrics, fleet)
         """Counts stored usage records; its ``departments`` are refreshed by the server."""
-        self._committer = BatchCommitter(
-            metrics,
-            self.usage,
-            clock,
-            calendar if calendar is not None else load_calendar(),
-            store,
-        )
+        self.calendar = calendar if calendar is not None else load_calendar()
+        """The working days of reviews' work orders; resubmitted dead letters use it too."""
+        self._committer = BatchCommitter(metrics, self.usage, clock, self.calendar, store)
         # The labelled counters, looked up once: ``labels()`` costs a lock and a dict per call.
         # (Their series start at 0, as Prometheus prefers, rather than at a channel's first use.)
         self._messages_by_channel = {

@@ -51,15 +51,20 @@ FIGURES = (
     "/api/v1/scores",
     "/api/v1/workorders/summary",
 )
+WHOLE_TREE = ("/api/v1/dead-letters",)
 ROUTES = [
     route.path
     for route in API_ROUTES
-    if route.method == "GET" and "{" not in route.path and route.path not in FIGURES
+    if route.method == "GET"
+    and "{" not in route.path
+    and route.path not in FIGURES
+    and route.path not in WHOLE_TREE
 ]
 """The listings, which each scope must see its subtree through. Routes that name one object,
 and changes, are scope-tested with their objects (tests/test_api_*.py); their roles below.
 Figures are not a paged listing: tests/test_api_stats.py checks each scope's statistics,
-tests/test_api_reviews.py its scores and tests/test_api_workorders.py its work-order summary."""
+tests/test_api_reviews.py its scores and tests/test_api_workorders.py its work-order summary.
+Listings of what belongs to no subtree refuse scoped tokens: tests/test_api_dead_letters.py."""
 SCOPES: list[str | None] = [None, *(code for code, _, _ in NODES)]
 
 

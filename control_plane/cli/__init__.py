@@ -16,6 +16,7 @@ from . import (
     config_cmd,
     content,
     db,
+    dead_letters,
     demo,
     departments,
     devices,
@@ -66,6 +67,7 @@ cli.add_command(catalog.catalog)
 cli.add_command(simulate.simulate)
 cli.add_command(devices.devices)
 cli.add_command(db.db)
+cli.add_command(dead_letters.dead_letters)
 cli.add_command(nodes.nodes)
 cli.add_command(sites.sites)
 cli.add_command(windows.windows)

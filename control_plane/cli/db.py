@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -13,9 +12,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from edge.protocol.errors import RejectReason
-
 from . import options
+from .dead_letter_output import by_device, by_reason, print_letters, report_resubmitted
 from .output import print_rows
 
 if TYPE_CHECKING:  # the commands import tortoise when they run, so `--help` stays fast
@@ -75,21 +73,10 @@ def migrate(database_url: str, target: str | None, as_json: bool) -> None:
     click.echo(_summary(result), err=True)
 
 
-DETAIL_WIDTH = 72
-"""Of the refusal's detail in the table; ``--json`` has all of it, and the payload."""
-
-_by_reason = click.option(
-    "--reason",
-    type=click.Choice([reason.value for reason in RejectReason]),
-    help="Only those refused for this reason (unstorable: the database refused them).",
-)
-_by_device = click.option("--device", "device_id", metavar="DEVICE_ID", help="Only this device's.")
-
-
 @db.command("dead-letters")
 @options.database_url
-@_by_reason
-@_by_device
+@by_reason
+@by_device
 @click.option(
     "--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="At most."
 )
@@ -116,21 +103,14 @@ def dead_letters(
         )
         return [{**row, "received_at": row["received_at"].isoformat()} for row in rows]
 
-    rows = run_with_database(database_url, read)
-    if as_json:
-        print_rows(rows, [], as_json=True)
-        return
-    for row in rows:
-        row["detail"] = _one_line(str(row["detail"]))
-    columns = ["id", "received_at", "device_id", "seq", "reason", "detail"]
-    print_rows(rows, columns, as_json=False)
+    print_letters(run_with_database(database_url, read), as_json=as_json)
 
 
 @db.command("resubmit")
 @options.database_url
 @click.argument("ids", nargs=-1, type=click.IntRange(min=1), metavar="[ID]...")
-@_by_reason
-@_by_device
+@by_reason
+@by_device
 @click.option(
     "--limit",
     type=click.IntRange(1, 100_000),
@@ -183,35 +163,9 @@ def resubmit(  # noqa: PLR0913 - one parameter per option
 
     done, missing = run_with_database(database_url, work)
     rows = [{**asdict(one), "outcome": one.outcome.value} for one in done]
-    if as_json:
-        click.echo(json.dumps({"dry_run": dry_run, "resubmitted": rows, "not_found": missing}))
-    else:
-        for row in rows:
-            row["detail"] = _one_line(row["detail"])
-        columns = ["id", "device_id", "seq", "reason", "outcome", "stored", "detail"]
-        print_rows(rows, columns, as_json=False)
-        click.echo(_resubmit_summary(done, missing, dry_run=dry_run), err=True)
-    if missing or any(one.outcome.kept for one in done):
-        sys.exit(1)
-
-
-def _resubmit_summary(done: list[Resubmitted], missing: list[int], *, dry_run: bool) -> str:
-    from control_plane.dead_letters import Outcome
-
-    counts = Counter(one.outcome for one in done)
-    records = sum(one.stored for one in done)
-    parts = [f"{counts[o]} {o.value.replace('_', ' ')}" for o in Outcome if counts[o]]
-    summary = ", ".join(parts) or "no dead letters"
-    summary += f"; {records} records stored"
-    if missing:
-        summary += f"; not found: {', '.join(map(str, missing))}"
-    return f"dry run, nothing changed: {summary}" if dry_run else summary
-
-
-def _one_line(detail: str) -> str:
-    """A refusal's detail as one cell of a table: on one line, cut at ``DETAIL_WIDTH``."""
-    detail = " ".join(detail.split())
-    return detail if len(detail) <= DETAIL_WIDTH else detail[: DETAIL_WIDTH - 1] + "…"
+    report_resubmitted(
+        {"dry_run": dry_run, "resubmitted": rows, "not_found": missing}, as_json=as_json
+    )
 
 
 def run_with_database(url: str, work: Callable[[], Awaitable[T]]) -> T:

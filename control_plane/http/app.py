@@ -21,6 +21,7 @@ from . import (
     cases,
     catalogs,
     content,
+    dead_letters,
     devices,
     nodes,
     openapi,
@@ -65,6 +66,7 @@ API_ROUTES = (
     *cases.ROUTES,
     *workorders.ROUTES,
     *reviews.ROUTES,
+    *dead_letters.ROUTES,
 )
 """Every route of the REST API with the permission it needs; docs/api-auth.md lists them."""
 
@@ -116,6 +118,7 @@ def make_app(  # noqa: PLR0913 - the parts it serves, then keyword-only test sea
         **cases.handlers(clock),
         **workorders.handlers(clock),
         **reviews.handlers(clock, score_rule),
+        **dead_letters.handlers(ingest.calendar),
     }
     rollouts.install(app, fleet, metrics.registry)
     for route in API_ROUTES:
