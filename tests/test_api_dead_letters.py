@@ -183,6 +183,8 @@ async def test_a_listing_parameter_out_of_range_is_a_400_naming_it(
         ({"ids": [2**63]}, "ids"),
         ({"ids": list(range(1, 502))}, "ids"),
         ({"reason": "bogus"}, "reason"),
+        ({"reason": []}, "reason"),
+        ({"reason": {"schema": 1}}, "reason"),
         ({"device_id": "no such id"}, "device_id"),
         ({"device_id": 7}, "device_id"),
         ({"limit": 0}, "limit"),

@@ -189,7 +189,7 @@ def resubmit_request(body: Body) -> tuple[Selection, bool]:
         msg = f"must be a list of up to {MAX_LIMIT} dead letters' ids"
         raise invalid_field(msg, field="ids")
     reason = body.get("reason")
-    if reason is not None and reason not in REASONS:
+    if reason is not None and not (isinstance(reason, str) and reason in REASONS):
         msg = f"must be one of {sorted(REASONS)}, or null"
         raise invalid_field(msg, field="reason", allowed=sorted(REASONS))
     device_id = body.get("device_id")
