@@ -79,6 +79,7 @@ class Selection:
     reason: str | None = None
     device_id: str | None = None
     limit: int = 1000
+    """Without ``ids``: at most this many. Ids given are each looked at, or named not found."""
 
 
 def reread(topic: str, payload: str, received_at: datetime) -> SortedRecords:
@@ -100,9 +101,11 @@ def reread(topic: str, payload: str, received_at: datetime) -> SortedRecords:
 
 
 async def select(selection: Selection) -> list[RejectedMessage]:
-    found = RejectedMessage.all().order_by("id").limit(selection.limit)
+    found = RejectedMessage.all().order_by("id")
     if selection.ids:
         found = found.filter(id__in=list(selection.ids))
+    else:
+        found = found.limit(selection.limit)
     if selection.reason is not None:
         found = found.filter(reason=selection.reason)
     if selection.device_id is not None:

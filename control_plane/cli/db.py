@@ -116,7 +116,7 @@ def dead_letters(
     type=click.IntRange(1, 100_000),
     default=1000,
     show_default=True,
-    help="At most this many, oldest first.",
+    help="Without IDs: at most this many, oldest first.",
 )
 @options.calendar_files
 @click.option(

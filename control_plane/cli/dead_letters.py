@@ -80,7 +80,7 @@ def ls(  # noqa: PLR0913 - one parameter per option
     type=click.IntRange(1, MAX_RESUBMIT),
     default=100,
     show_default=True,
-    help="At most this many, oldest first.",
+    help="Without IDs: at most this many, oldest first.",
 )
 @click.option(
     "--dry-run",

@@ -40,6 +40,8 @@ MAX_ID = 2**63 - 1
 REASONS = frozenset(reason.value for reason in RejectReason)
 RESUBMIT_FIELDS = frozenset({"ids", "reason", "device_id", "limit", "dry_run"})
 WHAT = "dead letters"
+RESUBMIT_LIMIT = 100
+"""Dead letters resubmitted by one request that names no ids, unless it says otherwise."""
 
 LetterId = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID, description="a dead letter's id")]
 Reason = Annotated[
@@ -82,7 +84,10 @@ class ResubmitRequest(Parameters):
     )
     reason: Reason | None = None
     device_id: DeviceId | None = None
-    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_LIMIT, description="at most [100]")] = 100
+    limit: Annotated[
+        int,
+        msgspec.Meta(ge=1, le=MAX_LIMIT, description=f"without ids: at most [{RESUBMIT_LIMIT}]"),
+    ] = RESUBMIT_LIMIT
     dry_run: Annotated[
         bool, msgspec.Meta(description="each in a transaction rolled back: nothing changes")
     ] = False
@@ -198,7 +203,7 @@ def resubmit_request(body: Body) -> tuple[Selection, bool]:
     ):
         msg = "must be a device id, or null"
         raise invalid_field(msg, field="device_id")
-    limit = body.get("limit", 100)
+    limit = body.get("limit", RESUBMIT_LIMIT)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         msg = f"must be a whole number from 1 to {MAX_LIMIT}"
         raise invalid_field(msg, field="limit")
