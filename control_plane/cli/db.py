@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 
 from . import options
-from .dead_letter_output import by_device, by_reason, print_letters, report_resubmitted
+from .dead_letter_output import (
+    by_device,
+    by_reason,
+    dry_run_option,
+    print_letters,
+    report_resubmitted,
+)
 from .output import print_rows
 
 if TYPE_CHECKING:  # the commands import tortoise when they run, so `--help` stays fast
@@ -119,11 +125,7 @@ def dead_letters(
     help="Without IDs: at most this many, oldest first.",
 )
 @options.calendar_files
-@click.option(
-    "--dry-run",
-    is_flag=True,
-    help="Resubmit each in a transaction that is rolled back: what would happen, nothing changed.",
-)
+@dry_run_option
 @options.json_output
 def resubmit(  # noqa: PLR0913 - one parameter per option
     database_url: str,

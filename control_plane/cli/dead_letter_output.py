@@ -25,6 +25,11 @@ by_reason = click.option(
     type=click.Choice([reason.value for reason in RejectReason]),
     help="Only those refused for this reason (unstorable: the database refused them).",
 )
+dry_run_option = click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Resubmit each in a transaction that is rolled back: what would happen, nothing changed.",
+)
 by_device = click.option("--device", "device_id", metavar="DEVICE_ID", help="Only this device's.")
 LIST_COLUMNS = ["id", "received_at", "device_id", "seq", "reason", "detail"]
 RESUBMIT_COLUMNS = ["id", "device_id", "seq", "reason", "outcome", "stored", "detail"]

@@ -12,7 +12,13 @@ import click
 
 from . import options
 from .api_calls import PAGE, ApiSession, run
-from .dead_letter_output import by_device, by_reason, print_letters, report_resubmitted
+from .dead_letter_output import (
+    by_device,
+    by_reason,
+    dry_run_option,
+    print_letters,
+    report_resubmitted,
+)
 
 DEAD_LETTERS = "/api/v1/dead-letters"
 RESUBMIT = "/api/v1/dead-letters/resubmit"
@@ -82,11 +88,7 @@ def ls(  # noqa: PLR0913 - one parameter per option
     show_default=True,
     help="Without IDs: at most this many, oldest first.",
 )
-@click.option(
-    "--dry-run",
-    is_flag=True,
-    help="Resubmit each in a transaction that is rolled back: what would happen, nothing changed.",
-)
+@dry_run_option
 @options.server_url
 @options.api_token
 @options.json_output
