@@ -154,10 +154,14 @@ READ = {
     Permission.CONFIG_READ,
     Permission.ROLLOUT_READ,
     Permission.REVIEWS_READ,
+    Permission.DEAD_LETTERS_READ,
 }
 EXPECTED = {
     Role.ADMIN: set(Permission),
-    Role.OPERATOR: READ | {Permission.DEVICES_WRITE, Permission.WORKORDERS_HANDLE},
+    # Operators answer the alert on unstorable records: they may store them again, as the
+    # contract and the ingest's transaction allow (docs/dead-letters.md).
+    Role.OPERATOR: READ
+    | {Permission.DEVICES_WRITE, Permission.WORKORDERS_HANDLE, Permission.DEAD_LETTERS_RESUBMIT},
     Role.TECHNICIAN: {
         Permission.DEVICES_READ,
         Permission.DEVICES_PROVISION,
