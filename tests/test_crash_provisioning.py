@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -46,6 +46,7 @@ from provisioning.reconcile import Report
 from provisioning.settings import ProvisioningSettings
 from tests.support.postgres import PostgresServer
 from tests.support.provisioning_stand import INVENTORY, SITE
+from tests.support.tasks import running_task
 from tests.support.tokens import TEST_ACTOR
 from tests.test_broker_security import SecuredBroker, secured_broker_at
 
@@ -116,18 +117,6 @@ class _Listening(logging.Handler):
 
 
 @contextlib.asynccontextmanager
-async def running(work: Coroutine[None, None, None]) -> AsyncIterator[asyncio.Task[None]]:
-    """``work`` as a task until the block ends; one that ended on its own raises here."""
-    task = asyncio.create_task(work)
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-@contextlib.asynccontextmanager
 async def serving(service: ClaimService) -> AsyncIterator[asyncio.Task[None]]:
     """The service's ``run`` as the server runs it, once it has subscribed (it logs that)."""
     listening = asyncio.Event()
@@ -137,7 +126,7 @@ async def serving(service: ClaimService) -> AsyncIterator[asyncio.Task[None]]:
     logger.setLevel(logging.INFO)
     logger.addHandler(handler)
     try:
-        async with running(service.run()) as task:
+        async with running_task(service.run()) as task:
             async with asyncio.timeout(WAIT_S):
                 await listening.wait()
             yield task
@@ -288,7 +277,7 @@ async def _reconcile_terminated(url: str, broker: SecuredBroker) -> tuple[float 
         provisioning = _Watched(settings_for(broker), metrics)
         async with (
             table_locked(url, "device") as end_waiting,
-            running(provisioning.keep_reconciled(3600.0)) as task,
+            running_task(provisioning.keep_reconciled(3600.0)) as task,
         ):
             assert await end_waiting() == 1  # the reconcile's read of the devices
             await first_of(provisioning.reconciled, task)

@@ -16,6 +16,7 @@ import pytest
 from control_plane.rollout_driver import RecentReports, RolloutDriver
 from control_plane.rollout_executor import RolloutExecutor
 from edge.protocol import PackageReport
+from tests.support.tasks import running_task
 
 FAST_S = 0.01
 
@@ -65,13 +66,8 @@ class Executor:
 @contextlib.asynccontextmanager
 async def running(driver: RolloutDriver) -> AsyncIterator[asyncio.Task[None]]:
     await driver.start()
-    task = asyncio.create_task(driver.run())
-    try:
+    async with running_task(driver.run()) as task:
         yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def until(check: object, timeout_s: float = 2.0) -> None:
