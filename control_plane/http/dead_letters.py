@@ -76,7 +76,7 @@ class DeadLetterPage(Schema):
     next_cursor: Cursor
 
 
-class ResubmitRequest(Parameters):
+class ResubmitRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Which dead letters, oldest first: these ids, or every one (of a reason, of a device)."""
 
     ids: Annotated[list[LetterId], msgspec.Meta(max_length=MAX_LIMIT)] = msgspec.field(
