@@ -100,6 +100,23 @@ def reread(topic: str, payload: str, received_at: datetime) -> SortedRecords:
     return records
 
 
+async def newest(
+    *, reason: str | None, device_id: str | None, limit: int, before_id: int | None = None
+) -> list[dict[str, object]]:
+    """Dead letters newest first (below ``before_id``), each as the listings show it."""
+    found = RejectedMessage.all().order_by("-id").limit(limit)
+    if reason is not None:
+        found = found.filter(reason=reason)
+    if device_id is not None:
+        found = found.filter(device_id=device_id)
+    if before_id is not None:
+        found = found.filter(id__lt=before_id)
+    rows = await found.values(
+        "id", "received_at", "topic", "device_id", "seq", "reason", "detail", "payload"
+    )
+    return [{**row, "received_at": row["received_at"].isoformat()} for row in rows]
+
+
 async def select(selection: Selection) -> list[RejectedMessage]:
     found = RejectedMessage.all().order_by("id")
     if selection.ids:

@@ -146,7 +146,7 @@ async def desired_state(settings: ProvisioningSettings) -> Desired:
             continue
         if reenroll_until is not None and reenroll_until > now:
             continue
-        if device_id.startswith(dynsec.SERVICE_PREFIX):
+        if dynsec.is_reserved(device_id):
             # Only a database from before imports refused such ids can hold one with a login:
             # it gets none (it could pass for a service's), and the rest are reconciled.
             log.error("device %s gets no broker login: its id is reserved for services", device_id)

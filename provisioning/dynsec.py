@@ -122,9 +122,14 @@ def device_client(device_id: str, password: str) -> Client:
     )
 
 
+def is_reserved(device_id: str) -> bool:
+    """Whether the id could pass for one of termfleet's own broker logins."""
+    return device_id.startswith(SERVICE_PREFIX)
+
+
 def check_device_id(device_id: str) -> None:
     """A device id must not pass for one of termfleet's own broker logins."""
-    if device_id.startswith(SERVICE_PREFIX):
+    if is_reserved(device_id):
         msg = f"device id {device_id!r} starts with {SERVICE_PREFIX!r}, reserved for services"
         raise ValueError(msg)
 

@@ -96,18 +96,10 @@ def dead_letters(
     by the wire contract, or by the database itself (reason unstorable, an alert of its own).
     Its device was told to stop sending it; the payload is kept as it came, in --json.
     """
-    from control_plane.db.models import RejectedMessage
+    from control_plane.dead_letters import newest
 
     async def read() -> list[dict[str, object]]:
-        found = RejectedMessage.all().order_by("-id").limit(limit)
-        if reason is not None:
-            found = found.filter(reason=reason)
-        if device_id is not None:
-            found = found.filter(device_id=device_id)
-        rows = await found.values(
-            "id", "received_at", "device_id", "seq", "reason", "topic", "detail", "payload"
-        )
-        return [{**row, "received_at": row["received_at"].isoformat()} for row in rows]
+        return await newest(reason=reason, device_id=device_id, limit=limit)
 
     print_letters(run_with_database(database_url, read), as_json=as_json)
 

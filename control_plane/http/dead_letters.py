@@ -19,8 +19,7 @@ from aiohttp import web
 
 from control_plane.admin_bodies import Body
 from control_plane.auth import Permission
-from control_plane.db.models import RejectedMessage
-from control_plane.dead_letters import Outcome, Selection, resubmit, select
+from control_plane.dead_letters import Outcome, Selection, newest, resubmit, select
 from control_plane.inventory import DEVICE_ID
 from control_plane.reviews.working_days import WorkingCalendar
 from control_plane.scope_lookup import require_whole_tree
@@ -147,19 +146,14 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     if before is not None and not 1 <= before <= MAX_ID:
         msg = "cursor must be a dead letter's id (the next_cursor of the previous page)"
         raise invalid_parameter(msg, parameter="cursor")
-    found = RejectedMessage.all().order_by("-id").limit(limit + 1)
-    if (reason := choice(request, "reason", REASONS)) is not None:
-        found = found.filter(reason=reason)
-    if (device_id := request.query.get("device_id")) is not None:
-        if not DEVICE_ID.fullmatch(device_id):
-            msg = f"{device_id!r} is not a device id"
-            raise invalid_parameter(msg, parameter="device_id")
-        found = found.filter(device_id=device_id)
-    if before is not None:
-        found = found.filter(id__lt=before)
-    rows = await found
-    page = [_view(row) for row in rows[:limit]]
-    next_cursor = str(rows[limit - 1].id) if len(rows) > limit else None
+    reason = choice(request, "reason", REASONS)
+    device_id = request.query.get("device_id")
+    if device_id is not None and not DEVICE_ID.fullmatch(device_id):
+        msg = f"{device_id!r} is not a device id"
+        raise invalid_parameter(msg, parameter="device_id")
+    rows = await newest(reason=reason, device_id=device_id, limit=limit + 1, before_id=before)
+    page = rows[:limit]
+    next_cursor = str(page[-1]["id"]) if len(rows) > limit else None
     return web.json_response({"items": page, "next_cursor": next_cursor})
 
 
@@ -224,16 +218,3 @@ def handlers(calendar: WorkingCalendar) -> dict[str, Handler]:
 
 def _is_id(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID
-
-
-def _view(row: RejectedMessage) -> dict[str, object]:
-    return {
-        "id": row.id,
-        "received_at": row.received_at.isoformat(),
-        "topic": row.topic,
-        "device_id": row.device_id,
-        "seq": row.seq,
-        "reason": row.reason,
-        "detail": row.detail,
-        "payload": row.payload,
-    }
