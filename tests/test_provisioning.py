@@ -52,6 +52,7 @@ from tests.support.provisioning_stand import (
     ProvisioningStand,
     agent_password,
 )
+from tests.support.sqlite_busy import tried_while_busy
 from tests.support.tokens import issue_token
 
 pytestmark = pytest.mark.slow
@@ -62,25 +63,11 @@ CLAIM_ANSWER_S = 10.0
 ``agent enroll`` gives it."""
 KICK_S = 5.0
 """How long a session may take to be kicked once its terminal is retired."""
-DATABASE_BUSY = "the database could not do it now"
-"""A ``provision`` command's refusal when its SQLite transaction met one of the server's writes
-to the same file: nothing was changed, and the message says to try again."""
-DATABASE_BUSY_S = 10.0
 
 
 def cli(stand: ProvisioningStand, *args: str) -> Result:
-    """``stand.termfleet``, tried again as its refusal asks while the server's writes get in.
-
-    The server stores what the running terminals report in the SQLite file the command uses,
-    and SQLite refuses at once (not after its busy timeout) a transaction that read and then
-    writes after another connection wrote in between: on a loaded machine the gap is wide.
-    """
-    deadline = time.monotonic() + DATABASE_BUSY_S
-    while True:
-        done = stand.termfleet(*args)
-        if DATABASE_BUSY not in done.output or time.monotonic() > deadline:
-            return done
-        time.sleep(0.2)
+    """``stand.termfleet``, tried again while SQLite refuses it beside the server's writes."""
+    return tried_while_busy(lambda: stand.termfleet(*args), lambda done: done.output)
 
 
 def claim_link(stand: ProvisioningStand, *extra: str) -> str:

@@ -25,6 +25,7 @@ from typing import Self
 
 from control_plane.demo import DATABASE_FILE
 from control_plane.services.processes import free_port
+from tests.support.sqlite_busy import tried_while_busy
 
 STARTED_MARK = "Press Ctrl-C"
 OPEN_SITE = "440117000"
@@ -107,14 +108,16 @@ class DemoStand:
         self._process = None
 
     def termfleet(self, *args: str, env: dict[str, str] | None = None) -> str:
-        """A `termfleet` command; its stdout. Fails the test with its stderr."""
-        done = subprocess.run(
-            [sys.executable, "-m", "control_plane.cli", *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=60,
-            env=env,
+        """A `termfleet` command; its stdout. Fails the test with its stderr.
+
+        Tried again while SQLite refuses it beside the demo server's writes (``sqlite_busy``).
+        """
+        argv = [sys.executable, "-m", "control_plane.cli", *args]
+        done = tried_while_busy(
+            lambda: subprocess.run(
+                argv, capture_output=True, text=True, check=False, timeout=60, env=env
+            ),
+            lambda done: done.stderr,
         )
         if done.returncode != 0:
             raise AssertionError(f"termfleet {' '.join(args)} failed: {done.stderr}")
